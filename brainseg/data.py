@@ -1,0 +1,212 @@
+"""Reading the LGG MRI Segmentation dataset in its original Kaggle layout.
+
+    <root>/<case>/<case>_<n>.tif        256x256x3 uint8 slice (pre-contrast, FLAIR, post-contrast)
+    <root>/<case>/<case>_<n>_mask.tif   256x256 uint8 mask, 0 or 255
+    <root>/data.csv                     per-patient genomic and clinical fields (optional)
+
+``<case>`` is ``TCGA_<institution>_<patient>_<date>``; the patient id used by ``data.csv`` and by the
+split file is its first three parts, e.g. ``TCGA_CS_4942``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from brainseg.errors import DataError
+
+SLICE_SHAPE = (256, 256, 3)
+MASK_SHAPE = (256, 256)
+IMAGE_SUFFIXES = (".tif", ".tiff")
+_SLICE_NAME = re.compile(r"^(?P<case>TCGA_(?P<inst>[A-Z0-9]+)_[A-Z0-9]+_\d+)_(?P<n>\d+)$")
+
+MANIFEST_COLUMNS = [
+    "patient_id",
+    "case",
+    "institution",
+    "slice",
+    "image_path",
+    "mask_path",
+    "has_tumor",
+    "tumor_pixels",
+]
+
+
+def patient_id_of(case: str) -> str:
+    """``TCGA_CS_4942_19970222`` -> ``TCGA_CS_4942``."""
+    return "_".join(case.split("_")[:3])
+
+
+def institution_of(patient_id: str) -> str:
+    """``TCGA_CS_4942`` -> ``CS`` (the submitting TCGA site)."""
+    parts = patient_id.split("_")
+    return parts[1] if len(parts) > 1 else "?"
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a dataset slice as (256, 256, 3) uint8, or raise DataError naming the file."""
+    array = _read_array(path)
+    if array.dtype != np.uint8 or array.shape != SLICE_SHAPE:
+        raise DataError(f"{path}: expected a 256x256 RGB uint8 slice, got shape {array.shape} dtype {array.dtype}")
+    return array
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a dataset mask as (256, 256) bool, or raise DataError naming the file."""
+    array = _read_array(path)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        array = array[..., 0]  # some tools save masks as RGB; the channels are equal
+    if array.dtype != np.uint8 or array.shape != MASK_SHAPE:
+        raise DataError(f"{path}: expected a 256x256 uint8 mask, got shape {array.shape} dtype {array.dtype}")
+    return array > 127
+
+
+def _read_array(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image)
+    except UnidentifiedImageError as err:
+        raise DataError(f"{path}: not a readable image file") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: unreadable or truncated image ({err})") from err
+
+
+def _check_header(path: Path, expected_size: tuple[int, int], modes: Iterable[str]) -> None:
+    """Cheap check (header only) so a scan of thousands of slices stays fast."""
+    try:
+        with Image.open(path) as image:
+            size, mode = image.size, image.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: not a readable image file ({err})") from err
+    if size != expected_size or mode not in modes:
+        raise DataError(f"{path}: expected a {expected_size[0]}x{expected_size[1]} {'/'.join(modes)} image, "
+                        f"got {size[0]}x{size[1]} {mode}")
+
+
+def scan_dataset(root: str | Path, progress: bool = False) -> pd.DataFrame:
+    """Scan a Kaggle-layout folder into a slice manifest (one row per slice, numeric slice order).
+
+    Reads every mask (for the tumor pixel count) and every image header. Raises DataError for a
+    missing folder, a slice without its mask (or the reverse), or an unreadable or wrong-shaped file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    case_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _SLICE_NAME.match(p.name + "_0"))
+    if not case_dirs:
+        raise DataError(f"{root}: no patient folders (expected TCGA_<site>_<id>_<date>/ as in the Kaggle kaggle_3m)")
+    rows = []
+    iterator: Iterable[Path] = case_dirs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(case_dirs, desc="scanning patients", unit="patient")
+    for case_dir in iterator:
+        rows.extend(_scan_case(case_dir))
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return manifest.sort_values(["patient_id", "slice"], kind="stable").reset_index(drop=True)
+
+
+def _scan_case(case_dir: Path) -> list[dict]:
+    images: dict[int, Path] = {}
+    masks: dict[int, Path] = {}
+    for path in case_dir.iterdir():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        stem = path.stem
+        is_mask = stem.endswith("_mask")
+        match = _SLICE_NAME.match(stem[: -len("_mask")] if is_mask else stem)
+        if match is None or match["case"] != case_dir.name:
+            raise DataError(f"{path}: file name does not follow {case_dir.name}_<n>.tif / _<n>_mask.tif")
+        (masks if is_mask else images)[int(match["n"])] = path
+    if not images:
+        raise DataError(f"{case_dir}: patient folder holds no slices")
+    for n in sorted(set(images) - set(masks)):
+        raise DataError(f"{images[n]}: slice has no mask (expected {images[n].stem}_mask{images[n].suffix})")
+    for n in sorted(set(masks) - set(images)):
+        raise DataError(f"{masks[n]}: mask has no slice")
+    patient = patient_id_of(case_dir.name)
+    rows = []
+    for n in sorted(images):
+        _check_header(images[n], SLICE_SHAPE[1::-1], ("RGB",))
+        tumor_pixels = int(read_mask(masks[n]).sum())
+        rows.append(
+            {
+                "patient_id": patient,
+                "case": case_dir.name,
+                "institution": institution_of(patient),
+                "slice": n,
+                "image_path": str(images[n]),
+                "mask_path": str(masks[n]),
+                "has_tumor": tumor_pixels > 0,
+                "tumor_pixels": tumor_pixels,
+            }
+        )
+    return rows
+
+
+def read_clinical_table(path: str | Path) -> pd.DataFrame:
+    """Read ``data.csv`` (one row per patient, column ``Patient``), raising DataError if malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV table ({err})") from err
+    if "Patient" not in table.columns:
+        raise DataError(f"{path}: no 'Patient' column (columns: {', '.join(map(str, table.columns[:6]))})")
+    if table["Patient"].duplicated().any():
+        dupes = ", ".join(table.loc[table["Patient"].duplicated(), "Patient"].astype(str)[:3])
+        raise DataError(f"{path}: patient listed twice ({dupes})")
+    return table.rename(columns={"Patient": "patient_id"})
+
+
+def patient_table(manifest: pd.DataFrame, clinical_csv: str | Path | None = None) -> pd.DataFrame:
+    """One row per patient: slice and tumor counts, joined with data.csv's fields when given."""
+    grouped = manifest.groupby("patient_id", sort=True)
+    table = pd.DataFrame(
+        {
+            "case": grouped["case"].first(),
+            "institution": grouped["institution"].first(),
+            "n_slices": grouped.size(),
+            "n_tumor_slices": grouped["has_tumor"].sum().astype(int),
+            "tumor_pixels": grouped["tumor_pixels"].sum().astype(int),
+        }
+    ).reset_index()
+    if clinical_csv is not None:
+        table = table.merge(read_clinical_table(clinical_csv), on="patient_id", how="left")
+    return table
+
+
+def load_dataset(root: str | Path, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Manifest and patient table for a folder; data.csv is joined when present (optional)."""
+    manifest = scan_dataset(root, progress=progress)
+    csv = Path(root) / "data.csv"
+    return manifest, patient_table(manifest, csv if csv.exists() else None)
+
+
+def load_slices(manifest: pd.DataFrame, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the manifest's slices and masks: (N, 256, 256, 3) uint8 and (N, 256, 256) bool."""
+    paths: Iterable = manifest[["image_path", "mask_path"]].itertuples(index=False)
+    if progress:
+        from tqdm import tqdm
+
+        paths = tqdm(list(paths), desc="reading slices", unit="slice")
+    images = np.empty((len(manifest), *SLICE_SHAPE), np.uint8)
+    masks = np.empty((len(manifest), *MASK_SHAPE), bool)
+    for i, (image_path, mask_path) in enumerate(paths):
+        images[i] = read_image(image_path)
+        masks[i] = read_mask(mask_path)
+    return images, masks

@@ -1,0 +1,154 @@
+"""Evaluation metrics on numpy arrays.
+
+Overlap conventions (written down because they change the numbers):
+- Dice = 2|P∩T| / (|P| + |T|), IoU = |P∩T| / |P∪T|.
+- **Empty prediction on empty truth counts as a perfect 1.0** (nothing to find, nothing drawn);
+  a non-empty prediction on empty truth, or an empty prediction on a tumor, scores 0.0.
+- *Per slice*: one value per 2-D slice. *Per volume* (Buda et al. 2019): all slices of a patient are
+  pooled into one 3-D mask first, so large tumors weigh by their voxels and empty slices only count
+  through their false positives.
+- HD95: 95th percentile of the symmetric surface distances, in pixels of the 256x256 slice; it is
+  undefined (NaN) when either mask is empty, and such slices are left out of its summaries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from sklearn import metrics as skm
+
+
+def _overlap(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    inter = int(np.logical_and(pred, truth).sum())
+    return inter, int(pred.sum()), int(truth.sum())
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two binary masks of any shape (1.0 when both are empty)."""
+    inter, n_pred, n_truth = _overlap(pred, truth)
+    return 1.0 if n_pred + n_truth == 0 else 2.0 * inter / (n_pred + n_truth)
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two binary masks (1.0 when both are empty)."""
+    inter, n_pred, n_truth = _overlap(pred, truth)
+    union = n_pred + n_truth - inter
+    return 1.0 if union == 0 else inter / union
+
+
+def dice_per_slice(preds: np.ndarray, truths: np.ndarray) -> np.ndarray:
+    """(N, H, W) masks -> (N,) Dice values."""
+    return np.array([dice(p, t) for p, t in zip(preds, truths, strict=True)])
+
+
+def iou_per_slice(preds: np.ndarray, truths: np.ndarray) -> np.ndarray:
+    return np.array([iou(p, t) for p, t in zip(preds, truths, strict=True)])
+
+
+def per_volume(metric, preds: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """``metric`` on each group's stacked slices (a group = a patient), keyed by group id."""
+    groups = np.asarray(groups)
+    return {str(g): metric(preds[groups == g], truths[groups == g]) for g in dict.fromkeys(groups)}
+
+
+def hd95(pred: np.ndarray, truth: np.ndarray) -> float:
+    """95th-percentile symmetric Hausdorff distance between two 2-D masks, in pixels (NaN if one is empty)."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if not pred.any() or not truth.any():
+        return float("nan")
+    pred_edge = pred & ~ndimage.binary_erosion(pred)
+    truth_edge = truth & ~ndimage.binary_erosion(truth)
+    to_truth = ndimage.distance_transform_edt(~truth_edge)[pred_edge]
+    to_pred = ndimage.distance_transform_edt(~pred_edge)[truth_edge]
+    return float(np.percentile(np.concatenate([to_truth, to_pred]), 95))
+
+
+def summarize(values) -> dict[str, float]:
+    """Mean, median, std, min, max and count of the finite values."""
+    arr = np.asarray(list(values.values()) if isinstance(values, dict) else values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return {"mean": float("nan"), "median": float("nan"), "std": float("nan"),
+                "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"mean": float(arr.mean()), "median": float(np.median(arr)), "std": float(arr.std()),
+            "min": float(arr.min()), "max": float(arr.max()), "n": int(arr.size)}
+
+
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
+    """tp, fp, tn, fn of binary labels against binary decisions."""
+    labels, predicted = np.asarray(labels, bool), np.asarray(predicted, bool)
+    return {
+        "tp": int(np.sum(labels & predicted)),
+        "fp": int(np.sum(~labels & predicted)),
+        "tn": int(np.sum(~labels & ~predicted)),
+        "fn": int(np.sum(labels & ~predicted)),
+    }
+
+
+def _ratio(num: int, den: int) -> float:
+    return float(num / den) if den else float("nan")
+
+
+def classification_at(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float | int]:
+    """Sensitivity (recall), specificity, precision, F1, accuracy and the confusion counts.
+
+    A ratio with an empty denominator (e.g. precision with no positive call) is NaN, not 0.
+    """
+    c = confusion_counts(labels, predicted)
+    sensitivity = _ratio(c["tp"], c["tp"] + c["fn"])
+    precision = _ratio(c["tp"], c["tp"] + c["fp"])
+    f1 = _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"])
+    return {
+        "sensitivity": sensitivity,
+        "specificity": _ratio(c["tn"], c["tn"] + c["fp"]),
+        "precision": precision,
+        "f1": f1,
+        "accuracy": _ratio(c["tp"] + c["tn"], sum(c.values())),
+        **c,
+    }
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (NaN when only one class is present)."""
+    labels = np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    return float(skm.roc_auc_score(labels, scores))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate, thresholds."""
+    return skm.roc_curve(np.asarray(labels, bool), scores)
+
+
+def precision_recall_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, thresholds."""
+    return skm.precision_recall_curve(np.asarray(labels, bool), scores)
+
+
+def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
+    """Highest threshold t such that calling ``scores >= t`` positive reaches ``target`` sensitivity."""
+    positives = np.sort(np.asarray(scores, float)[np.asarray(labels, bool)])
+    if positives.size == 0:
+        raise ValueError("no positive examples: sensitivity is undefined")
+    # At threshold positives[k] the k lowest-scoring positives are missed.
+    allowed_misses = int(np.floor((1.0 - target) * positives.size + 1e-9))
+    return float(positives[allowed_misses])
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: sum over equal-width probability bins of |bin accuracy - bin confidence| weighted by bin share."""
+    labels = np.asarray(labels, float)
+    probabilities = np.asarray(probabilities, float)
+    if labels.size == 0:
+        return float("nan")
+    bins = np.minimum((probabilities * n_bins).astype(int), n_bins - 1)
+    error = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            error += in_bin.mean() * abs(labels[in_bin].mean() - probabilities[in_bin].mean())
+    return float(error)

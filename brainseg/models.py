@@ -1,0 +1,90 @@
+"""Network builders: the seed's ResNet-style slice classifier and its ResUNet segmenter.
+
+Both builders take ``input_size`` and ``width`` (a multiplier on every filter and dense-unit
+count) so cheaper variants can be trained on a CPU. ``input_size=256, width=1.0`` gives the
+seed's exact architectures (8,880,897 and 1,210,513 parameters).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+SEED_CLASSIFIER_PARAMS = 8_880_897
+SEED_SEGMENTER_PARAMS = 1_210_513
+
+
+def _scaled(n: int, width: float) -> int:
+    return max(1, int(round(n * width)))
+
+
+def residual_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    """Seed resblock: Conv1x1-BN-ReLU-Conv3x3-BN on the main path, Conv1x1-BN shortcut, Add, ReLU.
+
+    (The seed's text wrote ``Add()(X, X_shortcut)``; ``Add`` takes a list.)
+    """
+    shortcut = layers.Conv2D(filters, 1, kernel_initializer="he_normal", name=f"{name}_short_conv")(x)
+    shortcut = layers.BatchNormalization(name=f"{name}_short_bn")(shortcut)
+    y = layers.Conv2D(filters, 1, kernel_initializer="he_normal", name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal", name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def _conv_bn_pool_relu(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    x = layers.Conv2D(filters, 3, padding="valid", kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def build_classifier(input_size: int = 256, width: float = 1.0, dropout: float = 0.2) -> keras.Model:
+    """Slice classifier: P(tumor) for a (input_size, input_size, 3) slice."""
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = _conv_bn_pool_relu(inputs, _scaled(32, width), "stem1")
+    x = _conv_bn_pool_relu(x, _scaled(64, width), "stem2")
+    for i, filters in enumerate((64, 128, 256), start=1):
+        x = residual_block(x, _scaled(filters, width), f"res{i}")
+    x = _conv_bn_pool_relu(x, _scaled(256, width), "head")
+    x = layers.AveragePooling2D(2, name="avg_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i in (1, 2):
+        x = layers.Dense(_scaled(128, width), kernel_initializer="he_normal", activation="relu", name=f"fc{i}")(x)
+        x = layers.BatchNormalization(name=f"fc{i}_bn")(x)
+        x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+    x = layers.Dense(_scaled(64, width), kernel_initializer="he_normal", activation="relu", name="fc3")(x)
+    x = layers.BatchNormalization(name="fc3_bn")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="tumor_probability")(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def build_segmenter(input_size: int = 256, width: float = 1.0) -> keras.Model:
+    """ResUNet: per-pixel tumor probability map of shape (input_size, input_size, 1)."""
+    if input_size % 16:
+        raise ValueError(f"segmenter input_size must be a multiple of 16 (four poolings), got {input_size}")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    f16 = _scaled(16, width)
+    x = layers.Conv2D(f16, 3, padding="same", activation="relu", kernel_initializer="he_normal", name="stem_conv1")(
+        inputs
+    )
+    x = layers.BatchNormalization(name="stem_bn1")(x)
+    x = layers.Conv2D(f16, 3, padding="same", activation="relu", kernel_initializer="he_normal", name="stem_conv2")(x)
+    stem = layers.BatchNormalization(name="stem_bn2")(x)
+
+    skips = [stem]
+    x = stem
+    for i, filters in enumerate((32, 64, 128, 256), start=1):
+        x = layers.MaxPooling2D(2, name=f"down{i}_pool")(x)
+        x = residual_block(x, _scaled(filters, width), f"down{i}")
+        skips.append(x)
+
+    x = skips.pop()  # bottleneck
+    for i, filters in enumerate((128, 64, 32, 16), start=1):
+        x = layers.UpSampling2D(2, name=f"up{i}_upsample")(x)
+        x = layers.Concatenate(name=f"up{i}_concat")([x, skips.pop()])
+        x = residual_block(x, _scaled(filters, width), f"up{i}")
+    outputs = layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="tumor_map")(x)
+    return keras.Model(inputs, outputs, name="segmenter")

@@ -1,0 +1,32 @@
+"""Static figures written to PNG by the command line (training curves)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_training_curves(history_csv: str | Path, out_png: str | Path, model: str) -> Path:
+    """The seed's figures: loss with accuracy (classifier) or loss with Tversky index (segmenter)."""
+    history = pd.read_csv(history_csv)
+    epochs = history["epoch"] + 1
+    second = "accuracy" if model == "classifier" else "tversky_index"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", second), strict=True):
+        ax.plot(epochs, history[metric], label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{model} training")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)

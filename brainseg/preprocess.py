@@ -1,0 +1,189 @@
+"""The one preprocessing path shared by training, evaluation, the cascade and the app.
+
+A slice goes through two steps whichever caller it comes from:
+1. ``resize_images`` (numpy/OpenCV, once per slice) to the model's input size, kept as uint8;
+2. ``scale_images`` (TensorFlow, inside the training pipeline or the inference function) to the
+   intensity scaling that model was trained with.
+Model outputs come back to the slice's size with ``upsample_maps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+Scaling = Literal["unit", "zscore"]
+SCALINGS: tuple[str, ...] = ("unit", "zscore")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects: square input ``size`` and intensity ``scaling``.
+
+    ``unit`` divides by 255 (the seed classifier's rescaling); ``zscore`` standardizes each channel
+    of each slice to zero mean and unit variance (the seed segmenter's normalization), which also
+    absorbs the scanner-to-scanner intensity differences between institutions.
+    """
+
+    size: int = 256
+    scaling: Scaling = "unit"
+
+    def __post_init__(self) -> None:
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {SCALINGS}")
+        if self.size < 32:
+            raise ValueError(f"input size must be at least 32, got {self.size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation suited to axial brain MRI, applied identically to image and mask."""
+
+    flip_left_right: bool = True  # hemispheres are near mirror images; up-down is not anatomical
+    max_rotation_deg: float = 10.0
+    max_scale_delta: float = 0.10
+    max_shift_fraction: float = 0.05
+    max_brightness: float = 0.05  # additive, fraction of the 0..255 range
+    max_contrast_delta: float = 0.10  # multiplicative, per channel (sequence)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8; area interpolation when shrinking."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) slices, got shape {images.shape}")
+    if images.shape[1:3] == (size, size):
+        return images.astype(np.uint8, copy=False)
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i, image in enumerate(images):
+        out[i] = _resize(image, size)
+    return out
+
+
+def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W) bool -> (N, size, size, 1) float32 in {0, 1} (pixel kept if over half covered)."""
+    masks = np.asarray(masks)
+    if masks.shape[1:3] == (size, size):
+        return masks.astype(np.float32)[..., None]
+    out = np.empty((len(masks), size, size, 1), np.float32)
+    for i, mask in enumerate(masks):
+        out[i, ..., 0] = _resize(mask.astype(np.float32), size) >= 0.5
+    return out
+
+
+def upsample_maps(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(N, h, w[, 1]) probability maps -> (N, height, width) float32, bilinear."""
+    maps = np.asarray(maps, np.float32)
+    if maps.ndim == 4:
+        maps = maps[..., 0]
+    if maps.shape[1:] == (height, width):
+        return maps
+    return np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in maps])
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    shrinking = image.shape[0] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def scale_images(images: tf.Tensor, scaling: Scaling) -> tf.Tensor:
+    """Intensity scaling of (N, s, s, 3) slices with values in 0..255; the models' only normalization."""
+    images = tf.cast(images, tf.float32)
+    if scaling == "unit":
+        return images / 255.0
+    mean, variance = tf.nn.moments(images, axes=[1, 2], keepdims=True)
+    return (images - mean) / tf.sqrt(variance + 1e-6)
+
+
+def augment(
+    image: tf.Tensor, mask: tf.Tensor | None, seed: tf.Tensor, config: AugmentConfig
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Random flip, rotation, scale and shift (same for image and mask), then intensity jitter.
+
+    ``image``: (s, s, 3) float32 in 0..255; ``mask``: (s, s, 1) float32 or None; ``seed``: (2,) int.
+    """
+    size = tf.shape(image)[0]
+    stacked = image if mask is None else tf.concat([image, mask], axis=-1)
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+
+    if config.flip_left_right:
+        flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
+        stacked = tf.cond(flip, lambda: tf.reverse(stacked, axis=[1]), lambda: stacked)
+
+    angle = tf.random.stateless_uniform([], seeds[1], -1.0, 1.0) * config.max_rotation_deg * np.pi / 180
+    scale = 1.0 + tf.random.stateless_uniform([], seeds[2], -1.0, 1.0) * config.max_scale_delta
+    shift = tf.random.stateless_uniform([2], seeds[3], -1.0, 1.0) * config.max_shift_fraction
+    centre = (tf.cast(size, tf.float32) - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # Output pixel (x, y) samples input at R(-angle)/scale about the centre, plus a shift.
+    tx = centre - cos * centre - sin * centre + shift[0] * tf.cast(size, tf.float32)
+    ty = centre + sin * centre - cos * centre + shift[1] * tf.cast(size, tf.float32)
+    transform = tf.stack([cos, sin, tx, -sin, cos, ty, 0.0, 0.0])[None]
+    stacked = tf.raw_ops.ImageProjectiveTransformV3(
+        images=stacked[None],
+        transforms=transform,
+        output_shape=tf.stack([size, size]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )[0]
+
+    image = stacked[..., :3]
+    contrast = 1.0 + tf.random.stateless_uniform([1, 1, 3], seeds[4], -1.0, 1.0) * config.max_contrast_delta
+    brightness = tf.random.stateless_uniform([1, 1, 3], seeds[5], -1.0, 1.0) * config.max_brightness * 255.0
+    image = tf.clip_by_value(image * contrast + brightness, 0.0, 255.0)
+    if mask is None:
+        return image, None
+    return image, tf.cast(stacked[..., 3:] > 0.5, tf.float32)
+
+
+def make_dataset(
+    images: np.ndarray,
+    targets: np.ndarray,
+    spec: InputSpec,
+    batch_size: int,
+    augment_config: AugmentConfig | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    sample_weights: np.ndarray | None = None,
+) -> tf.data.Dataset:
+    """tf.data pipeline over already-resized uint8 slices.
+
+    ``targets`` is either (N,) labels (classifier) or (N, s, s, 1) masks (segmenter); masks are
+    transformed with their image. Yields (scaled images, targets[, sample_weights]) batches.
+    """
+    if images.shape[1:3] != (spec.size, spec.size):
+        raise ValueError(f"images are {images.shape[1:3]}, the model expects {spec.size}x{spec.size}")
+    is_mask = targets.ndim == 4
+    tensors: tuple = (images, targets.astype(np.float32))
+    if sample_weights is not None:
+        tensors = (*tensors, sample_weights.astype(np.float32))
+    dataset = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+
+    def prepare(seed_pair: tf.Tensor, image: tf.Tensor, target: tf.Tensor, *weight: tf.Tensor) -> tuple:
+        image = tf.cast(image, tf.float32)
+        if augment_config is not None:
+            if is_mask:
+                image, target = augment(image, target, seed_pair, augment_config)
+            else:
+                image, _ = augment(image, None, seed_pair, augment_config)
+        image = scale_images(image[None], spec.scaling)[0]
+        return (image, target, *weight)
+
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    dataset = tf.data.Dataset.zip(seeds, dataset).map(
+        lambda s, item: prepare(s, *item), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,99 @@
+"""Patient-level train/validation/test split, stratified by institution and tumor burden.
+
+Slices of one patient are strongly correlated, so a slice-level split leaks and inflates accuracy.
+The split is made once, written to a versioned JSON file (``models/split.json``) and read back by
+training and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brainseg.errors import DataError
+
+SPLIT_VERSION = 1
+PARTS = ("train", "val", "test")
+
+
+def make_split(
+    patients: pd.DataFrame, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 42
+) -> dict[str, list[str]]:
+    """Assign each patient to train/val/test.
+
+    Patients are ordered by institution, then by tumor burden (total tumor pixels); walking that order
+    in blocks of ``round(1 / min(fractions))`` patients, each block's members are shuffled (seeded) and
+    dealt out in proportion to ``fractions``. Every part thus sees every institution and the whole
+    range of tumor sizes.
+    """
+    if not np.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
+        raise ValueError(f"fractions must be positive and sum to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    ordered = patients.sort_values(["institution", "tumor_pixels", "patient_id"])["patient_id"].tolist()
+    block = max(len(PARTS), int(round(1 / min(fractions))))
+    counts = np.floor(np.asarray(fractions) * block).astype(int)
+    counts[0] += block - counts.sum()
+    pattern = np.repeat(np.arange(len(PARTS)), counts)
+    assignment: dict[str, list[str]] = {part: [] for part in PARTS}
+    for start in range(0, len(ordered), block):
+        members = ordered[start : start + block]
+        labels = rng.permutation(pattern)[: len(members)]
+        for patient, label in zip(members, labels, strict=True):
+            assignment[PARTS[label]].append(patient)
+    return {part: sorted(ids) for part, ids in assignment.items()}
+
+
+def check_disjoint(split: dict[str, list[str]]) -> None:
+    """Raise DataError if any patient is listed in two parts (or twice in one)."""
+    seen: dict[str, str] = {}
+    for part in PARTS:
+        for patient in split.get(part, []):
+            if patient in seen:
+                raise DataError(f"patient {patient} is in both '{seen[patient]}' and '{part}'")
+            seen[patient] = part
+
+
+def save_split(split: dict[str, list[str]], path: str | Path, seed: int, fractions: tuple[float, ...]) -> None:
+    check_disjoint(split)
+    document = {
+        "version": SPLIT_VERSION,
+        "unit": "patient",
+        "method": "sorted by institution then tumor burden; seeded proportional deal within blocks",
+        "seed": seed,
+        "fractions": dict(zip(PARTS, fractions, strict=True)),
+        **{part: split[part] for part in PARTS},
+    }
+    Path(path).write_text(json.dumps(document, indent=2) + "\n")
+
+
+def load_split(path: str | Path) -> dict[str, list[str]]:
+    """Read a split file; raises DataError if missing, malformed or overlapping."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: split file not found") from err
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: split file is not valid JSON ({err})") from err
+    if not all(isinstance(document.get(part), list) for part in PARTS):
+        raise DataError(f"{path}: split file needs lists 'train', 'val' and 'test'")
+    split = {part: [str(p) for p in document[part]] for part in PARTS}
+    check_disjoint(split)
+    return split
+
+
+def select_part(manifest: pd.DataFrame, split: dict[str, list[str]] | None, part: str) -> pd.DataFrame:
+    """Rows of ``manifest`` whose patient is in ``part`` ('all' keeps every row)."""
+    if part == "all":
+        return manifest
+    if split is None:
+        raise DataError(f"split '{part}' asked for, but no split file was given")
+    if part not in PARTS:
+        raise DataError(f"unknown split part '{part}' (choose all, {', '.join(PARTS)})")
+    selected = manifest[manifest["patient_id"].isin(split[part])]
+    if selected.empty:
+        raise DataError(f"no patient of the '{part}' split is in this folder")
+    return selected.reset_index(drop=True)

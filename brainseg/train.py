@@ -1,0 +1,258 @@
+"""Training of the classifier and the segmenter, resumable and fully recorded.
+
+A run folder holds everything needed to reproduce or continue a run:
+``config.json`` (the full TrainConfig), ``backup/`` (last epoch's weights and optimizer state, for
+resuming after an interruption), ``best.keras`` (best validation loss so far), ``history.csv`` and
+``curves.png``. ``export_model`` copies the best checkpoint to ``models/`` with its sidecar JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from brainseg.data import load_dataset, load_slices
+from brainseg.errors import DataError
+from brainseg.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
+from brainseg.split import load_split, select_part
+
+ModelKind = Literal["classifier", "segmenter"]
+
+
+@dataclass
+class TrainConfig:
+    model: ModelKind
+    recipe: str
+    input_size: int = 256
+    width: float = 1.0
+    scaling: str = "unit"
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    adam_epsilon: float = 1e-7
+    schedule: Literal["seed", "cosine"] = "seed"
+    decay_start_epoch: int = 20  # 'seed' schedule: constant, then x exp(-0.1) per epoch
+    loss: Literal["binary_crossentropy", "focal_tversky"] = "binary_crossentropy"
+    # classifier: 'undersample' healthy slices to the tumor count (seed) or keep all and 'class_weight'
+    balance: Literal["undersample", "class_weight", "none"] = "none"
+    # segmenter: tumor-free slices added, as a fraction of the tumor slices (seed: 0, tumor slices only)
+    empty_fraction: float = 0.0
+    augment: dict | None = field(default_factory=lambda: AugmentConfig().to_dict())
+    seed: int = 42
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(self.input_size, self.scaling)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def recipe(model: ModelKind, name: str) -> TrainConfig:
+    """Named training recipes. 'seed' is the reference; 'cpu' is what ships (trains in < 90 min on 2 cores)."""
+    if model == "classifier":
+        if name == "seed":
+            return TrainConfig(model, name, input_size=256, width=1.0, scaling="unit", epochs=40,
+                               learning_rate=1e-3, schedule="seed", loss="binary_crossentropy",
+                               balance="undersample", augment=None)
+        if name == "cpu":
+            return TrainConfig(model, name, input_size=128, width=0.5, scaling="zscore", epochs=24,
+                               learning_rate=1e-3, schedule="cosine", loss="binary_crossentropy",
+                               balance="class_weight")
+    elif model == "segmenter":
+        if name == "seed":
+            return TrainConfig(model, name, input_size=256, width=1.0, scaling="zscore", epochs=30,
+                               learning_rate=0.01, adam_epsilon=0.1, schedule="seed", decay_start_epoch=10**6,
+                               loss="focal_tversky", empty_fraction=0.0, augment=None)
+        if name == "cpu":
+            return TrainConfig(model, name, input_size=128, width=1.0, scaling="zscore", epochs=30,
+                               learning_rate=1e-3, schedule="cosine", loss="focal_tversky", empty_fraction=0.25)
+    raise ValueError(f"unknown recipe {name!r} for {model} (choose 'seed' or 'cpu')")
+
+
+def learning_rate_at(config: TrainConfig, epoch: int) -> float:
+    """Learning rate for a 0-based epoch (a pure function of the epoch, so resuming is exact)."""
+    if config.schedule == "cosine":
+        progress = epoch / max(1, config.epochs - 1)
+        return config.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+    if epoch < config.decay_start_epoch:
+        return config.learning_rate
+    return config.learning_rate * math.exp(-0.1 * (epoch - config.decay_start_epoch + 1))
+
+
+def select_training_slices(manifest: pd.DataFrame, config: TrainConfig, rng: np.random.Generator) -> pd.DataFrame:
+    """The slices a model trains (or validates) on, per the recipe's balancing rule."""
+    tumor = manifest[manifest["has_tumor"]]
+    healthy = manifest[~manifest["has_tumor"]]
+    if config.model == "classifier":
+        if config.balance == "undersample":
+            keep = rng.choice(len(healthy), size=min(len(healthy), len(tumor)), replace=False)
+            return pd.concat([tumor, healthy.iloc[np.sort(keep)]]).sort_index()
+        return manifest
+    n_empty = min(len(healthy), int(round(config.empty_fraction * len(tumor))))
+    keep = rng.choice(len(healthy), size=n_empty, replace=False)
+    return pd.concat([tumor, healthy.iloc[np.sort(keep)]]).sort_index()
+
+
+def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded, resized slices and their targets (labels or masks) for one model."""
+    images, masks = load_slices(manifest, progress=progress)
+    images = resize_images(images, config.input_size)
+    if config.model == "classifier":
+        return images, manifest["has_tumor"].to_numpy(np.float32)
+    return images, resize_masks(masks, config.input_size)
+
+
+def build_model(config: TrainConfig):
+    import keras
+
+    from brainseg.losses import focal_tversky_loss, soft_dice, tversky_index
+    from brainseg.models import build_classifier, build_segmenter
+
+    keras.utils.set_random_seed(config.seed)
+    if config.model == "classifier":
+        model = build_classifier(config.input_size, config.width)
+        metrics = ["accuracy", keras.metrics.AUC(name="auc")]
+        loss = "binary_crossentropy"
+    else:
+        model = build_segmenter(config.input_size, config.width)
+        metrics = [tversky_index, soft_dice]
+        loss = focal_tversky_loss if config.loss == "focal_tversky" else "binary_crossentropy"
+    optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return model
+
+
+def train(
+    config: TrainConfig,
+    data_dir: str | Path,
+    split_file: str | Path,
+    run_dir: str | Path,
+    verbose: int = 2,
+    limit_slices: int | None = None,
+) -> Path:
+    """Train (or resume) one model; returns the path of the best checkpoint.
+
+    ``limit_slices`` caps the train and validation sets (for smoke tests only).
+    """
+    import keras
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if previous.get("config") != config.to_dict():
+            raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
+    manifest, _ = load_dataset(data_dir, progress=verbose > 0)
+    split = load_split(split_file)
+    rng = np.random.default_rng(config.seed)
+    parts = {}
+    for part in ("train", "val"):
+        rows = select_training_slices(select_part(manifest, split, part), config, rng)
+        if limit_slices is not None:
+            rows = rows.sample(n=min(limit_slices, len(rows)), random_state=config.seed).sort_index()
+        parts[part] = prepare_arrays(rows, config, progress=verbose > 0)
+
+    (x_train, y_train), (x_val, y_val) = parts["train"], parts["val"]
+    weights = None
+    if config.model == "classifier" and config.balance == "class_weight":
+        positive_share = float(y_train.mean())
+        weights = np.where(y_train > 0.5, 0.5 / positive_share, 0.5 / (1 - positive_share))
+    spec = config.input_spec
+    augment = AugmentConfig(**config.augment) if config.augment else None
+    train_ds = make_dataset(x_train, y_train, spec, config.batch_size, augment, shuffle=True, seed=config.seed,
+                            sample_weights=weights)
+    val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
+
+    config_path.write_text(json.dumps({
+        "config": config.to_dict(),
+        "data_dir": str(data_dir),
+        "split_file": str(split_file),
+        "n_train_slices": int(len(x_train)),
+        "n_val_slices": int(len(x_val)),
+        "n_train_tumor_slices": int((y_train.reshape(len(y_train), -1).max(axis=1) > 0).sum()),
+    }, indent=2) + "\n")
+
+    model = build_model(config)
+    epoch_timer = _EpochTimer(run_dir / "epoch_seconds.csv")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
+        epoch_timer,
+    ]
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    from brainseg.plots import plot_training_curves
+
+    plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)
+    return run_dir / "best.keras"
+
+
+class _EpochTimer:
+    """Keras callback appending each epoch's wall time, so a resumed run still reports its total."""
+
+    def __new__(cls, path: Path):
+        import keras
+
+        class EpochTimer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                with open(path, "a") as handle:
+                    handle.write(f"{epoch},{time.perf_counter() - self._start:.1f}\n")
+
+        return EpochTimer()
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def export_model(run_dir: str | Path, destination: str | Path) -> Path:
+    """Copy a run's best checkpoint to ``destination`` (.keras) with a sidecar ``.json``.
+
+    The sidecar records the input spec the cascade needs, the training config, wall time and sha256.
+    """
+    run_dir, destination = Path(run_dir), Path(destination)
+    record = json.loads((run_dir / "config.json").read_text())
+    config = TrainConfig(**record["config"])
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "best.keras", destination)
+    epoch_seconds = pd.read_csv(run_dir / "epoch_seconds.csv", header=None, names=["epoch", "seconds"])
+    history = pd.read_csv(run_dir / "history.csv")
+    best = history.loc[history["val_loss"].idxmin()]
+    sidecar = {
+        "role": config.model,
+        "input_spec": config.input_spec.to_dict(),
+        "train_config": config.to_dict(),
+        "n_train_slices": record["n_train_slices"],
+        "n_val_slices": record["n_val_slices"],
+        "best_epoch": int(best["epoch"]) + 1,
+        "best_val_loss": float(best["val_loss"]),
+        "epochs_run": int(len(history)),
+        "train_wall_seconds": float(epoch_seconds["seconds"].sum()),
+        "sha256": sha256_of(destination),
+    }
+    destination.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return destination
+
+
+def config_with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    """``config`` with the non-None overrides applied (command-line flags)."""
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
