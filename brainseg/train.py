@@ -65,7 +65,7 @@ def recipe(model: ModelKind, name: str) -> TrainConfig:
                                learning_rate=1e-3, schedule="seed", loss="binary_crossentropy",
                                balance="undersample", augment=None)
         if name == "cpu":
-            return TrainConfig(model, name, input_size=128, width=0.5, scaling="zscore", epochs=24,
+            return TrainConfig(model, name, input_size=128, width=0.5, scaling="zscore", epochs=30,
                                learning_rate=1e-3, schedule="cosine", loss="binary_crossentropy",
                                balance="class_weight")
     elif model == "segmenter":
@@ -74,7 +74,7 @@ def recipe(model: ModelKind, name: str) -> TrainConfig:
                                learning_rate=0.01, adam_epsilon=0.1, schedule="seed", decay_start_epoch=10**6,
                                loss="focal_tversky", empty_fraction=0.0, augment=None)
         if name == "cpu":
-            return TrainConfig(model, name, input_size=128, width=1.0, scaling="zscore", epochs=30,
+            return TrainConfig(model, name, input_size=128, width=1.0, scaling="zscore", epochs=35,
                                learning_rate=1e-3, schedule="cosine", loss="focal_tversky", empty_fraction=0.25)
     raise ValueError(f"unknown recipe {name!r} for {model} (choose 'seed' or 'cpu')")
 
