@@ -90,8 +90,8 @@ def _run_scan(args: argparse.Namespace) -> int:
     if args.out:
         manifest.to_csv(args.out, index=False)
     summary = {
-        "patients": int(len(patients)),
-        "slices": int(len(manifest)),
+        "patients": len(patients),
+        "slices": len(manifest),
         "tumor_slices": int(manifest["has_tumor"].sum()),
         "institutions": patients["institution"].value_counts().sort_index().to_dict(),
     }
@@ -99,7 +99,137 @@ def _run_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": (_add_train, _run_train), "split": (_add_split, _run_split), "scan": (_add_scan, _run_scan)}
+def _add_data_args(p: argparse.ArgumentParser, default_split: str = "all") -> None:
+    p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder (kaggle_3m)")
+    p.add_argument("--split", default=default_split, choices=["all", "train", "val", "test"],
+                   help=f"which patients (default: {default_split})")
+    p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+
+
+def _select(args: argparse.Namespace):
+    from brainseg.data import scan_dataset
+    from brainseg.split import load_split, select_part
+
+    manifest = scan_dataset(args.data, progress=True)
+    split = load_split(args.split_file) if args.split != "all" else None
+    return select_part(manifest, split, args.split)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="slice, patient and segmentation metrics of the cascade -> JSON + text")
+    _add_data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="report JSON; a .txt summary is written beside it")
+    p.add_argument("--threshold", type=float, help="slice gate (default: models/operating_point.json)")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from brainseg.cascade import Cascade
+    from brainseg.evaluate import evaluate, format_report
+
+    manifest = _select(args)
+    cascade = Cascade.from_dir(args.models_dir)
+    report = evaluate(cascade, manifest, threshold=args.threshold, progress=True)
+    report["data"] = {"folder": str(args.data), "split": args.split, "split_file": str(args.split_file)}
+    report["models"] = {m.role: {"file": m.path.name, "sha256": m.sha256}
+                        for m in (cascade.classifier, cascade.segmenter)}
+    _write_json(report, args.out)
+    text = format_report(report)
+    args.out.with_suffix(".txt").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _add_operating_point(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("operating-point", help="choose the default threshold on the validation split")
+    _add_data_args(p, default_split="val")
+    p.add_argument("--target-sensitivity", type=float, default=0.97)
+
+
+def _run_operating_point(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from brainseg.cascade import Cascade
+    from brainseg.data import load_slices
+    from brainseg.metrics import classification_at, threshold_for_sensitivity
+
+    manifest = _select(args)
+    cascade = Cascade.from_dir(args.models_dir)
+    from tqdm import tqdm
+
+    probabilities = []
+    for patient in tqdm(manifest["patient_id"].unique(), desc="classifying", unit="patient"):
+        images, _ = load_slices(manifest[manifest["patient_id"] == patient])
+        probabilities.append(cascade.predict(images).probabilities)
+    scores = np.concatenate(probabilities)
+    labels = manifest["has_tumor"].to_numpy()
+    threshold = threshold_for_sensitivity(labels, scores, args.target_sensitivity)
+    point = {
+        "threshold": round(threshold, 6),
+        "rule": f"highest threshold reaching slice sensitivity >= {args.target_sensitivity} on the "
+                f"'{args.split}' split",
+        "target_sensitivity": args.target_sensitivity,
+        "chosen_on": {"split": args.split, "n_patients": int(manifest["patient_id"].nunique()),
+                      "n_slices": len(manifest)},
+        "at_threshold_on_that_split": classification_at(labels, scores >= threshold),
+    }
+    _write_json(point, args.models_dir / "operating_point.json")
+    print(json.dumps(point, indent=2))
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="cascade speed: ms per slice, seconds per patient, load time, memory")
+    _add_data_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--max-patients", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from brainseg.bench import bench
+
+    result = bench(args.models_dir, _select(args), max_patients=args.max_patients, batch_size=args.batch_size)
+    _write_json(result, args.out)
+    print(json.dumps({k: result[k] for k in ("ms_per_slice", "patient_seconds", "model_load_seconds",
+                                             "peak_rss_mb")}, indent=2))
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="masks (PNG + TIFF) and a CSV of probabilities for slices or a patient")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders (e.g. a patient folder)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--threshold", type=float, help="slice gate (default: models/operating_point.json)")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from brainseg.cascade import Cascade
+    from brainseg.predict import predict_files
+
+    cascade = Cascade.from_dir(args.models_dir)
+    threshold = cascade.default_threshold if args.threshold is None else args.threshold
+    table = predict_files(cascade, args.inputs, args.out, threshold)
+    print(f"{len(table)} slices, {int(table['tumor_called'].sum())} called tumor at threshold {threshold:.3f}; "
+          f"masks and predictions.csv in {args.out}")
+    return 0
+
+
+def _write_json(document: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=float) + "\n")
+
+
+COMMANDS = {
+    "train": (_add_train, _run_train),
+    "evaluate": (_add_evaluate, _run_evaluate),
+    "operating-point": (_add_operating_point, _run_operating_point),
+    "predict": (_add_predict, _run_predict),
+    "bench": (_add_bench, _run_bench),
+    "split": (_add_split, _run_split),
+    "scan": (_add_scan, _run_scan),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

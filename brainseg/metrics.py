@@ -1,7 +1,7 @@
 """Evaluation metrics on numpy arrays.
 
 Overlap conventions (written down because they change the numbers):
-- Dice = 2|P∩T| / (|P| + |T|), IoU = |P∩T| / |P∪T|.
+- Dice = 2|P and T| / (|P| + |T|), IoU = |P and T| / |P or T|.
 - **Empty prediction on empty truth counts as a perfect 1.0** (nothing to find, nothing drawn);
   a non-empty prediction on empty truth, or an empty prediction on a tumor, scores 0.0.
 - *Per slice*: one value per 2-D slice. *Per volume* (Buda et al. 2019): all slices of a patient are

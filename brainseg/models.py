@@ -15,7 +15,7 @@ SEED_SEGMENTER_PARAMS = 1_210_513
 
 
 def _scaled(n: int, width: float) -> int:
-    return max(1, int(round(n * width)))
+    return max(1, round(n * width))
 
 
 def residual_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:

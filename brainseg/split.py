@@ -33,7 +33,7 @@ def make_split(
         raise ValueError(f"fractions must be positive and sum to 1, got {fractions}")
     rng = np.random.default_rng(seed)
     ordered = patients.sort_values(["institution", "tumor_pixels", "patient_id"])["patient_id"].tolist()
-    block = max(len(PARTS), int(round(1 / min(fractions))))
+    block = max(len(PARTS), round(1 / min(fractions)))
     counts = np.floor(np.asarray(fractions) * block).astype(int)
     counts[0] += block - counts.sum()
     pattern = np.repeat(np.arange(len(PARTS)), counts)

@@ -98,7 +98,7 @@ def select_training_slices(manifest: pd.DataFrame, config: TrainConfig, rng: np.
             keep = rng.choice(len(healthy), size=min(len(healthy), len(tumor)), replace=False)
             return pd.concat([tumor, healthy.iloc[np.sort(keep)]]).sort_index()
         return manifest
-    n_empty = min(len(healthy), int(round(config.empty_fraction * len(tumor))))
+    n_empty = min(len(healthy), round(config.empty_fraction * len(tumor)))
     keep = rng.choice(len(healthy), size=n_empty, replace=False)
     return pd.concat([tumor, healthy.iloc[np.sort(keep)]]).sort_index()
 
@@ -178,8 +178,8 @@ def train(
         "config": config.to_dict(),
         "data_dir": str(data_dir),
         "split_file": str(split_file),
-        "n_train_slices": int(len(x_train)),
-        "n_val_slices": int(len(x_val)),
+        "n_train_slices": len(x_train),
+        "n_val_slices": len(x_val),
         "n_train_tumor_slices": int((y_train.reshape(len(y_train), -1).max(axis=1) > 0).sum()),
     }, indent=2) + "\n")
 
@@ -245,7 +245,7 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "n_val_slices": record["n_val_slices"],
         "best_epoch": int(best["epoch"]) + 1,
         "best_val_loss": float(best["val_loss"]),
-        "epochs_run": int(len(history)),
+        "epochs_run": len(history),
         "train_wall_seconds": float(epoch_seconds["seconds"].sum()),
         "sha256": sha256_of(destination),
     }

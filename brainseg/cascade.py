@@ -1,0 +1,186 @@
+"""The two-stage cascade: slice classifier gate, then ResUNet mask for slices called positive.
+
+The expensive part (both networks on every slice) runs once, in batches, and is kept in a
+``CascadeResult``; a decision threshold only gates those stored outputs, so moving it never runs a
+model again. The segmenter runs on every slice, not just those above today's threshold, for that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainseg.errors import ModelLoadError
+from brainseg.preprocess import InputSpec, resize_images, scale_images, upsample_maps
+
+MASK_THRESHOLD = 0.5  # per-pixel cut on the segmenter's probability map
+DEFAULT_THRESHOLD = 0.5  # slice gate used when no operating point file is shipped
+DEFAULT_SCALING = {"classifier": "unit", "segmenter": "zscore"}  # the seed's, for models without a sidecar
+
+
+@dataclass
+class LoadedModel:
+    """A Keras model with what is needed to feed it: its input spec, file hash and metadata."""
+
+    role: str
+    model: object
+    spec: InputSpec
+    path: Path
+    sha256: str
+    metadata: dict = field(default_factory=dict)
+    _infer: Callable | None = field(default=None, repr=False)
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """Run the model on already-resized uint8 slices (scaling happens inside the graph)."""
+        if self._infer is None:
+            import tensorflow as tf
+
+            model, scaling = self.model, self.spec.scaling
+
+            # One trace for every batch size; 2-7x faster than model.predict on small batches.
+            @tf.function(input_signature=[tf.TensorSpec([None, self.spec.size, self.spec.size, 3], tf.uint8)])
+            def infer(batch):
+                return model(scale_images(batch, scaling), training=False)
+
+            self._infer = infer
+        return self._infer(images).numpy()
+
+
+def load_model(path: str | Path, role: str) -> LoadedModel:
+    """Load a ``.keras`` model in Keras safe mode and check it is a ``role`` network.
+
+    Safe mode refuses Python lambdas serialized in the file, so opening a model never runs code
+    from it. Raises ModelLoadError (naming the file) if missing, corrupt, or the wrong shape.
+    """
+    import keras
+
+    import brainseg.losses  # noqa: F401  (registers the custom losses a training checkpoint names)
+    from brainseg.train import sha256_of
+
+    path = Path(path)
+    if role not in DEFAULT_SCALING:
+        raise ValueError(f"role must be 'classifier' or 'segmenter', got {role!r}")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: {role} model file not found")
+    if not zipfile.is_zipfile(path):
+        raise ModelLoadError(f"{path}: not a Keras .keras file (corrupt or truncated: not a zip archive)")
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # Keras raises many types for a damaged archive
+        raise ModelLoadError(f"{path}: could not load the {role} model ({type(err).__name__}: {err})") from err
+
+    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
+    if len(in_shape) != 4 or in_shape[3] != 3 or in_shape[1] != in_shape[2] or in_shape[1] is None:
+        raise ModelLoadError(f"{path}: expected a square 3-channel image input, model takes {in_shape}")
+    size = int(in_shape[1])
+    expected_out = (None, 1) if role == "classifier" else (None, size, size, 1)
+    if out_shape != expected_out:
+        raise ModelLoadError(f"{path}: a {role} should output {expected_out}, this model outputs {out_shape}")
+
+    sidecar = path.with_suffix(".json")
+    metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    spec_dict = metadata.get("input_spec", {"size": size, "scaling": DEFAULT_SCALING[role]})
+    spec = InputSpec(int(spec_dict["size"]), spec_dict["scaling"])
+    if spec.size != size:
+        raise ModelLoadError(f"{sidecar}: says input size {spec.size}, the model takes {size}")
+    return LoadedModel(role, model, spec, path, sha256_of(path), metadata)
+
+
+@dataclass
+class CascadeResult:
+    """Stored outputs for N slices; thresholds gate them without re-running any model.
+
+    ``probabilities``: (N,) classifier P(tumor); ``maps``: (N, H, W) segmenter P(tumor pixel) at the
+    slices' own size.
+    """
+
+    probabilities: np.ndarray
+    maps: np.ndarray
+    mask_threshold: float = MASK_THRESHOLD
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    def segmenter_masks(self) -> np.ndarray:
+        """(N, H, W) bool: the segmenter alone, without the classifier gate."""
+        return self.maps >= self.mask_threshold
+
+    def masks(self, threshold: float) -> np.ndarray:
+        """(N, H, W) bool: the cascade's masks; a slice below ``threshold`` gets an empty mask."""
+        gate = self.probabilities >= threshold
+        return self.segmenter_masks() & gate[:, None, None]
+
+    def decisions(self, threshold: float) -> np.ndarray:
+        """(N,) bool: tumor called. A slice over the gate whose mask comes out empty is called no tumor."""
+        return self.masks(threshold).any(axis=(1, 2))
+
+    def tumor_pixels(self, threshold: float) -> np.ndarray:
+        return self.masks(threshold).sum(axis=(1, 2))
+
+    def subset(self, index) -> CascadeResult:
+        return CascadeResult(self.probabilities[index], self.maps[index], self.mask_threshold)
+
+    @staticmethod
+    def concatenate(results: list[CascadeResult]) -> CascadeResult:
+        return CascadeResult(
+            np.concatenate([r.probabilities for r in results]),
+            np.concatenate([r.maps for r in results]),
+            results[0].mask_threshold if results else MASK_THRESHOLD,
+        )
+
+
+class Cascade:
+    """Classifier + segmenter, run together on batches of slices."""
+
+    def __init__(self, classifier: LoadedModel, segmenter: LoadedModel, batch_size: int = 16,
+                 default_threshold: float = DEFAULT_THRESHOLD) -> None:
+        if classifier.role != "classifier" or segmenter.role != "segmenter":
+            raise ValueError("Cascade(classifier, segmenter): models passed in the wrong order")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.classifier = classifier
+        self.segmenter = segmenter
+        self.batch_size = batch_size
+        self.default_threshold = default_threshold
+
+    @classmethod
+    def from_dir(cls, models_dir: str | Path, batch_size: int = 16) -> Cascade:
+        """Load ``classifier.keras``, ``segmenter.keras`` and the operating point from a models folder."""
+        models_dir = Path(models_dir)
+        threshold = read_operating_point(models_dir).get("threshold", DEFAULT_THRESHOLD)
+        return cls(load_model(models_dir / "classifier.keras", "classifier"),
+                   load_model(models_dir / "segmenter.keras", "segmenter"), batch_size, float(threshold))
+
+    def predict(self, images: np.ndarray, progress: Callable[[int, int], None] | None = None) -> CascadeResult:
+        """Run both models on (N, H, W, 3) uint8 slices, ``batch_size`` at a time."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected (N, H, W, 3) uint8 slices, got {images.shape} {images.dtype}")
+        n, height, width = images.shape[:3]
+        probabilities = np.empty(n, np.float32)
+        maps = np.empty((n, height, width), np.float32)
+        for start in range(0, n, self.batch_size):
+            batch = images[start : start + self.batch_size]
+            stop = start + len(batch)
+            probabilities[start:stop] = self.classifier.infer(resize_images(batch, self.classifier.spec.size))[:, 0]
+            maps[start:stop] = upsample_maps(self.segmenter.infer(resize_images(batch, self.segmenter.spec.size)),
+                                             height, width)
+            if progress is not None:
+                progress(stop, n)
+        return CascadeResult(probabilities, maps)
+
+
+def read_operating_point(models_dir: str | Path) -> dict:
+    """``models/operating_point.json`` (the default threshold and how it was chosen), or {} if absent."""
+    path = Path(models_dir) / "operating_point.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err

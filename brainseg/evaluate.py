@@ -1,0 +1,162 @@
+"""Evaluation of the cascade on a Kaggle-layout folder: detection, segmentation, calibration, latency.
+
+Runs the cascade once per patient and keeps only what the metrics need, so memory stays flat
+whatever the folder's size. See ``brainseg.metrics`` for the metric definitions and conventions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from brainseg import metrics as m
+from brainseg.cascade import Cascade, CascadeResult
+from brainseg.data import load_slices
+
+SEED_THRESHOLDS = {"at_0.5": 0.5, "at_0.05": 0.05}
+
+
+@dataclass
+class PatientPrediction:
+    """One patient's ground truth and cascade outputs (bool masks at full size)."""
+
+    patient_id: str
+    institution: str
+    slices: np.ndarray
+    truth: np.ndarray
+    result: CascadeResult
+    seconds: float  # cascade time on the decoded slices
+
+
+def predict_patients(
+    cascade: Cascade, manifest: pd.DataFrame, on_patient: Callable[[int, int, str], None] | None = None
+):
+    """Yield a PatientPrediction per patient of ``manifest`` (in patient order)."""
+    patients = list(dict.fromkeys(manifest["patient_id"]))
+    for i, patient in enumerate(patients):
+        rows = manifest[manifest["patient_id"] == patient]
+        images, truth = load_slices(rows)
+        start = time.perf_counter()
+        result = cascade.predict(images)
+        seconds = time.perf_counter() - start
+        if on_patient is not None:
+            on_patient(i + 1, len(patients), patient)
+        yield PatientPrediction(patient, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(), truth, result,
+                                seconds)
+
+
+def evaluate(
+    cascade: Cascade,
+    manifest: pd.DataFrame,
+    threshold: float | None = None,
+    progress: bool = False,
+) -> dict:
+    """All figures for one folder (or split) at the cascade's default threshold and the seed's two."""
+    threshold = cascade.default_threshold if threshold is None else threshold
+    per_slice: list[pd.DataFrame] = []
+    volumes: dict[str, dict[str, dict[str, float]]] = {"cascade": {}, "segmenter": {}}
+    hd95_values: dict[str, list[float]] = {"cascade": [], "segmenter": []}
+    seconds = 0.0
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=manifest["patient_id"].nunique(), desc="evaluating", unit="patient")
+    for patient in predict_patients(cascade, manifest, on_patient=(lambda *_: bar.update()) if bar else None):
+        truth, result = patient.truth, patient.result
+        seconds += patient.seconds
+        outputs = {"cascade": result.masks(threshold), "segmenter": result.segmenter_masks()}
+        table = pd.DataFrame({
+            "patient_id": patient.patient_id,
+            "institution": patient.institution,
+            "slice": patient.slices,
+            "has_tumor": truth.any(axis=(1, 2)),
+            "probability": result.probabilities,
+        })
+        for name, masks in outputs.items():
+            table[f"{name}_dice"] = m.dice_per_slice(masks, truth)
+            table[f"{name}_called"] = masks.any(axis=(1, 2))
+            volumes[name][patient.patient_id] = {"dice": m.dice(masks, truth), "iou": m.iou(masks, truth)}
+            hd95_values[name] += [m.hd95(p, t) for p, t in zip(masks, truth, strict=True) if t.any()]
+        per_slice.append(table)
+    if bar is not None:
+        bar.close()
+
+    slices = pd.concat(per_slice, ignore_index=True)
+    labels, scores = slices["has_tumor"].to_numpy(), slices["probability"].to_numpy()
+    classifier = {"roc_auc": m.roc_auc(labels, scores),
+                  "expected_calibration_error": m.expected_calibration_error(labels, scores)}
+    for name, t in {**SEED_THRESHOLDS, "at_default": threshold}.items():
+        classifier[name] = {"threshold": t, **m.classification_at(labels, scores >= t)}
+
+    report: dict = {
+        "default_threshold": threshold,
+        "n_patients": int(slices["patient_id"].nunique()),
+        "n_slices": len(slices),
+        "n_tumor_slices": int(labels.sum()),
+        "classifier": classifier,
+        "cascade_slice_decisions": m.classification_at(labels, slices["cascade_called"].to_numpy()),
+        "patient_detection": _patient_detection(slices),
+    }
+    for name in ("cascade", "segmenter"):
+        tumor = slices[slices["has_tumor"]]
+        report[name] = {
+            "dice_per_volume": m.summarize({p: v["dice"] for p, v in volumes[name].items()}),
+            "iou_per_volume": m.summarize({p: v["iou"] for p, v in volumes[name].items()}),
+            "dice_per_tumor_slice": m.summarize(tumor[f"{name}_dice"].to_numpy()),
+            "dice_per_slice_all": m.summarize(slices[f"{name}_dice"].to_numpy()),
+            "hd95_pixels_per_tumor_slice": m.summarize(hd95_values[name]),
+            "false_positive_slices": int((slices[f"{name}_called"] & ~slices["has_tumor"]).sum()),
+            "per_patient_dice": {p: v["dice"] for p, v in volumes[name].items()},
+        }
+    report["latency"] = {
+        "ms_per_slice": 1000.0 * seconds / max(1, len(slices)),
+        "note": "both models on every slice, batch 16, decoded slices in memory; see `brainseg bench`",
+    }
+    report["by_institution"] = {
+        inst: {"n_patients": int(group["patient_id"].nunique()),
+               "cascade_dice_per_volume_mean": float(np.mean(
+                   [volumes["cascade"][p]["dice"] for p in group["patient_id"].unique()]))}
+        for inst, group in slices.groupby("institution")
+    }
+    return report
+
+
+def _patient_detection(slices: pd.DataFrame) -> dict:
+    """A patient is 'detected' when at least one of its slices is called tumor by the cascade."""
+    grouped = slices.groupby("patient_id")
+    has_tumor = grouped["has_tumor"].any().to_numpy()
+    called = grouped["cascade_called"].any().to_numpy()
+    return m.classification_at(has_tumor, called)
+
+
+def format_report(report: dict) -> str:
+    """A plain-text summary of an evaluation report (the JSON holds everything)."""
+    c, t = report["classifier"], report["default_threshold"]
+    lines = [
+        f"patients {report['n_patients']}, slices {report['n_slices']} ({report['n_tumor_slices']} with tumor)",
+        f"classifier ROC AUC {c['roc_auc']:.4f}, ECE {c['expected_calibration_error']:.4f}",
+    ]
+    for key in ("at_default", "at_0.5", "at_0.05"):
+        r = c[key]
+        lines.append(
+            f"  threshold {r['threshold']:.3f}: sensitivity {r['sensitivity']:.3f}  specificity {r['specificity']:.3f}"
+            f"  precision {r['precision']:.3f}  F1 {r['f1']:.3f}  (tp {r['tp']} fp {r['fp']} tn {r['tn']} fn {r['fn']})"
+        )
+    p = report["patient_detection"]
+    lines.append(f"patient detection at {t:.3f}: {p['tp']}/{p['tp'] + p['fn']} patients with tumor found")
+    for name in ("cascade", "segmenter"):
+        r = report[name]
+        lines.append(
+            f"{name:9s} Dice/volume mean {r['dice_per_volume']['mean']:.4f} median {r['dice_per_volume']['median']:.4f}"
+            f" | IoU/volume mean {r['iou_per_volume']['mean']:.4f} | Dice/tumor slice mean"
+            f" {r['dice_per_tumor_slice']['mean']:.4f} | HD95 median {r['hd95_pixels_per_tumor_slice']['median']:.2f}"
+            f" px | false-positive slices {r['false_positive_slices']}"
+        )
+    lines.append(f"latency {report['latency']['ms_per_slice']:.1f} ms/slice")
+    return "\n".join(lines)

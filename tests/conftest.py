@@ -1,0 +1,45 @@
+"""Shared fixtures: the shipped demo cases (real slices) and tiny randomly initialized models."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / "demo" / "kaggle_3m"
+MODELS_DIR = ROOT / "models"
+DEMO_COUNTS = {"patients": 4, "slices": 115, "tumor_slices": 44}
+
+
+@pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    return DEMO_DIR
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path) -> Path:
+    """A writable copy of the demo folder, for tests that break it."""
+    target = tmp_path / "kaggle_3m"
+    shutil.copytree(DEMO_DIR, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """A models folder with small, untrained (random-weight) networks at 32x32 and sidecars."""
+    from brainseg.models import build_classifier, build_segmenter
+
+    folder = tmp_path_factory.mktemp("tiny_models")
+    for role, model, scaling in (
+        ("classifier", build_classifier(32, 0.125), "unit"),
+        ("segmenter", build_segmenter(32, 0.25), "zscore"),
+    ):
+        model.save(folder / f"{role}.keras")
+        (folder / f"{role}.json").write_text(json.dumps({"role": role, "input_spec": {"size": 32, "scaling": scaling}}))
+    return folder

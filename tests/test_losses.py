@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from brainseg.losses import focal_tversky_loss, soft_dice, tversky_index, tversky_loss
+
+# 1-D "images": truth has 2 tumor pixels; prediction soft values.
+TRUTH = np.array([1, 1, 0, 0], np.float32)
+PRED = np.array([1.0, 0.5, 0.5, 0.0], np.float32)
+# TP = 1 + 0.5 = 1.5; FN = 0 + 0.5 = 0.5; FP = 0.5
+# TI(alpha=0.7) = 1.5 / (1.5 + 0.35 + 0.15) = 0.75
+
+
+def test_tversky_index_by_hand():
+    assert float(tversky_index(TRUTH, PRED)) == pytest.approx(0.75, abs=1e-5)
+
+
+def test_tversky_weighs_misses_more_than_false_alarms():
+    miss = np.array([1, 0, 0, 0], np.float32)  # one FN
+    false_alarm = np.array([1, 1, 1, 0], np.float32)  # one FP
+    assert float(tversky_index(TRUTH, miss)) < float(tversky_index(TRUTH, false_alarm))
+
+
+def test_tversky_loss_and_focal_tversky_by_hand():
+    assert float(tversky_loss(TRUTH, PRED)) == pytest.approx(0.25, abs=1e-5)
+    assert float(focal_tversky_loss(TRUTH, PRED)) == pytest.approx(0.25**0.75, abs=1e-5)
+
+
+def test_perfect_prediction_has_zero_loss_and_soft_dice_is_dice():
+    assert float(focal_tversky_loss(TRUTH, TRUTH)) == pytest.approx(0.0, abs=1e-6)
+    # Dice = 2*1.5 / (2*1.5 + 0.5 + 0.5) = 0.75 for alpha = 0.5 too
+    assert float(soft_dice(TRUTH, PRED)) == pytest.approx(3.0 / 4.0, abs=1e-5)
+
+
+def test_losses_accept_image_batches():
+    truth = np.zeros((2, 4, 4, 1), np.float32)
+    truth[0, :2, :2] = 1
+    assert float(focal_tversky_loss(truth, truth)) == pytest.approx(0.0, abs=1e-6)
+    assert float(focal_tversky_loss(truth, 1 - truth)) == pytest.approx(1.0, abs=1e-4)

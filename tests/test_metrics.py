@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from brainseg import metrics as m
+
+
+def square(size=8, top=0, left=0, side=2):
+    mask = np.zeros((size, size), bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def test_dice_and_iou_by_hand():
+    truth = square(side=2)  # 4 px
+    pred = square(side=2, left=1)  # 4 px, 2 shared
+    assert m.dice(pred, truth) == pytest.approx(2 * 2 / 8)
+    assert m.iou(pred, truth) == pytest.approx(2 / 6)
+
+
+def test_empty_prediction_on_empty_truth_is_perfect():
+    empty = np.zeros((8, 8), bool)
+    assert m.dice(empty, empty) == 1.0
+    assert m.iou(empty, empty) == 1.0
+
+
+def test_any_error_against_empty_is_zero():
+    empty = np.zeros((8, 8), bool)
+    assert m.dice(square(), empty) == 0.0
+    assert m.dice(empty, square()) == 0.0
+
+
+def test_per_volume_pools_slices_unlike_per_slice_mean():
+    truth = np.stack([square(side=4), np.zeros((8, 8), bool)])  # 16 px tumor, then an empty slice
+    pred = np.stack([square(side=4), square(side=1)])  # exact, then a 1-px false positive
+    per_slice = m.dice_per_slice(pred, truth)
+    assert per_slice.tolist() == [1.0, 0.0]
+    volume = m.per_volume(m.dice, pred, truth, np.array(["p1", "p1"]))
+    assert volume == {"p1": pytest.approx(2 * 16 / 33)}
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="shape"):
+        m.dice(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_hd95_of_shifted_square_and_empty():
+    truth = square(size=20, top=5, left=5, side=5)
+    shifted = square(size=20, top=5, left=8, side=5)
+    # Every boundary pixel is within 3 px of the other boundary; the far edges are exactly 3 apart.
+    assert m.hd95(truth, truth) == 0.0
+    assert m.hd95(shifted, truth) == pytest.approx(3.0)
+    assert np.isnan(m.hd95(np.zeros_like(truth), truth))
+
+
+def test_classification_at_counts_by_hand():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+    called = np.array([1, 1, 0, 1, 0, 0, 0], bool)
+    r = m.classification_at(labels, called)
+    assert (r["tp"], r["fn"], r["fp"], r["tn"]) == (2, 1, 1, 3)
+    assert r["sensitivity"] == pytest.approx(2 / 3)
+    assert r["specificity"] == pytest.approx(3 / 4)
+    assert r["precision"] == pytest.approx(2 / 3)
+    assert r["f1"] == pytest.approx(4 / 6)
+
+
+def test_precision_without_positive_calls_is_nan_not_zero():
+    r = m.classification_at(np.array([1, 0], bool), np.array([0, 0], bool))
+    assert np.isnan(r["precision"])
+    assert r["specificity"] == 1.0
+
+
+def test_roc_auc_by_hand_and_single_class():
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8])  # 3 of 4 positive-negative pairs ordered correctly
+    assert m.roc_auc(labels, scores) == pytest.approx(0.75)
+    assert np.isnan(m.roc_auc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+def test_threshold_for_sensitivity_is_the_highest_that_reaches_it():
+    labels = np.array([1, 1, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.3, 0.2, 0.5, 0.1])
+    assert m.threshold_for_sensitivity(labels, scores, 1.0) == pytest.approx(0.2)
+    assert m.threshold_for_sensitivity(labels, scores, 0.75) == pytest.approx(0.3)
+    assert m.threshold_for_sensitivity(labels, scores, 0.5) == pytest.approx(0.8)
+    t = m.threshold_for_sensitivity(labels, scores, 0.75)
+    assert m.classification_at(labels, scores >= t)["sensitivity"] >= 0.75
+
+
+def test_expected_calibration_error_by_hand():
+    # Bin [0.2, 0.3): confidence 0.2, accuracy 0.5 -> |0.3| * 0.5 share; bin [0.9, 1]: 0.9 vs 1.0 -> 0.1 * 0.5
+    labels = np.array([1, 0, 1, 1])
+    probabilities = np.array([0.2, 0.2, 0.9, 0.9])
+    assert m.expected_calibration_error(labels, probabilities) == pytest.approx(0.5 * 0.3 + 0.5 * 0.1)
+
+
+def test_summarize_ignores_nan():
+    s = m.summarize([1.0, np.nan, 3.0])
+    assert (s["mean"], s["median"], s["n"]) == (2.0, 2.0, 2)
