@@ -139,6 +139,7 @@ def train(
     run_dir: str | Path,
     verbose: int = 2,
     limit_slices: int | None = None,
+    extra_callbacks: list | None = None,
 ) -> Path:
     """Train (or resume) one model; returns the path of the best checkpoint.
 
@@ -191,8 +192,10 @@ def train(
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
         epoch_timer,
+        *(extra_callbacks or []),
     ]
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
+              shuffle=False)  # the dataset shuffles itself (seeded)
     from brainseg.plots import plot_training_curves
 
     plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)

@@ -114,7 +114,7 @@ def test_malformed_data_csv_is_named(demo_copy, content, message):
     (demo_copy / "data.csv").write_bytes(content)
     with pytest.raises(DataError, match=message):
         load_dataset(demo_copy)
-    with pytest.raises(DataError, match="data.csv"):
+    with pytest.raises(DataError, match=r"data\.csv"):
         read_clinical_table(demo_copy / "data.csv")
 
 

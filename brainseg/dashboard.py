@@ -1,0 +1,150 @@
+"""Streamlit glue shared by the pages: cached loaders, the session's settings, and the sidebar.
+
+Models load once per process (``st.cache_resource``); scans and per-patient predictions are cached
+as data (``st.cache_data``). The threshold and the data folder live in ``st.session_state`` so every
+page reads and writes the same values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from brainseg.cascade import Cascade, CascadeResult, read_operating_point
+from brainseg.data import load_dataset, load_slices
+from brainseg.errors import BrainsegError
+from brainseg.review import slice_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATA_DIR = ROOT / "demo" / "kaggle_3m"
+DATA_DIR_ENV = "BRAINSEG_DATA_DIR"
+MODELS_DIR_ENV = "BRAINSEG_MODELS_DIR"
+RESEARCH_NOTICE = ("**Research use only — not for diagnosis.** Outputs are model estimates for research and "
+                   "education, not a medical device.")
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get(MODELS_DIR_ENV, ROOT / "models"))
+
+
+@st.cache_resource(show_spinner="Loading models…")
+def get_cascade(models_path: str) -> Cascade:
+    """One cascade per process, shared by every session (the models are never copied per user)."""
+    return Cascade.from_dir(models_path)
+
+
+@st.cache_data(show_spinner="Scanning the dataset folder…")
+def get_dataset(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return load_dataset(data_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=12)
+def get_patient_prediction(data_dir: str, patient_id: str, models_key: str) -> dict:
+    """Decoded slices, truth masks and the cascade's stored outputs for one patient.
+
+    ``models_key`` (the weights' hashes) makes a model change invalidate the cache.
+    """
+    manifest, _ = get_dataset(data_dir)
+    rows = manifest[manifest["patient_id"] == patient_id]
+    images, truth = load_slices(rows)
+    result = get_cascade(str(models_dir())).predict(images)
+    return {"rows": rows.reset_index(drop=True), "images": images, "truth": truth,
+            "probabilities": result.probabilities, "maps": result.maps.astype(np.float16)}
+
+
+def patient_result(prediction: dict) -> CascadeResult:
+    return CascadeResult(prediction["probabilities"], prediction["maps"].astype(np.float32))
+
+
+@st.cache_data(show_spinner=False)
+def get_patient_stats(data_dir: str, patient_id: str, models_key: str) -> pd.DataFrame:
+    """Per-slice counts for the threshold analysis (small; kept for every patient)."""
+    prediction = get_patient_prediction(data_dir, patient_id, models_key)
+    rows = prediction["rows"]
+    return slice_stats(patient_id, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(),
+                       patient_result(prediction), prediction["truth"])
+
+
+def models_key() -> str:
+    cascade = get_cascade(str(models_dir()))
+    return f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}"
+
+
+def _init_state() -> None:
+    if "data_dir" not in st.session_state:
+        st.session_state["data_dir"] = os.environ.get(DATA_DIR_ENV) or str(DEMO_DATA_DIR)
+    if "threshold" not in st.session_state:
+        st.session_state["threshold"] = default_threshold()
+
+
+def default_threshold() -> float:
+    try:
+        return float(read_operating_point(models_dir()).get("threshold", 0.5))
+    except BrainsegError:
+        return 0.5
+
+
+def floor_to_step(value: float, step: float = 0.001) -> float:
+    """Round a threshold down to the slider's step: a lower threshold never loses sensitivity."""
+    return float(np.floor(value / step + 1e-9) * step)
+
+
+def set_threshold(value: float) -> None:
+    st.session_state["threshold"] = min(1.0, max(0.0, floor_to_step(value)))
+
+
+def threshold() -> float:
+    _init_state()
+    return float(st.session_state["threshold"])
+
+
+def data_dir() -> str:
+    _init_state()
+    return str(st.session_state["data_dir"])
+
+
+def threshold_control(container, key: str, label: str = "Tumor probability threshold") -> None:
+    """A slider bound to the session's one threshold (any number of pages may show one)."""
+    st.session_state[key] = threshold()
+    container.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=key,
+                     on_change=lambda: set_threshold(st.session_state[key]),
+                     help="Slices whose classifier probability is at least this are passed to the segmenter.")
+
+
+def _apply_data_dir() -> None:
+    value = st.session_state["_data_dir_input"].strip()
+    st.session_state["data_dir"] = value or str(DEMO_DATA_DIR)
+
+
+def sidebar() -> None:
+    """Shown on every page: the research notice, the data folder, the threshold and the models."""
+    _init_state()
+    side = st.sidebar
+    side.warning(RESEARCH_NOTICE)
+    threshold_control(side, "_threshold_sidebar")
+    st.session_state["_data_dir_input"] = data_dir()
+    side.text_input("Data folder (Kaggle kaggle_3m layout)", key="_data_dir_input", on_change=_apply_data_dir,
+                    help=f"Defaults to the shipped demo cases; set ${DATA_DIR_ENV} to start elsewhere.")
+    if data_dir() != str(DEMO_DATA_DIR):
+        side.button("Back to the demo cases", on_click=lambda: st.session_state.update(data_dir=str(DEMO_DATA_DIR)))
+
+
+def require_dataset() -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The current folder's manifest and patients, or None after showing why it cannot be read."""
+    try:
+        return get_dataset(data_dir())
+    except BrainsegError as err:
+        st.error(f"Cannot read the data folder: {err}")
+        return None
+
+
+def require_cascade() -> Cascade | None:
+    try:
+        return get_cascade(str(models_dir()))
+    except BrainsegError as err:
+        st.error(f"Cannot load the models: {err}")
+        return None

@@ -1,0 +1,112 @@
+"""Plotly figures for the dashboard (the library builds them; pages only display them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from brainseg import metrics
+from brainseg.overlays import PREDICTION_COLOR, TRUTH_COLOR
+
+
+def _rgb(color: tuple[int, int, int]) -> str:
+    return f"rgb{color}"
+
+
+def burden_strip(slices: np.ndarray, truth_pixels: np.ndarray, predicted_pixels: np.ndarray,
+                 probabilities: np.ndarray, threshold: float, current_slice: int | None = None) -> go.Figure:
+    """Tumor area per slice (truth and cascade) with the classifier probability and threshold on a 2nd axis."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_bar(x=slices, y=truth_pixels, name="ground-truth area", marker_color=_rgb(TRUTH_COLOR), opacity=0.75)
+    fig.add_bar(x=slices, y=predicted_pixels, name="predicted area", marker_color=_rgb(PREDICTION_COLOR),
+                opacity=0.75)
+    fig.add_scatter(x=slices, y=probabilities, name="P(tumor)", mode="lines+markers", line={"color": "#333"},
+                    secondary_y=True)
+    fig.add_scatter(x=[slices.min() - 0.5, slices.max() + 0.5], y=[threshold, threshold], mode="lines",
+                    name=f"threshold {threshold:.3f}", line={"color": "#ff7f0e", "dash": "dash"}, secondary_y=True)
+    if current_slice is not None:
+        fig.add_vline(x=current_slice, line={"color": "#1f77b4", "width": 2})
+    fig.update_layout(barmode="group", height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      legend={"orientation": "h", "y": -0.3}, clickmode="event+select")
+    fig.update_xaxes(title_text="slice")
+    fig.update_yaxes(title_text="tumor pixels", secondary_y=False)
+    fig.update_yaxes(title_text="P(tumor)", range=[0, 1.02], secondary_y=True)
+    return fig
+
+
+def roc_figure(labels: np.ndarray, scores: np.ndarray, threshold: float) -> go.Figure:
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    at = metrics.classification_at(labels, scores >= threshold)
+    fig = go.Figure()
+    fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {metrics.roc_auc(labels, scores):.3f})")
+    fig.add_scatter(x=[1 - at["specificity"]], y=[at["sensitivity"]], mode="markers", name=f"threshold {threshold:.3f}",
+                    marker={"size": 12, "color": "#ff7f0e"})
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#aaa"}, showlegend=False)
+    fig.update_layout(xaxis_title="1 - specificity", yaxis_title="sensitivity", height=360,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="ROC, slice level",
+                      legend={"x": 0.4, "y": 0.05})
+    return fig
+
+
+def precision_recall_figure(labels: np.ndarray, scores: np.ndarray, threshold: float) -> go.Figure:
+    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+    at = metrics.classification_at(labels, scores >= threshold)
+    fig = go.Figure()
+    fig.add_scatter(x=recall, y=precision, mode="lines", name="precision-recall")
+    fig.add_scatter(x=[at["sensitivity"]], y=[at["precision"]], mode="markers", name=f"threshold {threshold:.3f}",
+                    marker={"size": 12, "color": "#ff7f0e"})
+    fig.update_layout(xaxis_title="recall (sensitivity)", yaxis_title="precision", height=360,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Precision-recall, slice level",
+                      legend={"x": 0.02, "y": 0.05})
+    return fig
+
+
+def confusion_figure(counts: dict[str, int], title: str) -> go.Figure:
+    z = [[counts["tp"], counts["fn"]], [counts["fp"], counts["tn"]]]
+    fig = go.Figure(go.Heatmap(z=z, x=["called tumor", "called no tumor"], y=["tumor", "no tumor"],
+                               text=[[str(v) for v in row] for row in z], texttemplate="%{text}",
+                               colorscale="Blues", showscale=False))
+    fig.update_layout(title=title, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      yaxis={"autorange": "reversed"})
+    return fig
+
+
+def class_balance_figure(manifest: pd.DataFrame) -> go.Figure:
+    counts = manifest["has_tumor"].map({True: "tumor", False: "no tumor"}).value_counts()
+    fig = go.Figure(go.Bar(x=counts.index, y=counts.values, text=counts.values, textposition="auto",
+                           marker_color=["#1f77b4" if k == "no tumor" else _rgb(TRUTH_COLOR) for k in counts.index]))
+    fig.update_layout(title="Slices with and without tumor", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def slices_per_patient_figure(patients: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    fig.add_histogram(x=patients["n_slices"], name="all slices", opacity=0.7)
+    fig.add_histogram(x=patients["n_tumor_slices"], name="tumor slices", opacity=0.7,
+                      marker_color=_rgb(TRUTH_COLOR))
+    fig.update_layout(barmode="overlay", title="Slices per patient", xaxis_title="slices", yaxis_title="patients",
+                      height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def burden_by_institution_figure(patients: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for institution, group in patients.groupby("institution"):
+        fig.add_box(y=group["tumor_pixels"], name=f"{institution} ({len(group)})", boxpoints="all")
+    fig.update_layout(title="Tumor burden by institution (tumor pixels per patient)", showlegend=False, height=320,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def reliability_figure(labels: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> go.Figure:
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(np.asarray(labels, int), probabilities, n_bins=n_bins)
+    fig = go.Figure()
+    fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="classifier")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#aaa"}, name="perfect")
+    fig.update_layout(title="Reliability", xaxis_title="mean predicted P(tumor)", yaxis_title="observed tumor share",
+                      height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

@@ -1,0 +1,33 @@
+"""Model card: the shipped models' card, weight hashes, measured latency and intended use."""
+
+import json
+
+import streamlit as st
+
+from brainseg import dashboard as dash
+
+st.title("Model card")
+dash.sidebar()
+st.error("Intended use: research and education on lower-grade glioma FLAIR MRI. Not a medical device; "
+         "not for diagnosis or treatment decisions.")
+cascade = dash.require_cascade()
+if cascade is not None:
+    cols = st.columns(2)
+    for col, model in zip(cols, (cascade.classifier, cascade.segmenter), strict=True):
+        col.markdown(f"**{model.role}** `{model.path.name}` — input {model.spec.size}×{model.spec.size}, "
+                     f"{model.spec.scaling} scaling")
+        col.code(f"sha256 {model.sha256}", language=None)
+bench_path = dash.models_dir() / "bench.json"
+if bench_path.is_file():
+    bench = json.loads(bench_path.read_text())
+    cols = st.columns(4)
+    cols[0].metric("ms per slice", f"{bench['ms_per_slice']:.1f}")
+    cols[1].metric("s per patient (median)", f"{bench['patient_seconds']['median']:.2f}")
+    cols[2].metric("model load (s)", f"{bench['model_load_seconds']:.1f}")
+    cols[3].metric("peak memory (MB)", f"{bench['peak_rss_mb']:.0f}")
+    st.caption(f"Measured with `brainseg bench` on {bench['machine']['cpu']} ({bench['machine']['cores']} cores).")
+card = dash.models_dir() / "MODEL_CARD.md"
+if card.is_file():
+    st.markdown(card.read_text())
+else:
+    st.warning(f"{card} is missing.")

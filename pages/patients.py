@@ -1,0 +1,128 @@
+"""Patients: browse a patient slice by slice with ground truth and prediction overlays."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from brainseg import dashboard as dash
+from brainseg import metrics
+from brainseg.figures import burden_strip
+from brainseg.overlays import (
+    CHANNEL_VIEWS,
+    DIFFERENCE_COLORS,
+    PREDICTION_COLOR,
+    TRUTH_COLOR,
+    channel_view,
+    difference_view,
+    legend_html,
+    overlay,
+)
+
+st.title("Patients")
+dash.sidebar()
+dataset = dash.require_dataset()
+cascade = dash.require_cascade()
+if dataset is None or cascade is None:
+    st.stop()
+manifest, patients = dataset
+threshold = dash.threshold()
+
+labels = {
+    row.patient_id: f"{row.patient_id} · {row.institution} · {row.n_slices} slices · {row.n_tumor_slices} with tumor"
+    for row in patients.itertuples()
+}
+patient_id = st.selectbox("Patient (type to search)", list(labels), format_func=labels.get, key="patient_id")
+with st.expander("Patient record (data.csv)"):
+    st.dataframe(patients[patients["patient_id"] == patient_id].T.astype(str), width="stretch")
+
+with st.spinner("Running the cascade on this patient…"):
+    prediction = dash.get_patient_prediction(dash.data_dir(), patient_id, dash.models_key())
+result = dash.patient_result(prediction)
+slices = prediction["rows"]["slice"].to_numpy()
+truth, images = prediction["truth"], prediction["images"]
+masks = result.masks(threshold)
+n = len(slices)
+
+# Slice navigation: one canonical index, changed by the slider, the buttons or a click on the strip.
+if st.session_state.get("_slice_patient") != patient_id:
+    st.session_state["_slice_patient"] = patient_id
+    tumor_slices = np.flatnonzero(truth.any(axis=(1, 2)))
+    st.session_state["slice_index"] = int(tumor_slices[len(tumor_slices) // 2]) if len(tumor_slices) else 0
+st.session_state["slice_index"] = min(int(st.session_state["slice_index"]), n - 1)
+
+
+def _step(delta: int) -> None:
+    st.session_state["slice_index"] = int(np.clip(st.session_state["slice_index"] + delta, 0, n - 1))
+
+
+def _from_slider() -> None:
+    st.session_state["slice_index"] = int(np.searchsorted(slices, st.session_state["_slice_slider"]))
+
+
+def _from_strip() -> None:
+    points = st.session_state["_burden_strip"].selection.get("points", [])
+    if points:
+        st.session_state["slice_index"] = int(np.searchsorted(slices, round(points[0]["x"])))
+
+
+nav_prev, nav_slider, nav_next = st.columns([1, 12, 1], vertical_alignment="bottom")
+nav_prev.button("◀", on_click=_step, args=(-1,), help="previous slice", disabled=st.session_state["slice_index"] == 0)
+nav_next.button("▶", on_click=_step, args=(1,), help="next slice", disabled=st.session_state["slice_index"] == n - 1)
+st.session_state["_slice_slider"] = int(slices[st.session_state["slice_index"]])
+nav_slider.slider("Slice", int(slices.min()), int(slices.max()), key="_slice_slider", on_change=_from_slider)
+i = st.session_state["slice_index"]
+
+probability = float(result.probabilities[i])
+called = bool(masks[i].any())
+decision = "tumor" if called else ("no tumor (mask empty)" if probability >= threshold else "no tumor")
+cols = st.columns(5)
+cols[0].metric("P(tumor)", f"{probability:.3f}", help="classifier probability for this slice")
+cols[1].metric(f"Decision at {threshold:.3f}", decision)
+cols[2].metric("Ground-truth area", f"{int(truth[i].sum())} px")
+cols[3].metric("Predicted area", f"{int(masks[i].sum())} px")
+cols[4].metric("Slice Dice", f"{metrics.dice(masks[i], truth[i]):.3f}",
+               help="1.0 when both masks are empty (nothing to find, nothing drawn)")
+
+controls = st.columns([2, 2, 2, 3])
+view = controls[0].selectbox("MRI view", list(CHANNEL_VIEWS), key="mri_view")
+style = controls[1].radio("Masks as", ["filled", "contour"], horizontal=True, key="mask_style")
+opacity = controls[2].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="mask_opacity")
+with controls[3]:
+    show_truth = st.toggle("Ground truth (red)", True, key="show_truth")
+    show_prediction = st.toggle("Prediction (green)", True, key="show_prediction")
+
+base = channel_view(images[i], view)
+shown_truth = truth[i] if show_truth else None
+shown_prediction = masks[i] if show_prediction else None
+left, middle, right = st.columns(3)
+left.image(overlay(base, shown_truth, None, opacity, style), caption="Ground truth", width="stretch")
+middle.image(overlay(base, None, shown_prediction, opacity, style), caption="Prediction", width="stretch")
+right.image(overlay(base, shown_truth, shown_prediction, opacity, style), caption="Superimposed", width="stretch")
+st.markdown(legend_html({"ground truth": TRUTH_COLOR, "prediction": PREDICTION_COLOR}), unsafe_allow_html=True)
+
+with st.expander("Difference view", expanded=True):
+    diff_col, raw_col = st.columns(2)
+    diff_col.image(difference_view(base, masks[i], truth[i], max(opacity, 0.5), style),
+                   caption="Difference: prediction vs ground truth", width="stretch")
+    raw_col.image(base, caption=f"{view}, no overlay", width="stretch")
+    st.markdown(legend_html(DIFFERENCE_COLORS), unsafe_allow_html=True)
+
+st.subheader("Tumor burden across the patient")
+st.caption("Click a slice in the strip to jump there.")
+figure = burden_strip(slices, truth.sum(axis=(1, 2)), masks.sum(axis=(1, 2)), result.probabilities, threshold,
+                      int(slices[i]))
+st.plotly_chart(figure, key="_burden_strip", on_select=_from_strip, selection_mode="points", width="stretch")
+
+st.subheader("This patient at this threshold")
+has_tumor = truth.any(axis=(1, 2))
+decisions = masks.any(axis=(1, 2))
+summary = st.columns(4)
+summary[0].metric("Dice per volume", f"{metrics.dice(masks, truth):.3f}")
+summary[1].metric("Tumor slices detected", f"{int((has_tumor & decisions).sum())} / {int(has_tumor.sum())}")
+summary[2].metric("Tumor slices missed", int((has_tumor & ~decisions).sum()))
+summary[3].metric("False-positive slices", int((~has_tumor & decisions).sum()))
+missed = slices[has_tumor & ~decisions]
+false_pos = slices[~has_tumor & decisions]
+st.dataframe(pd.DataFrame({"missed tumor slices": [", ".join(map(str, missed)) or "none"],
+                           "false-positive slices": [", ".join(map(str, false_pos)) or "none"]}),
+             hide_index=True, width="stretch")

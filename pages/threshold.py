@@ -1,0 +1,90 @@
+"""Threshold & metrics: tune the gate and watch slice-, patient- and pixel-level figures change live."""
+
+import pandas as pd
+import streamlit as st
+
+from brainseg import dashboard as dash
+from brainseg.figures import confusion_figure, precision_recall_figure, reliability_figure, roc_figure
+from brainseg.metrics import expected_calibration_error
+from brainseg.review import metrics_at_threshold, preset_thresholds
+from brainseg.split import PARTS, load_split
+
+st.title("Threshold & metrics")
+dash.sidebar()
+dataset = dash.require_dataset()
+cascade = dash.require_cascade()
+if dataset is None or cascade is None:
+    st.stop()
+manifest, patients = dataset
+
+try:
+    split = load_split(dash.models_dir() / "split.json")
+except Exception:  # a missing split only removes the split choice
+    split = None
+present = {part: sorted(set(split[part]) & set(patients["patient_id"])) for part in PARTS} if split else {}
+choices = ["all loaded patients"] + [f"{part} split ({len(ids)} patients)" for part, ids in present.items() if ids]
+scope = st.radio("Patients", choices, horizontal=True, key="metrics_scope",
+                 help="Choosing the train split shows optimistic figures: the models learned from those patients.")
+chosen = (patients["patient_id"].tolist() if scope == choices[0]
+          else present[scope.split(" ")[0]])
+
+progress = st.progress(0.0, text="Running the cascade…")
+frames = []
+for k, patient_id in enumerate(chosen, start=1):
+    frames.append(dash.get_patient_stats(dash.data_dir(), patient_id, dash.models_key()))
+    progress.progress(k / len(chosen), text=f"Patients processed: {k} / {len(chosen)}")
+progress.empty()
+stats = pd.concat(frames, ignore_index=True)
+
+st.subheader("Operating point")
+presets = preset_thresholds(stats)
+cols = st.columns(len(presets) + 1)
+for col, (name, value) in zip(cols, presets.items(), strict=False):
+    col.button(f"{name}\n({dash.floor_to_step(value):.3f})", on_click=dash.set_threshold, args=(value,),
+               key=f"preset_{name}", width="stretch")
+cols[-1].button(f"shipped default\n({dash.default_threshold():.3f})", on_click=dash.set_threshold,
+                args=(dash.default_threshold(),), key="preset_default", width="stretch")
+dash.threshold_control(st, "_threshold_page", "Threshold (same as the sidebar's)")
+threshold = dash.threshold()
+report = metrics_at_threshold(stats, threshold)
+
+
+def _fmt(value) -> str:
+    return "–" if value != value else f"{value:.3f}"  # NaN (no denominator) shows as a dash
+
+
+rows = []
+for level, key in (("slices: classifier gate", "classifier"), ("slices: cascade (gate + non-empty mask)",
+                                                                 "cascade_slices"), ("patients", "patients")):
+    r = report[key]
+    rows.append({"level": level, "sensitivity": _fmt(r["sensitivity"]), "specificity": _fmt(r["specificity"]),
+                 "precision": _fmt(r["precision"]), "F1": _fmt(r["f1"]), "TP": r["tp"], "FP": r["fp"],
+                 "TN": r["tn"], "FN": r["fn"]})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+gate = report["gate_loss"]
+m = st.columns(4)
+m[0].metric("Dice per volume (mean)", _fmt(report["dice_per_volume"]["mean"]))
+m[1].metric("Dice per volume (median)", _fmt(report["dice_per_volume"]["median"]))
+m[2].metric("Tumor slices gated out", gate["tumor_slices_gated_out"],
+            help="tumor slices whose probability is below the threshold: the segmenter never draws on them")
+m[3].metric("Segmented tumor pixels lost to the gate", f"{gate['segmented_tumor_pixels_lost']:,}",
+            f"{100 * gate['share_of_segmented_tumor_pixels_lost']:.1f}% of those found", delta_color="off",
+            help="true tumor pixels the segmenter had found on slices the gate discards")
+
+labels = stats["truth_pixels"].to_numpy() > 0
+scores = stats["probability"].to_numpy()
+if labels.all() or not labels.any():
+    st.warning("These patients' slices are all one class: ROC and precision-recall need both.")
+else:
+    left, right = st.columns(2)
+    left.plotly_chart(roc_figure(labels, scores, threshold), width="stretch")
+    right.plotly_chart(precision_recall_figure(labels, scores, threshold), width="stretch")
+    left, middle, right = st.columns(3)
+    left.plotly_chart(confusion_figure(report["classifier"], "Slices (classifier gate)"), width="stretch")
+    middle.plotly_chart(confusion_figure(report["patients"], "Patients"), width="stretch")
+    right.plotly_chart(reliability_figure(labels, scores), width="stretch")
+    st.caption(f"Expected calibration error (10 bins): {expected_calibration_error(labels, scores):.3f}. "
+               f"{len(stats)} slices of {len(chosen)} patients.")
+with st.expander("Dice per volume by patient"):
+    st.dataframe(pd.Series(report["per_patient_dice"], name="Dice per volume").round(4), width="stretch")
