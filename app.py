@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="brainseg · LGG MRI review", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="brainseg · LGG MRI review", page_icon=":material/neurology:", layout="wide")
 
 pages = st.navigation([
-    st.Page("pages/patients.py", title="Patients", icon="🩻", default=True),
-    st.Page("pages/upload.py", title="Upload", icon="📤"),
-    st.Page("pages/threshold.py", title="Threshold & metrics", icon="🎚️"),
-    st.Page("pages/dataset.py", title="Dataset", icon="📊"),
-    st.Page("pages/model_card.py", title="Model card", icon="📄"),
+    st.Page("pages/patients.py", title="Patients", icon=":material/person_search:", default=True),
+    st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
+    st.Page("pages/threshold.py", title="Threshold & metrics", icon=":material/tune:"),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/bar_chart:"),
+    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ])
 pages.run()  # each page draws the shared sidebar itself (dashboard.sidebar)

@@ -74,10 +74,12 @@ i = st.session_state["slice_index"]
 
 probability = float(result.probabilities[i])
 called = bool(masks[i].any())
-decision = "tumor" if called else ("no tumor (mask empty)" if probability >= threshold else "no tumor")
+gate_note = ("passed the gate" if called else "passed the gate, mask empty") if probability >= threshold else (
+    "below the gate")
 cols = st.columns(5)
 cols[0].metric("P(tumor)", f"{probability:.3f}", help="classifier probability for this slice")
-cols[1].metric(f"Decision at {threshold:.3f}", decision)
+cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor", gate_note, delta_color="off",
+               help="A slice over the threshold whose predicted mask is empty is reported as no tumor.")
 cols[2].metric("Ground-truth area", f"{int(truth[i].sum())} px")
 cols[3].metric("Predicted area", f"{int(masks[i].sum())} px")
 cols[4].metric("Slice Dice", f"{metrics.dice(masks[i], truth[i]):.3f}",

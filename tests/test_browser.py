@@ -1,0 +1,139 @@
+"""Real-browser test: Debian Chromium driven by Playwright against `streamlit run app.py` on 127.0.0.1.
+
+Opens every page, moves the threshold, uploads a real slice and a bad file, and saves screenshots
+to test-artifacts/screenshots/. Skipped (or, under CI, failed) when /usr/bin/chromium is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_DIR, ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing: .ci/run should have installed Debian's chromium", pytrace=False)
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "BRAINSEG_DATA_DIR": str(DEMO_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    server_log = log_path.read_text()
+    assert "Traceback" not in server_log, server_log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        yield context.new_page()
+        browser.close()
+
+
+def _settle(page, timeout: float = 120_000) -> None:
+    page.wait_for_selector(IDLE, timeout=timeout)
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE, timeout=timeout)
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stApp']", timeout=120_000)
+    _settle(page)
+
+
+def _no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
+
+
+def test_every_page_threshold_and_uploads(server, page, tmp_path):
+    _open(page, server)
+    page.get_by_text("Tumor burden across the patient").wait_for(timeout=120_000)
+    _no_exception(page)
+    assert "Research use only" in page.inner_text("[data-testid='stSidebar']")
+    page.screenshot(path=str(SHOTS / "patients.png"), full_page=True)
+
+    # Move the shared threshold with the keyboard and see the decision label follow it.
+    before = page.get_by_text("Decision at").first.inner_text()
+    thumb = page.locator("[data-testid='stSidebar'] input[type='range']").first
+    thumb.focus()
+    thumb.press("Home")  # threshold 0: every slice passes the gate
+    page.get_by_text("Decision at 0.000").first.wait_for(timeout=60_000)
+    _settle(page)
+    assert before != page.get_by_text("Decision at").first.inner_text()
+    _no_exception(page)
+
+    for path, marker in (("threshold", "Operating point"), ("dataset", "Patient-level split"),
+                         ("model_card", "Intended use")):
+        _open(page, f"{server}/{path}")
+        page.get_by_text(marker).first.wait_for(timeout=120_000)
+        _no_exception(page)
+        page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+
+    _open(page, f"{server}/upload")
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("<html><script>alert(1)</script></html>")
+    slice_path = DEMO_DIR / "TCGA_FG_A4MU_20030903" / "TCGA_FG_A4MU_20030903_20.tif"
+    mask_path = slice_path.with_name("TCGA_FG_A4MU_20030903_20_mask.tif")
+    page.locator("input[type='file']").set_input_files([str(slice_path), str(mask_path), str(bad)])
+    page.get_by_text("refused").first.wait_for(timeout=120_000)
+    _settle(page)
+    body = page.inner_text("body")
+    assert "not_an_image.png" in body and "not a TIFF, PNG or JPEG" in body
+    assert "Ground truth (red) and prediction (green)" in body  # the slice was paired with its mask
+    assert "P(tumor) — decision at" in body
+    assert page.get_by_text("Download probabilities (CSV)").count() == 1
+    _no_exception(page)
+    page.screenshot(path=str(SHOTS / "upload.png"), full_page=True)
+
+
+def test_screenshots_were_written():
+    for name in ("patients", "threshold", "dataset", "model_card", "upload"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000, name
