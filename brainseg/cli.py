@@ -216,6 +216,21 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_card(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model-card", help="evaluate + bench the shipped models and write models/MODEL_CARD.md")
+    p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder holding the test-split patients")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+
+
+def _run_model_card(args: argparse.Namespace) -> int:
+    from brainseg.model_card import build_model_card
+
+    card = build_model_card(args.data, args.models_dir)
+    print(f"wrote {args.models_dir / 'MODEL_CARD.md'} (test cascade Dice/volume mean "
+          f"{card['test']['cascade']['dice_per_volume']['mean']:.4f})")
+    return 0
+
+
 def _write_json(document: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=float) + "\n")
@@ -227,6 +242,7 @@ COMMANDS = {
     "operating-point": (_add_operating_point, _run_operating_point),
     "predict": (_add_predict, _run_predict),
     "bench": (_add_bench, _run_bench),
+    "model-card": (_add_model_card, _run_model_card),
     "split": (_add_split, _run_split),
     "scan": (_add_scan, _run_scan),
 }

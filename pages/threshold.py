@@ -40,8 +40,8 @@ st.subheader("Operating point")
 presets = preset_thresholds(stats)
 cols = st.columns(len(presets) + 1)
 for col, (name, value) in zip(cols, presets.items(), strict=False):
-    col.button(f"{name.replace('sensitivity', 'sens.')}: {dash.floor_to_step(value):.3f}", on_click=dash.set_threshold, args=(value,),
-               key=f"preset_{name}", width="stretch")
+    label = f"{name.replace('sensitivity', 'sens.')}: {dash.floor_to_step(value):.3f}"
+    col.button(label, on_click=dash.set_threshold, args=(value,), key=f"preset_{name}", width="stretch")
 cols[-1].button(f"default: {dash.default_threshold():.3f}", on_click=dash.set_threshold,
                 args=(dash.default_threshold(),), key="preset_default", width="stretch")
 dash.threshold_control(st, "_threshold_page", "Threshold (same as the sidebar's)")

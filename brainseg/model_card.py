@@ -1,0 +1,216 @@
+"""The model card: every figure in it is computed by `brainseg model-card` from the shipped files.
+
+It evaluates the cascade on the test split and on the shipped demo cases, benchmarks it, and writes
+``models/MODEL_CARD.md`` with its machine-readable twin ``models/model_card.json``. A test
+recomputes the demo-case figures from the weights, so the card cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from brainseg.bench import bench
+from brainseg.cascade import Cascade
+from brainseg.data import load_dataset, scan_dataset
+from brainseg.evaluate import evaluate
+from brainseg.split import PARTS, load_split, select_part
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo" / "kaggle_3m"
+# The figures a test recomputes on the demo cases (dotted paths into an evaluate report).
+CHECKED_KEYS = (
+    "classifier.roc_auc",
+    "classifier.at_default.sensitivity",
+    "classifier.at_default.specificity",
+    "cascade.dice_per_volume.mean",
+    "segmenter.dice_per_volume.mean",
+    "cascade.dice_per_tumor_slice.mean",
+)
+
+
+def dig(report: dict, dotted: str):
+    node = report
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+def _strip(report: dict) -> dict:
+    """An evaluate report without the bulky per-patient tables."""
+    slim = json.loads(json.dumps(report, default=float))
+    for name in ("cascade", "segmenter"):
+        slim[name].pop("per_patient_dice", None)
+    return slim
+
+
+def build_model_card(data_dir: str | Path, models_dir: str | Path, progress: bool = True) -> dict:
+    models_dir = Path(models_dir)
+    manifest, patients = load_dataset(data_dir, progress=progress)
+    split = load_split(models_dir / "split.json")
+    cascade = Cascade.from_dir(models_dir)
+    test_report = evaluate(cascade, select_part(manifest, split, "test"), progress=progress)
+    demo_report = evaluate(cascade, scan_dataset(DEMO_DIR), progress=progress)
+    speed = bench(models_dir, select_part(manifest, split, "test"), max_patients=14)
+    (models_dir / "bench.json").write_text(json.dumps(speed, indent=2) + "\n")
+    split_table = {}
+    for part in PARTS:
+        rows = manifest[manifest["patient_id"].isin(split[part])]
+        split_table[part] = {"patients": int(rows["patient_id"].nunique()), "slices": len(rows),
+                             "tumor_slices": int(rows["has_tumor"].sum()),
+                             "institutions": rows.drop_duplicates("patient_id")["institution"].value_counts()
+                             .sort_index().to_dict()}
+    card = {
+        "generated": dt.date.today().isoformat(),
+        "command": f"brainseg model-card --data {data_dir}",
+        "models": {m.role: {"file": m.path.name, "sha256": m.sha256, "input_spec": m.spec.to_dict(),
+                            "parameters": int(m.model.count_params()), "training": m.metadata}
+                   for m in (cascade.classifier, cascade.segmenter)},
+        "operating_point": json.loads((models_dir / "operating_point.json").read_text()),
+        "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
+        "test": _strip(test_report),
+        "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
+        "bench": speed,
+    }
+    (models_dir / "model_card.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
+    (models_dir / "MODEL_CARD.md").write_text(render_markdown(card))
+    return card
+
+
+def _f(value, digits: int = 3) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def render_markdown(card: dict) -> str:
+    t, op, b = card["test"], card["operating_point"], card["bench"]
+    clf, seg = card["models"]["classifier"], card["models"]["segmenter"]
+    c, s = clf["training"]["train_config"], seg["training"]["train_config"]
+    split = card["data"]["split"]
+    lines = [
+        "# brainseg model card",
+        "",
+        f"Generated {card['generated']} by `{card['command']}` from the shipped weights; every figure below "
+        "comes from that one command (evaluation, benchmark) or from the training sidecars it reads.",
+        "",
+        "## Intended use",
+        "- **Research and education** on lower-grade glioma (LGG) brain MRI: reviewing where an AI slice",
+        "  classifier and segmenter agree or disagree with expert FLAIR-abnormality masks.",
+        "- Data like the training data: axial 256x256 slices, channels pre-contrast / FLAIR / post-contrast,",
+        "  from the TCGA-LGG collection (5 institutions: CS, DU, EZ, FG, HT).",
+        "- **Not a medical device. Not for diagnosis, screening, or treatment decisions.** Out of scope: other",
+        "  tumor types, other sequences, other scanners/protocols, pediatric MRI, 3-D volumes not sliced axially.",
+        "",
+        "## Data and split",
+        "LGG MRI Segmentation (Buda et al. 2019; Kaggle `mateuszbuda/lgg-mri-segmentation`; TCIA TCGA-LGG),",
+        "95 of its 110 patients (the other 15 are held out by the project owners). Split **by patient**",
+        "(`models/split.json`, seed 42), stratified by institution and tumor burden:",
+        "",
+        "| part | patients | slices | tumor slices | institutions |",
+        "|---|---|---|---|---|",
+    ]
+    for part in PARTS:
+        r = split[part]
+        inst = ", ".join(f"{k} {v}" for k, v in r["institutions"].items())
+        lines.append(f"| {part} | {r['patients']} | {r['slices']} | {r['tumor_slices']} | {inst} |")
+    lines += [
+        "",
+        "## Models",
+        "| | classifier | segmenter |",
+        "|---|---|---|",
+        "| architecture | seed ResNet-style classifier (`build_classifier`) | seed ResUNet (`build_segmenter`) |",
+        f"| input | {c['input_size']}x{c['input_size']}x3, {c['scaling']} scaling | "
+        f"{s['input_size']}x{s['input_size']}x3, {s['scaling']} scaling |",
+        f"| width multiplier | {c['width']} | {s['width']} |",
+        f"| parameters | {clf['parameters']:,} | {seg['parameters']:,} |",
+        f"| loss | binary cross-entropy, {c['balance'].replace('_', ' ')} | focal Tversky (alpha 0.7, gamma 0.75) |",
+        f"| training slices | {clf['training']['n_train_slices']} (all train-split slices) | "
+        f"{seg['training']['n_train_slices']} (tumor slices + {s['empty_fraction']:.0%} as many tumor-free) |",
+        f"| optimizer | Adam lr {c['learning_rate']}, {c['schedule']} schedule | "
+        f"Adam lr {s['learning_rate']}, {s['schedule']} schedule |",
+        f"| epochs (best by val loss) | {clf['training']['epochs_run']} ({clf['training']['best_epoch']}) | "
+        f"{seg['training']['epochs_run']} ({seg['training']['best_epoch']}) |",
+        f"| batch, seed | {c['batch_size']}, {c['seed']} | {s['batch_size']}, {s['seed']} |",
+        f"| augmentation | {'flip, rotation, scale, shift, intensity' if c['augment'] else 'none'} | "
+        f"{'flip, rotation, scale, shift, intensity' if s['augment'] else 'none'} |",
+        f"| training wall time | {clf['training']['train_wall_seconds'] / 60:.1f} min | "
+        f"{seg['training']['train_wall_seconds'] / 60:.1f} min |",
+        f"| file, sha256 | `{clf['file']}` `{clf['sha256']}` | `{seg['file']}` `{seg['sha256']}` |",
+        "",
+        f"Trained on a CPU: {b['machine']['cpu']} ({b['machine']['cores']} cores), TensorFlow "
+        f"{b['machine']['tensorflow']}, no GPU, with `brainseg train both --data data/kaggle_3m --export-dir models`.",
+        "The exact seed architectures (8,880,897 and 1,210,513 parameters at 256x256) remain available with",
+        "`--recipe seed`.",
+        "",
+        "## Metric definitions",
+        "- **Dice per volume** (Buda et al. 2019): a patient's slices pooled into one 3-D mask, Dice",
+        "  2|P and T| / (|P| + |T|); then mean and median over patients. **Dice per tumor slice**: 2-D Dice on",
+        "  slices whose truth is non-empty. An empty prediction on an empty truth counts 1.0.",
+        "- **Cascade**: a slice gets the segmenter's mask (probability >= 0.5 per pixel) only if the classifier's",
+        "  probability is >= the threshold; a slice over the threshold whose mask is empty counts as no tumor.",
+        "  **Segmenter alone**: the same masks with no gate.",
+        "- Slice classification: a slice is positive when its expert mask is non-empty. Sensitivity = TP/(TP+FN),",
+        "  specificity = TN/(TN+FP), precision = TP/(TP+FP). HD95 in pixels of the 256x256 slice, on tumor",
+        "  slices where both masks are non-empty. ECE: 10 equal-width probability bins.",
+        "",
+        "## Operating point",
+        f"Default threshold **{op['threshold']:.4f}**: {op['rule']}",
+        f"({op['chosen_on']['n_patients']} patients, {op['chosen_on']['n_slices']} slices). It is chosen on",
+        "validation patients only, never on the test split, and favours sensitivity: a missed tumor slice",
+        "costs a reviewer more than a false alarm they can dismiss.",
+        "",
+        f"## Test split results ({t['n_patients']} patients, {t['n_slices']} slices, {t['n_tumor_slices']} with tumor)",
+        "",
+        "| classifier | threshold | sensitivity | specificity | precision | F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (("at_default", "default"), ("at_0.5", "seed 0.5"), ("at_0.05", "seed 0.05")):
+        r = t["classifier"][key]
+        lines.append(f"| {label} | {r['threshold']:.4f} | {_f(r['sensitivity'])} | {_f(r['specificity'])} | "
+                     f"{_f(r['precision'])} | {_f(r['f1'])} |")
+    p = t["patient_detection"]
+    lines += [
+        "",
+        f"Slice ROC AUC **{_f(t['classifier']['roc_auc'], 4)}**; expected calibration error "
+        f"{_f(t['classifier']['expected_calibration_error'])}. Patients with a tumor detected (at least one slice "
+        f"called) at the default threshold: {p['tp']} of {p['tp'] + p['fn']}.",
+        "",
+        "| segmentation | Dice/volume mean | Dice/volume median | IoU/volume mean | Dice/tumor slice mean | "
+        "HD95 median (px) | false-positive slices |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("cascade", "segmenter"):
+        r = t[name]
+        lines.append(f"| {name} | **{_f(r['dice_per_volume']['mean'])}** | {_f(r['dice_per_volume']['median'])} | "
+                     f"{_f(r['iou_per_volume']['mean'])} | {_f(r['dice_per_tumor_slice']['mean'])} | "
+                     f"{_f(r['hd95_pixels_per_tumor_slice']['median'], 1)} | {r['false_positive_slices']} |")
+    lines += [
+        "",
+        "By institution (cascade Dice per volume, mean): " + ", ".join(
+            f"{k} {_f(v['cascade_dice_per_volume_mean'])} ({v['n_patients']} pts)"
+            for k, v in t["by_institution"].items()),
+        "",
+        "## Speed (`brainseg bench`, test split)",
+        f"{_f(b['ms_per_slice'], 1)} ms per slice; a whole patient in {_f(b['patient_seconds']['median'], 2)} s "
+        f"median ({_f(b['patient_seconds']['max'], 2)} s max, {b['slices_per_patient']['median']:.0f} slices median); "
+        f"cold model load {_f(b['model_load_seconds'], 1)} s; peak memory {b['peak_rss_mb']:.0f} MB. "
+        "Both models run on every slice (batch 16) so that any threshold can be applied without re-running them.",
+        "",
+        "## Demo cases (checked by the test suite)",
+        "The four shipped demo patients (from the test split) give: " + ", ".join(
+            f"{k} {_f(dig(card['demo_cases'], k), 4)}" for k in CHECKED_KEYS) + ".",
+        "`tests/test_model_card.py` recomputes these from the weights.",
+        "",
+        "## Limitations",
+        "- Trained and tested on 95 patients from 5 institutions; the test split has "
+        f"{split['test']['patients']} patients, so its figures carry wide uncertainty (one patient moves the "
+        "mean Dice per volume by several points).",
+        "- Trained at reduced resolution to fit a CPU budget; thin tumor rims and very small lesions suffer most.",
+        "- The classifier's probabilities are not calibrated to clinical prevalence.",
+        "",
+        "## Citation and terms",
+        "Buda, Saha, Mazurowski, *Computers in Biology and Medicine* 109 (2019); Mazurowski et al., *Journal of",
+        "Neuro-Oncology* (2017); TCIA TCGA-LGG. Data CC BY-NC-SA 4.0 (non-commercial, with attribution); the",
+        "weights are derived from it and carry the same terms.",
+        "",
+    ]
+    return "\n".join(lines)
