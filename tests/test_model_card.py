@@ -1,0 +1,39 @@
+"""The shipped weights, operating point and model card agree: the card cannot drift from the weights."""
+
+import json
+
+import pytest
+from conftest import DEMO_DIR, MODELS_DIR
+
+from brainseg.cascade import Cascade
+from brainseg.data import scan_dataset
+from brainseg.evaluate import evaluate
+from brainseg.model_card import CHECKED_KEYS, dig
+from brainseg.train import sha256_of
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return json.loads((MODELS_DIR / "model_card.json").read_text())
+
+
+def test_shipped_models_load_in_safe_mode_and_match_the_card_hashes(card):
+    cascade = Cascade.from_dir(MODELS_DIR)
+    for model in (cascade.classifier, cascade.segmenter):
+        assert model.sha256 == card["models"][model.role]["sha256"] == sha256_of(model.path)
+        assert model.metadata["sha256"] == model.sha256  # the training sidecar agrees too
+    assert cascade.default_threshold == pytest.approx(card["operating_point"]["threshold"])
+
+
+def test_demo_case_figures_recomputed_from_the_weights_match_the_card(card):
+    report = evaluate(Cascade.from_dir(MODELS_DIR), scan_dataset(DEMO_DIR))
+    for key in CHECKED_KEYS:
+        assert dig(report, key) == pytest.approx(dig(card["demo_cases"], key), abs=2e-3), key
+
+
+def test_markdown_card_shows_the_json_figures(card):
+    text = (MODELS_DIR / "MODEL_CARD.md").read_text()
+    assert f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in text
+    assert f"{card['test']['classifier']['roc_auc']:.4f}" in text
+    assert card["models"]["classifier"]["sha256"] in text
+    assert "Not a medical device" in text
