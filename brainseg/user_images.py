@@ -32,6 +32,7 @@ class SliceInput:
     image: np.ndarray  # (256, 256, 3) uint8
     mask: np.ndarray | None = None  # (256, 256) bool
     notes: list[str] = field(default_factory=list)
+    original_size: tuple[int, int] = (256, 256)  # (width, height) as uploaded
 
 
 def safe_name(name: str) -> str:
@@ -51,7 +52,12 @@ def _open_checked(data: bytes, name: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except UnidentifiedImageError as err:
+        sniffed = _sniff_format(data)
+        if sniffed:
+            raise DataError(f"{name}: truncated or corrupt {sniffed} file (its header cannot be read)") from err
         raise DataError(f"{name}: not a TIFF, PNG or JPEG image (the content does not match its name)") from err
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{name}: declares an enormous image (possible decompression bomb); refused") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{name}: unreadable image ({err})") from err
     width, height = image.size
@@ -61,7 +67,19 @@ def _open_checked(data: bytes, name: str) -> Image.Image:
         raise DataError(f"{name}: {width}x{height} pixels is too small to be an MRI slice")
     if getattr(image, "n_frames", 1) > 1:
         raise DataError(f"{name}: holds {image.n_frames} pages/frames; upload one slice per file")
+    samples = getattr(image, "tag_v2", {}).get(277) if image.format == "TIFF" else None  # SamplesPerPixel
+    if samples is not None and samples != len(image.getbands()):
+        raise DataError(f"{name}: {samples}-channel image; expected 1 (FLAIR) or 3 (pre-contrast, FLAIR, "
+                        "post-contrast) channels")
     return image
+
+
+_MAGIC = {b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The format a file's first bytes claim, if they claim one of ours."""
+    return next((fmt for magic, fmt in _MAGIC.items() if data.startswith(magic)), None)
 
 
 def _decode(image: Image.Image, name: str) -> np.ndarray:
@@ -77,6 +95,10 @@ def read_user_image(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
     """Decode an uploaded slice to (256, 256, 3) uint8 plus notes on any conversion."""
     name = safe_name(name)
     image = _decode(_open_checked(data, name), name)
+    return _to_slice(image, name)
+
+
+def _to_slice(image: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -103,10 +125,16 @@ def read_user_image(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
     return np.ascontiguousarray(array, dtype=np.uint8), notes
 
 
-def read_user_mask(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
-    """Decode an uploaded mask to (256, 256) bool (pixels over half the range are tumor)."""
+def read_user_mask(data: bytes, name: str, image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Decode an uploaded mask to (256, 256) bool (pixels over half the range are tumor).
+
+    ``image_size`` (width, height) is its slice's size as uploaded; a mask of another size is refused.
+    """
     name = safe_name(name)
     image = _decode(_open_checked(data, name), name)
+    if image_size is not None and image.size != tuple(image_size):
+        raise DataError(f"{name}: mask is {image.size[0]}x{image.size[1]} but its slice is "
+                        f"{image_size[0]}x{image_size[1]}")
     notes: list[str] = []
     array = np.asarray(image.convert("L") if image.mode not in ("L", "I;16", "I", "F") else image)
     values = np.unique(array)
@@ -147,17 +175,18 @@ def pair_uploads(files: list[tuple[str, bytes]]) -> tuple[list[SliceInput], list
             errors.append((name, "another file of the same name was already uploaded; this one is ignored"))
             continue
         try:
-            array, notes = read_user_image(data, name)
+            opened = _decode(_open_checked(data, name), name)
+            array, notes = _to_slice(opened, name)
         except DataError as err:
             errors.append((name, str(err)))
             continue
-        images[stem] = SliceInput(name, array, None, notes)
+        images[stem] = SliceInput(name, array, None, notes, opened.size)
     for key, (mask_name, data) in masks.items():
         if key not in images:
             errors.append((mask_name, "mask without its image (upload the slice with the same name, minus '_mask')"))
             continue
         try:
-            mask, notes = read_user_mask(data, mask_name)
+            mask, notes = read_user_mask(data, mask_name, images[key].original_size)
         except DataError as err:
             errors.append((mask_name, str(err)))
             continue

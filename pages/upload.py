@@ -25,8 +25,10 @@ if cascade is None:
     st.stop()
 threshold = dash.threshold()
 
-uploaded = st.file_uploader("Slices and masks", type=[s.lstrip(".") for s in ALLOWED_SUFFIXES],
-                            accept_multiple_files=True, key="uploads")
+# No `type=` filter: every file reaches brainseg.user_images, which refuses what it cannot read
+# with a message naming the file (Streamlit's own filter would only say "invalid extension").
+uploaded = st.file_uploader(f"Slices and masks ({', '.join(ALLOWED_SUFFIXES)})", accept_multiple_files=True,
+                            key="uploads")
 if not uploaded:
     st.info("No files yet.")
     st.stop()
