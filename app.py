@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from brainseg.runtime import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before any brainseg module pulls TensorFlow in: keeps its C++ start-up noise out of logs
+
 st.set_page_config(page_title="brainseg · LGG MRI review", page_icon=":material/neurology:", layout="wide")
 
 pages = st.navigation([

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from brainseg.errors import BrainsegError
+from brainseg.runtime import import_tensorflow_quietly
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -256,32 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with C++ start-up logging (CUDA probes, CPU features) kept off the console.
-
-    TensorFlow's native logger writes those lines before any setting can silence them, so standard
-    error is pointed at /dev/null for the import only; Python errors still surface afterwards.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()  # the CUDA probe logs here, once
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("split", "scan"):
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
     try:
         return COMMANDS[args.command][1](args)
     except (BrainsegError, FileNotFoundError, PermissionError, IsADirectoryError) as err:

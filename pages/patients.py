@@ -71,6 +71,7 @@ nav_next.button("▶", on_click=_step, args=(1,), help="next slice", disabled=st
 st.session_state["_slice_slider"] = int(slices[st.session_state["slice_index"]])
 nav_slider.slider("Slice", int(slices.min()), int(slices.max()), key="_slice_slider", on_change=_from_slider)
 i = st.session_state["slice_index"]
+st.caption(f"Showing {patient_id} slice {slices[i]} ({i + 1} of {n})")
 
 probability = float(result.probabilities[i])
 called = bool(masks[i].any())
