@@ -90,3 +90,15 @@ def test_help_for_every_command(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+def test_predict_writes_only_inside_the_output_folder(demo_dir, tmp_path, tiny_models_dir):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    source = demo_dir / "TCGA_HT_7855_19951020" / "TCGA_HT_7855_19951020_3.tif"
+    (inputs / "..evil_3.tif").write_bytes(source.read_bytes())
+    before = set(tmp_path.rglob("*"))
+    out = tmp_path / "chosen" / "out"
+    assert main(["predict", str(inputs), "--models-dir", str(tiny_models_dir), "--out", str(out)]) == 0
+    written = set(tmp_path.rglob("*")) - before
+    assert written and all(out in p.parents or p in (out, out.parent) for p in written)
