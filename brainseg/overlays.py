@@ -83,3 +83,14 @@ def legend_html(entries: dict[str, tuple[int, int, int]]) -> str:
         for name, color in entries.items()
     ]
     return "".join(items)
+
+
+def heatmap_overlay(base: np.ndarray, heat: np.ndarray, opacity: float = 0.5, colormap: str = "inferno",
+                    scale: float | None = None) -> np.ndarray:
+    """Blend a [0, 1] (or [0, ``scale``]) heat map over ``base``; pixels at zero heat stay untouched."""
+    from matplotlib import colormaps
+
+    values = np.clip(heat / (scale if scale else max(float(heat.max()), 1e-6)), 0.0, 1.0)
+    colors = colormaps[colormap](values)[..., :3] * 255.0
+    alpha = (opacity * values)[..., None]
+    return np.clip(base * (1 - alpha) + colors * alpha + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,58 @@
+"""Classifier calibration: temperature scaling fitted on the validation split.
+
+Temperature scaling divides the classifier's logit by one scalar T > 0 (T > 1 softens over-confident
+probabilities). It leaves the ranking, and so the ROC curve and AUC, unchanged; the operating point's
+threshold moves with it, which is why it is optional and stored apart from the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+EPS = 1e-7
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities with their logits divided by ``temperature``."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return 1.0 / (1.0 + np.exp(-_logit(probabilities) / temperature))
+
+
+def negative_log_likelihood(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    p = np.clip(np.asarray(probabilities, float), EPS, 1 - EPS)
+    y = np.asarray(labels, float)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def fit_temperature(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The temperature minimizing the negative log-likelihood (searched over log T in [-3, 3])."""
+    labels = np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        raise ValueError("temperature scaling needs both tumor and tumor-free slices")
+    result = minimize_scalar(lambda log_t: negative_log_likelihood(labels, apply_temperature(probabilities,
+                                                                                              np.exp(log_t))),
+                             bounds=(-3.0, 3.0), method="bounded")
+    return float(np.exp(result.x))
+
+
+def save_calibration(path: str | Path, temperature: float, fitted_on: dict) -> None:
+    Path(path).write_text(json.dumps({"method": "temperature scaling", "temperature": temperature,
+                                      "fitted_on": fitted_on}, indent=2) + "\n")
+
+
+def load_temperature(models_dir: str | Path) -> float | None:
+    """The stored temperature (``models/calibration.json``), or None when none was fitted."""
+    path = Path(models_dir) / "calibration.json"
+    if not path.is_file():
+        return None
+    return float(json.loads(path.read_text())["temperature"])

@@ -1,0 +1,53 @@
+"""The error browser's queue: the slices most worth a reviewer's time, worst first.
+
+Order: false-negative slices first (tumor missed by the gate, then tumor the segmenter did not draw),
+then false-positive slices (most confident first), then tumor slices found but drawn badly (lowest
+Dice first). Built from the per-slice counts of ``brainseg.review.slice_stats``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+KINDS = ("missed by gate", "missed by segmenter", "false positive", "low Dice")
+
+
+def error_queue(stats: pd.DataFrame, threshold: float, max_dice: float = 0.7) -> pd.DataFrame:
+    """Rows of ``stats`` that are errors at ``threshold``, with ``kind``, ``dice`` and a rank order."""
+    passed = stats["probability"] >= threshold
+    truth = stats["truth_pixels"]
+    predicted = np.where(passed, stats["segmenter_pixels"], 0)
+    overlap = np.where(passed, stats["overlap_pixels"], 0)
+    denominator = predicted + truth
+    dice = np.where(denominator == 0, 1.0, 2.0 * overlap / np.maximum(denominator, 1))
+    table = stats.assign(predicted_pixels=predicted, dice=dice)
+    kind = pd.Series(pd.NA, index=stats.index, dtype="object")
+    kind[(truth > 0) & ~passed] = KINDS[0]
+    kind[(truth > 0) & passed & (predicted == 0)] = KINDS[1]
+    kind[(truth == 0) & (predicted > 0)] = KINDS[2]
+    kind[(truth > 0) & (predicted > 0) & (dice < max_dice)] = KINDS[3]
+    table = table.assign(kind=kind).dropna(subset=["kind"])
+    # Within a kind: bigger missed tumors, more confident false alarms, and worse Dice come first.
+    priority = np.select(
+        [table["kind"] == KINDS[0], table["kind"] == KINDS[1], table["kind"] == KINDS[2]],
+        [-table["truth_pixels"], -table["truth_pixels"], -table["probability"]],
+        default=table["dice"],
+    )
+    table = table.assign(_kind=table["kind"].map({k: i for i, k in enumerate(KINDS)}), _priority=priority)
+    return table.sort_values(["_kind", "_priority"]).drop(columns=["_kind", "_priority"]).reset_index(drop=True)
+
+
+def filter_queue(queue: pd.DataFrame, patients=None, institutions=None, min_tumor_pixels: int = 0,
+                 kinds=None) -> pd.DataFrame:
+    """The queue restricted to some patients, institutions, kinds, and tumors of at least a size."""
+    keep = np.ones(len(queue), bool)
+    if patients:
+        keep &= queue["patient_id"].isin(patients).to_numpy()
+    if institutions:
+        keep &= queue["institution"].isin(institutions).to_numpy()
+    if kinds:
+        keep &= queue["kind"].isin(kinds).to_numpy()
+    if min_tumor_pixels:
+        keep &= ((queue["truth_pixels"] >= min_tumor_pixels) | (queue["truth_pixels"] == 0)).to_numpy()
+    return queue[keep].reset_index(drop=True)

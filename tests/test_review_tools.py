@@ -1,0 +1,155 @@
+"""Reviewer power tools in the library: error queue, calibration, TTA uncertainty, Grad-CAM, 3-D view,
+exports, case report and the review log."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from brainseg.calibration import apply_temperature, fit_temperature, negative_log_likelihood
+from brainseg.cascade import Cascade
+from brainseg.error_queue import KINDS, error_queue, filter_queue
+from brainseg.export import (
+    case_report_html,
+    key_slices,
+    masks_to_multipage_tiff,
+    masks_to_nifti,
+    masks_to_png_zip,
+    slice_table,
+)
+from brainseg.figures import volume_figure
+from brainseg.review_log import ReviewLog
+from brainseg.saliency import grad_cam
+from brainseg.uncertainty import _shift, tta_segment
+
+
+def _stats():
+    return pd.DataFrame({
+        "patient_id": ["A", "A", "A", "B", "B", "B"],
+        "institution": ["CS", "CS", "CS", "HT", "HT", "HT"],
+        "slice": [1, 2, 3, 1, 2, 3],
+        "probability": [0.1, 0.9, 0.95, 0.8, 0.7, 0.9],
+        "truth_pixels": [50, 40, 0, 100, 0, 30],
+        "segmenter_pixels": [45, 0, 20, 100, 0, 30],
+        "overlap_pixels": [40, 0, 0, 30, 0, 30],
+    })
+
+
+def test_error_queue_orders_misses_then_false_positives_then_low_dice():
+    queue = error_queue(_stats(), threshold=0.5)
+    assert queue["kind"].tolist() == [KINDS[0], KINDS[1], KINDS[2], KINDS[3]]
+    assert queue[["patient_id", "slice"]].values.tolist() == [["A", 1], ["A", 2], ["A", 3], ["B", 1]]
+    assert queue["dice"].iloc[3] == pytest.approx(2 * 30 / 200)
+    assert len(filter_queue(queue, institutions=["HT"])) == 1
+    assert filter_queue(queue, kinds=[KINDS[2]])["slice"].tolist() == [3]
+    assert len(filter_queue(queue, min_tumor_pixels=45)) == 3  # keeps the false positive (no tumor)
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, 4000)
+    labels = rng.random(4000) < 1 / (1 + np.exp(-logits))  # calibrated at T = 1
+    overconfident = 1 / (1 + np.exp(-2.0 * logits))  # the same scores made twice as sharp
+    temperature = fit_temperature(labels, overconfident)
+    assert temperature == pytest.approx(2.0, rel=0.15)
+    assert negative_log_likelihood(labels, apply_temperature(overconfident, temperature)) < \
+        negative_log_likelihood(labels, overconfident)
+    order = np.argsort(overconfident, kind="stable")
+    assert (np.diff(apply_temperature(overconfident, temperature)[order]) >= 0).all()  # ranking (AUC) unchanged
+
+
+def test_shift_is_undone_by_the_opposite_shift():
+    batch = np.zeros((1, 8, 8, 1), np.float32)
+    batch[0, 3:5, 3:5] = 1
+    assert np.array_equal(_shift(_shift(batch, 2, -1), -2, 1), batch)
+    assert _shift(batch, 2, 0)[0, 5:7, 3:5].sum() == 4
+
+
+def test_tta_and_grad_cam_shapes(tiny_models_dir, demo_dir):
+    from brainseg.data import load_slices, scan_dataset
+
+    cascade = Cascade.from_dir(tiny_models_dir)
+    images, _ = load_slices(scan_dataset(demo_dir).head(3))
+    tta = tta_segment(cascade.segmenter, images)
+    assert tta.mean.shape == tta.std.shape == (3, 256, 256)
+    assert tta.n_views == 6 and (tta.std >= 0).all() and tta.score.shape == (3,)
+    plain = cascade.predict(images).maps
+    assert np.abs(tta.mean - plain).mean() < 0.2  # TTA averages views of the same slices
+    cam = grad_cam(cascade.classifier, images)
+    assert cam.shape == (3, 256, 256) and cam.min() >= 0 and cam.max() <= 1
+
+
+def test_exports_round_trip():
+    masks = np.zeros((3, 16, 16), bool)
+    masks[1, 4:8, 2:5] = True
+    pages = tifffile.imread(io.BytesIO(masks_to_multipage_tiff(masks)))
+    assert pages.shape == (3, 16, 16) and pages.max() == 255 and (pages[1] > 0).sum() == 12
+    volume = nib.Nifti1Image.from_bytes(masks_to_nifti(masks))
+    assert volume.shape == (16, 16, 3)  # (column, row, slice)
+    assert np.asarray(volume.dataobj)[2, 4, 1] == 1 and np.asarray(volume.dataobj).sum() == 12
+    with zipfile.ZipFile(io.BytesIO(masks_to_png_zip(masks, ["a", "b", "c"]))) as archive:
+        assert archive.namelist() == ["a_pred_mask.png", "b_pred_mask.png", "c_pred_mask.png"]
+    table = slice_table("P", np.array([1, 2, 3]), np.array([0.1, 0.9, 0.2]), masks, masks, 0.5)
+    assert table["dice"].tolist() == [1.0, 1.0, 1.0]
+    assert table["predicted_tumor_pixels"].tolist() == [0, 12, 0]
+
+
+def test_case_report_holds_notice_images_and_hashes():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    truth = np.zeros((4, 32, 32), bool)
+    truth[2, 10:20, 10:20] = True
+    masks = np.roll(truth, 3, axis=2)
+    report = case_report_html("TCGA_XX_0001", np.arange(1, 5), images, np.array([.1, .2, .9, .3]), masks, truth,
+                              0.5, {"classifier": "abc123"}, "XX")
+    assert report.count("Research use only") == 2
+    assert "abc123" in report and report.count("data:image/png;base64,") >= 4
+    assert key_slices(masks, truth)[0] == 2
+
+
+def test_volume_figure_has_a_surface_per_mask():
+    images = np.zeros((6, 32, 32, 3), np.uint8)
+    images[:, 6:26, 6:26, 1] = 200
+    truth = np.zeros((6, 32, 32), bool)
+    truth[2:4, 10:16, 10:16] = True
+    figure = volume_figure(images, truth, truth)
+    assert [t.name for t in figure.data] == ["brain outline", "ground truth", "prediction"]
+
+
+def _write_entries(path, worker, count):
+    log = ReviewLog(path)
+    for k in range(count):
+        log.add("TCGA_CS_0001", k, "agree", 0.5, "hash", comment=f"worker {worker}")
+
+
+def test_review_log_keeps_every_entry_from_concurrent_writers(tmp_path):
+    path = tmp_path / "review.sqlite"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_entries, args=(path, w, 25)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    entries = ReviewLog(path).entries()
+    assert len(entries) == 100
+    assert entries.groupby("comment").size().tolist() == [25, 25, 25, 25]
+    csv_text = ReviewLog(path).to_csv()
+    assert csv_text.splitlines()[0].startswith('"id","created_utc","patient_id"')
+
+
+def test_review_log_survives_reopening_and_refuses_unknown_verdicts(tmp_path):
+    path = tmp_path / "log.sqlite"
+    ReviewLog(path).add("P", 3, "disagree", 0.42, "h1", "mask too large")
+    entry = ReviewLog(path).entries("P").iloc[0]  # a new connection: what a page reload does
+    assert (entry["verdict"], entry["threshold"], entry["model_hash"], entry["comment"]) == (
+        "disagree", 0.42, "h1", "mask too large")
+    with pytest.raises(ValueError, match="verdict"):
+        ReviewLog(path).add("P", 3, "maybe", 0.5, "h1")
