@@ -66,6 +66,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         patient_seconds.append(min(runs))
         n_slices.append(len(rows))
     seconds = np.asarray(patient_seconds)
+    review_tools = _time_review_tools(cascade, first_images)
     return {
         "ms_per_slice": float(1000 * seconds.sum() / sum(n_slices)),
         "patient_seconds": {"median": float(np.median(seconds)), "max": float(seconds.max()),
@@ -74,6 +75,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "decode_seconds_per_patient": {"median": float(np.median(decode_seconds))},
         "model_load_seconds": load_seconds,
         "first_call_seconds": first_call_seconds,
+        "review_tools_ms_per_slice": review_tools,
         "peak_rss_mb": peak_rss_mb(),
         "n_patients": len(patients),
         "batch_size": batch_size,
@@ -82,3 +84,21 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
                    "segmenter": {"input": cascade.segmenter.spec.to_dict(), "sha256": cascade.segmenter.sha256}},
         "machine": machine_description(),
     }
+
+
+def _time_review_tools(cascade: Cascade, images: np.ndarray) -> dict[str, float]:
+    """Extra cost of the dashboard's optional overlays, per slice (best of 2 runs after a warm-up)."""
+    from brainseg.saliency import grad_cam
+    from brainseg.uncertainty import tta_segment
+
+    timings = {}
+    for name, run in (("tta_uncertainty", lambda: tta_segment(cascade.segmenter, images)),
+                      ("grad_cam", lambda: grad_cam(cascade.classifier, images))):
+        run()
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+        timings[name] = 1000.0 * best / len(images)
+    return timings

@@ -146,35 +146,58 @@ def _add_operating_point(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-sensitivity", type=float, default=0.97)
 
 
-def _run_operating_point(args: argparse.Namespace) -> int:
+def _classifier_scores(args: argparse.Namespace):
+    """Slice labels and classifier probabilities on the selected patients."""
     import numpy as np
+    from tqdm import tqdm
 
     from brainseg.cascade import Cascade
     from brainseg.data import load_slices
-    from brainseg.metrics import classification_at, threshold_for_sensitivity
 
     manifest = _select(args)
     cascade = Cascade.from_dir(args.models_dir)
-    from tqdm import tqdm
-
     probabilities = []
     for patient in tqdm(manifest["patient_id"].unique(), desc="classifying", unit="patient"):
         images, _ = load_slices(manifest[manifest["patient_id"] == patient])
         probabilities.append(cascade.predict(images).probabilities)
-    scores = np.concatenate(probabilities)
-    labels = manifest["has_tumor"].to_numpy()
+    chosen_on = {"split": args.split, "n_patients": int(manifest["patient_id"].nunique()),
+                 "n_slices": len(manifest)}
+    return manifest["has_tumor"].to_numpy(), np.concatenate(probabilities), chosen_on
+
+
+def _run_operating_point(args: argparse.Namespace) -> int:
+    from brainseg.metrics import classification_at, threshold_for_sensitivity
+
+    labels, scores, chosen_on = _classifier_scores(args)
     threshold = threshold_for_sensitivity(labels, scores, args.target_sensitivity)
     point = {
         "threshold": round(threshold, 6),
         "rule": f"highest threshold reaching slice sensitivity >= {args.target_sensitivity} on the "
                 f"'{args.split}' split",
         "target_sensitivity": args.target_sensitivity,
-        "chosen_on": {"split": args.split, "n_patients": int(manifest["patient_id"].nunique()),
-                      "n_slices": len(manifest)},
+        "chosen_on": chosen_on,
         "at_threshold_on_that_split": classification_at(labels, scores >= threshold),
     }
     _write_json(point, args.models_dir / "operating_point.json")
     print(json.dumps(point, indent=2))
+    return 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit temperature scaling of the classifier on the validation split")
+    _add_data_args(p, default_split="val")
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from brainseg.calibration import apply_temperature, fit_temperature, save_calibration
+    from brainseg.metrics import expected_calibration_error
+
+    labels, scores, chosen_on = _classifier_scores(args)
+    temperature = fit_temperature(labels, scores)
+    fitted_on = {**chosen_on, "ece_before": expected_calibration_error(labels, scores),
+                 "ece_after": expected_calibration_error(labels, apply_temperature(scores, temperature))}
+    save_calibration(args.models_dir / "calibration.json", temperature, fitted_on)
+    print(json.dumps({"temperature": temperature, **fitted_on}, indent=2))
     return 0
 
 
@@ -240,6 +263,7 @@ COMMANDS = {
     "train": (_add_train, _run_train),
     "evaluate": (_add_evaluate, _run_evaluate),
     "operating-point": (_add_operating_point, _run_operating_point),
+    "calibrate": (_add_calibrate, _run_calibrate),
     "predict": (_add_predict, _run_predict),
     "bench": (_add_bench, _run_bench),
     "model-card": (_add_model_card, _run_model_card),

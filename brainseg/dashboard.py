@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA_DIR = ROOT / "demo" / "kaggle_3m"
 DATA_DIR_ENV = "BRAINSEG_DATA_DIR"
 MODELS_DIR_ENV = "BRAINSEG_MODELS_DIR"
+REVIEW_DB_ENV = "BRAINSEG_REVIEW_DB"
 RESEARCH_NOTICE = ("**Research use only — not for diagnosis.** Outputs are model estimates for research and "
                    "education, not a medical device.")
 
@@ -67,6 +68,40 @@ def get_patient_stats(data_dir: str, patient_id: str, models_key: str) -> pd.Dat
     rows = prediction["rows"]
     return slice_stats(patient_id, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(),
                        patient_result(prediction), prediction["truth"])
+
+
+@st.cache_data(show_spinner="Test-time augmentation (6 views per slice)…", max_entries=8)
+def get_patient_tta(data_dir: str, patient_id: str, models_key: str) -> dict:
+    """TTA uncertainty for one patient (float16 maps to keep the cache small)."""
+    from brainseg.uncertainty import tta_segment
+
+    prediction = get_patient_prediction(data_dir, patient_id, models_key)
+    tta = tta_segment(get_cascade(str(models_dir())).segmenter, prediction["images"])
+    return {"std": tta.std.astype(np.float16), "score": tta.score, "n_views": tta.n_views}
+
+
+@st.cache_data(show_spinner="Grad-CAM…", max_entries=64)
+def get_grad_cam(data_dir: str, patient_id: str, slice_index: int, models_key: str) -> np.ndarray:
+    from brainseg.saliency import grad_cam
+
+    prediction = get_patient_prediction(data_dir, patient_id, models_key)
+    images = prediction["images"][slice_index : slice_index + 1]
+    return grad_cam(get_cascade(str(models_dir())).classifier, images)[0]
+
+
+def review_log():
+    """The review log at $BRAINSEG_REVIEW_DB (default: reviews/review_log.sqlite in the project)."""
+    from brainseg.review_log import ReviewLog
+
+    return ReviewLog(os.environ.get(REVIEW_DB_ENV, ROOT / "reviews" / "review_log.sqlite"))
+
+
+def open_in_patients(patient_id: str, slice_index: int) -> None:
+    """Callback: show ``patient_id`` at ``slice_index`` on the Patients page."""
+    st.session_state["patient_id"] = patient_id
+    st.session_state["_slice_patient"] = patient_id
+    st.session_state["slice_index"] = int(slice_index)
+    st.session_state["_go_to_patients"] = True
 
 
 def models_key() -> str:

@@ -54,6 +54,7 @@ def evaluate(
     manifest: pd.DataFrame,
     threshold: float | None = None,
     progress: bool = False,
+    temperature: float | None = None,
 ) -> dict:
     """All figures for one folder (or split) at the cascade's default threshold and the seed's two."""
     threshold = cascade.default_threshold if threshold is None else threshold
@@ -91,6 +92,12 @@ def evaluate(
     labels, scores = slices["has_tumor"].to_numpy(), slices["probability"].to_numpy()
     classifier = {"roc_auc": m.roc_auc(labels, scores),
                   "expected_calibration_error": m.expected_calibration_error(labels, scores)}
+    if temperature is not None:
+        from brainseg.calibration import apply_temperature
+
+        classifier["temperature"] = temperature
+        classifier["expected_calibration_error_temperature_scaled"] = m.expected_calibration_error(
+            labels, apply_temperature(scores, temperature))
     for name, t in {**SEED_THRESHOLDS, "at_default": threshold}.items():
         classifier[name] = {"threshold": t, **m.classification_at(labels, scores >= t)}
 

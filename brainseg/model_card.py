@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from brainseg.bench import bench
+from brainseg.calibration import load_temperature
 from brainseg.cascade import Cascade
 from brainseg.data import load_dataset, scan_dataset
 from brainseg.evaluate import evaluate
@@ -49,7 +50,8 @@ def build_model_card(data_dir: str | Path, models_dir: str | Path, progress: boo
     manifest, patients = load_dataset(data_dir, progress=progress)
     split = load_split(models_dir / "split.json")
     cascade = Cascade.from_dir(models_dir)
-    test_report = evaluate(cascade, select_part(manifest, split, "test"), progress=progress)
+    temperature = load_temperature(models_dir)
+    test_report = evaluate(cascade, select_part(manifest, split, "test"), progress=progress, temperature=temperature)
     demo_report = evaluate(cascade, scan_dataset(DEMO_DIR), progress=progress)
     speed = bench(models_dir, select_part(manifest, split, "test"), max_patients=14)
     (models_dir / "bench.json").write_text(json.dumps(speed, indent=2) + "\n")
@@ -67,6 +69,8 @@ def build_model_card(data_dir: str | Path, models_dir: str | Path, progress: boo
                             "parameters": int(m.model.count_params()), "training": m.metadata}
                    for m in (cascade.classifier, cascade.segmenter)},
         "operating_point": json.loads((models_dir / "operating_point.json").read_text()),
+        "calibration": (json.loads((models_dir / "calibration.json").read_text())
+                        if (models_dir / "calibration.json").is_file() else None),
         "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
         "test": _strip(test_report),
         "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
@@ -189,11 +193,15 @@ def render_markdown(card: dict) -> str:
             f"{k} {_f(v['cascade_dice_per_volume_mean'])} ({v['n_patients']} pts)"
             for k, v in t["by_institution"].items()),
         "",
+        *_calibration_lines(card),
         "## Speed (`brainseg bench`, test split)",
         f"{_f(b['ms_per_slice'], 1)} ms per slice; a whole patient in {_f(b['patient_seconds']['median'], 2)} s "
         f"median ({_f(b['patient_seconds']['max'], 2)} s max, {b['slices_per_patient']['median']:.0f} slices median); "
         f"cold model load {_f(b['model_load_seconds'], 1)} s; peak memory {b['peak_rss_mb']:.0f} MB. "
         "Both models run on every slice (batch 16) so that any threshold can be applied without re-running them.",
+        f"Optional review overlays cost {_f(b['review_tools_ms_per_slice']['tta_uncertainty'], 1)} ms per slice "
+        f"(test-time augmentation, 6 segmenter passes) and {_f(b['review_tools_ms_per_slice']['grad_cam'], 1)} ms "
+        "per slice (Grad-CAM).",
         "",
         "## Demo cases (checked by the test suite)",
         "The four shipped demo patients (from the test split) give: " + ", ".join(
@@ -214,3 +222,20 @@ def render_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _calibration_lines(card: dict) -> list[str]:
+    calibration = card.get("calibration")
+    if not calibration:
+        return ["No temperature scaling fitted (`brainseg calibrate`).", ""]
+    fitted = calibration["fitted_on"]
+    test = card["test"]["classifier"]
+    return [
+        "## Calibration",
+        f"Temperature scaling (optional, `models/calibration.json`): T = {calibration['temperature']:.3f}, fitted "
+        f"on the {fitted['split']} split ({fitted['n_slices']} slices; ECE {fitted['ece_before']:.3f} -> "
+        f"{fitted['ece_after']:.3f}). On the test split: ECE {_f(test['expected_calibration_error'])} raw, "
+        f"{_f(test.get('expected_calibration_error_temperature_scaled'))} scaled. It does not change the ranking "
+        "(ROC AUC) and is not applied to the default threshold, which is defined on raw probabilities.",
+        "",
+    ]

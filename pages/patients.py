@@ -6,7 +6,14 @@ import streamlit as st
 
 from brainseg import dashboard as dash
 from brainseg import metrics
-from brainseg.figures import burden_strip
+from brainseg.export import (
+    case_report_html,
+    masks_to_multipage_tiff,
+    masks_to_nifti,
+    masks_to_png_zip,
+    slice_table,
+)
+from brainseg.figures import burden_strip, volume_figure
 from brainseg.overlays import (
     CHANNEL_VIEWS,
     DIFFERENCE_COLORS,
@@ -14,6 +21,7 @@ from brainseg.overlays import (
     TRUTH_COLOR,
     channel_view,
     difference_view,
+    heatmap_overlay,
     legend_html,
     overlay,
 )
@@ -129,3 +137,62 @@ false_pos = slices[~has_tumor & decisions]
 st.dataframe(pd.DataFrame({"missed tumor slices": [", ".join(map(str, missed)) or "none"],
                            "false-positive slices": [", ".join(map(str, false_pos)) or "none"]}),
              hide_index=True, width="stretch")
+
+st.subheader("Review tools")
+tools = st.columns(2)
+show_uncertainty = tools[0].toggle("Uncertainty overlay (test-time augmentation)", key="show_uncertainty",
+                                   help="Per-pixel spread of the segmenter over 6 views: as is, mirrored, shifted.")
+show_cam = tools[1].toggle("Grad-CAM overlay (classifier saliency)", key="show_grad_cam",
+                           help="Where the classifier looked for this decision; not a segmentation.")
+if show_uncertainty or show_cam:
+    panels = st.columns(2)
+    if show_uncertainty:
+        tta = dash.get_patient_tta(dash.data_dir(), patient_id, dash.models_key())
+        std = tta["std"][i].astype(np.float32)
+        panels[0].image(heatmap_overlay(base, std, 0.85, "inferno", scale=0.5), width="stretch",
+                        caption=f"Uncertainty (std over {tta['n_views']} views; bright = 0.5) — slice score "
+                                f"{tta['score'][i]:.3f}")
+    if show_cam:
+        cam = dash.get_grad_cam(dash.data_dir(), patient_id, i, dash.models_key())
+        panels[1].image(heatmap_overlay(base, cam, 0.6, "turbo", scale=1.0), width="stretch",
+                        caption="Grad-CAM of P(tumor) (red = most influential)")
+
+with st.expander("3-D view: ground truth and prediction over the slices"):
+    if st.toggle("Build the 3-D view", key="show_3d"):
+        st.plotly_chart(volume_figure(images, truth, masks), width="stretch", key="volume_3d")
+        st.caption("Surfaces from the stacked masks (in-plane subsampled 2x). Slice spacing is not in the data: "
+                   "slices are drawn 4 pixel-widths apart.")
+
+with st.expander("Export this patient"):
+    names = [f"{prediction['rows']['case'].iloc[0]}_{s}" for s in slices]
+    table = slice_table(patient_id, slices, result.probabilities, masks, truth, threshold)
+    cascade_hashes = {m.role: m.sha256 for m in (cascade.classifier, cascade.segmenter)}
+    cols = st.columns(5)
+    cols[0].download_button("Masks, multi-page TIFF", masks_to_multipage_tiff(masks), f"{patient_id}_masks.tif",
+                            "image/tiff", key="export_tiff")
+    cols[1].download_button("Masks, NIfTI", masks_to_nifti(masks), f"{patient_id}_masks.nii",
+                            "application/octet-stream", key="export_nifti")
+    cols[2].download_button("Masks, PNGs (zip)", masks_to_png_zip(masks, names), f"{patient_id}_masks_png.zip",
+                            "application/zip", key="export_png")
+    cols[3].download_button("Per-slice CSV", table.to_csv(index=False), f"{patient_id}_slices.csv", "text/csv",
+                            key="export_csv")
+    report = case_report_html(patient_id, slices, images, result.probabilities, masks, truth, threshold,
+                              cascade_hashes, str(prediction["rows"]["institution"].iloc[0]))
+    cols[4].download_button("Case report (HTML, printable)", report, f"{patient_id}_report.html", "text/html",
+                            key="export_report")
+    st.caption(f"At threshold {threshold:.3f}. Open the report in a browser and print it to PDF.")
+
+with st.expander("Review log: your verdict on this slice", expanded=False):
+    log = dash.review_log()
+    form = st.form("review_form", clear_on_submit=True)
+    verdict = form.radio("Verdict on the prediction", ["agree", "disagree", "unsure"], horizontal=True,
+                         key="review_verdict")
+    comment = form.text_input("Comment", key="review_comment")
+    if form.form_submit_button("Save verdict"):
+        log.add(patient_id, int(slices[i]), verdict, threshold, dash.models_key(), comment)
+        st.success(f"Saved: {verdict} on {patient_id} slice {slices[i]}")
+    entries = log.entries(patient_id)
+    st.dataframe(entries, hide_index=True, width="stretch")
+    st.download_button("Export the whole review log (CSV)", log.to_csv(), "review_log.csv", "text/csv",
+                       key="export_review_log")
+    st.caption(f"Stored in `{log.path}` (set $BRAINSEG_REVIEW_DB to move it).")

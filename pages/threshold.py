@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from brainseg import dashboard as dash
+from brainseg.calibration import apply_temperature, load_temperature
 from brainseg.figures import confusion_figure, precision_recall_figure, reliability_figure, roc_figure
 from brainseg.metrics import expected_calibration_error
 from brainseg.review import metrics_at_threshold, preset_thresholds
@@ -86,5 +87,13 @@ else:
     right.plotly_chart(reliability_figure(labels, scores), width="stretch")
     st.caption(f"Expected calibration error (10 bins): {expected_calibration_error(labels, scores):.3f}. "
                f"{len(stats)} slices of {len(chosen)} patients.")
+    temperature = load_temperature(dash.models_dir())
+    if temperature is not None and st.toggle(f"Show the temperature-scaled classifier (T = {temperature:.2f}, "
+                                             "fitted on the validation split)", key="show_calibrated"):
+        scaled = apply_temperature(scores, temperature)
+        left, _ = st.columns(2)
+        left.plotly_chart(reliability_figure(labels, scaled), width="stretch", key="reliability_scaled")
+        st.caption(f"ECE after temperature scaling: {expected_calibration_error(labels, scaled):.3f}. "
+                   "Scaling keeps the ranking (ROC), so the threshold presets above are unaffected.")
 with st.expander("Dice per volume by patient"):
     st.dataframe(pd.Series(report["per_patient_dice"], name="Dice per volume").round(4), width="stretch")

@@ -122,3 +122,40 @@ def test_unreadable_data_folder_is_a_message_not_a_crash(app, tmp_path):
     app.sidebar.text_input(key="_data_dir_input").set_value(str(tmp_path)).run()
     assert not app.exception
     assert any("Cannot read the data folder" in e.value for e in app.error)
+
+
+def test_error_browser_lists_errors_and_jumps_to_the_slice(app):
+    _page(app, "errors")
+    assert any("slices" in m.value and "threshold" in m.value for m in app.markdown)
+    open_buttons = [b for b in app.button if b.label == "Open in Patients"]
+    if not open_buttons:  # a perfect model on the demo cases leaves nothing to open
+        assert any("No errors" in s.value for s in app.success)
+        return
+    key = open_buttons[0].key  # open_<patient>_<slice>
+    open_buttons[0].click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.session_state["patient_id"] == key[len("open_"):].rsplit("_", 1)[0]
+    assert any(c.value.startswith(f"Showing {app.session_state['patient_id']} slice {key.rsplit('_', 1)[1]}")
+               for c in app.caption)
+
+
+def test_review_tools_on_the_patients_page(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINSEG_REVIEW_DB", str(tmp_path / "review.sqlite"))
+    app.toggle(key="show_uncertainty").set_value(True).run()
+    app.toggle(key="show_grad_cam").set_value(True).run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = " ".join(c.caption for image in app.get("image") for c in image.proto.imgs)
+    assert "Uncertainty (std over 6 views" in captions and "Grad-CAM of P(tumor)" in captions
+    app.toggle(key="show_3d").set_value(True).run()
+    assert not app.exception
+    keys = {b.key for b in app.get("download_button")}
+    assert {"export_tiff", "export_nifti", "export_png", "export_csv", "export_report"} <= keys
+    app.radio(key="review_verdict").set_value("disagree")
+    app.text_input(key="review_comment").set_value("edge too wide")
+    app.button(key="FormSubmitter:review_form-Save verdict").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    from brainseg.review_log import ReviewLog
+
+    entries = ReviewLog(tmp_path / "review.sqlite").entries()
+    assert entries[["patient_id", "verdict", "comment"]].values.tolist() == [
+        ["TCGA_CS_6669", "disagree", "edge too wide"]]

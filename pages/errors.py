@@ -1,0 +1,63 @@
+"""Error browser: missed tumor first, then false alarms, then poorly drawn tumors; jump to any slice."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from brainseg import dashboard as dash
+from brainseg.error_queue import KINDS, error_queue, filter_queue
+from brainseg.overlays import DIFFERENCE_COLORS, channel_view, difference_view, legend_html
+
+if st.session_state.pop("_go_to_patients", False):
+    st.switch_page("pages/patients.py")
+
+st.title("Error browser")
+dash.sidebar()
+dataset = dash.require_dataset()
+cascade = dash.require_cascade()
+if dataset is None or cascade is None:
+    st.stop()
+manifest, patients = dataset
+threshold = dash.threshold()
+
+progress = st.progress(0.0, text="Running the cascade…")
+frames = []
+for k, patient_id in enumerate(patients["patient_id"], start=1):
+    frames.append(dash.get_patient_stats(dash.data_dir(), patient_id, dash.models_key()))
+    progress.progress(k / len(patients), text=f"Patients processed: {k} / {len(patients)}")
+progress.empty()
+queue = error_queue(pd.concat(frames, ignore_index=True), threshold)
+
+filters = st.columns([3, 2, 3, 2])
+chosen_patients = filters[0].multiselect("Patients", patients["patient_id"].tolist(), key="errors_patients")
+chosen_institutions = filters[1].multiselect("Institutions", sorted(patients["institution"].unique()),
+                                             key="errors_institutions")
+chosen_kinds = filters[2].multiselect("Kinds", KINDS, key="errors_kinds")
+min_size = filters[3].number_input("Min. tumor size (px)", 0, 65536, 0, 50, key="errors_min_size",
+                                   help="hide tumor slices smaller than this (false positives stay)")
+shown = filter_queue(queue, chosen_patients, chosen_institutions, int(min_size), chosen_kinds)
+counts = shown["kind"].value_counts().reindex(KINDS, fill_value=0)
+st.markdown(f"**{len(shown)} slices** at threshold {threshold:.3f}: "
+            + ", ".join(f"{count} {kind}" for kind, count in counts.items()))
+st.markdown(legend_html(DIFFERENCE_COLORS), unsafe_allow_html=True)
+if shown.empty:
+    st.success("No errors under these filters.")
+    st.stop()
+
+per_page = 12
+pages_total = (len(shown) - 1) // per_page + 1
+page = st.number_input("Page", 1, pages_total, 1, key="errors_page") if pages_total > 1 else 1
+rows = shown.iloc[(page - 1) * per_page : page * per_page]
+grid = st.columns(4)
+for position, row in enumerate(rows.itertuples(index=False)):
+    prediction = dash.get_patient_prediction(dash.data_dir(), row.patient_id, dash.models_key())
+    index = int(np.searchsorted(prediction["rows"]["slice"].to_numpy(), row.slice))
+    result = dash.patient_result(prediction)
+    mask = result.masks(threshold)[index]
+    base = channel_view(prediction["images"][index], "FLAIR")
+    cell = grid[position % 4]
+    cell.image(difference_view(base, mask, prediction["truth"][index]), width="stretch",
+               caption=f"{row.kind}: {row.patient_id} slice {row.slice} · P {row.probability:.3f} · "
+                       f"truth {row.truth_pixels} px · Dice {row.dice:.2f}")
+    cell.button("Open in Patients", key=f"open_{row.patient_id}_{row.slice}", on_click=dash.open_in_patients,
+                args=(row.patient_id, index), width="stretch")
