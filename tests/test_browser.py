@@ -64,8 +64,18 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
     assert before != page.get_by_text("Decision at").first.inner_text()
     _no_exception(page)
 
-    for path, marker in (("threshold", "Operating point"), ("dataset", "Patient-level split"),
-                         ("model_card", "Intended use")):
+    # Review tools: uncertainty and Grad-CAM overlays, then the 3-D view.
+    page.get_by_text("Uncertainty overlay (test-time augmentation)").click()
+    _settle(page)
+    page.get_by_text("Grad-CAM overlay (classifier saliency)").click()
+    page.get_by_text("Grad-CAM of P(tumor)").wait_for(timeout=120_000)
+    _settle(page)
+    _no_exception(page)
+    page.get_by_text("Review tools").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "review_tools.png"), full_page=True)
+
+    for path, marker in (("errors", "Error browser"), ("threshold", "Operating point"),
+                         ("dataset", "Patient-level split"), ("model_card", "Intended use")):
         _open(page, f"{server}/{path}")
         page.get_by_text(marker).first.wait_for(timeout=120_000)
         _no_exception(page)
@@ -89,5 +99,5 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
 
 
 def test_screenshots_were_written():
-    for name in ("patients", "threshold", "dataset", "model_card", "upload"):
+    for name in ("patients", "review_tools", "errors", "threshold", "dataset", "model_card", "upload"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, name
