@@ -168,6 +168,29 @@ def sidebar() -> None:
         side.button("Back to the demo cases", on_click=lambda: st.session_state.update(data_dir=str(DEMO_DATA_DIR)))
 
 
+def page_setup(title: str, needs_models: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, Cascade | None]:
+    """A page's common start: title, sidebar, the dataset and the models; stops the page with a message
+    if either cannot be loaded."""
+    st.title(title)
+    sidebar()
+    dataset = require_dataset()
+    cascade = require_cascade() if needs_models else None
+    if dataset is None or (needs_models and cascade is None):
+        st.stop()
+    return dataset[0], dataset[1], cascade
+
+
+def collect_stats(patient_ids: list[str]) -> pd.DataFrame:
+    """Per-slice counts for several patients, with a progress bar (cached per patient)."""
+    progress = st.progress(0.0, text="Running the cascade…")
+    frames = []
+    for k, patient_id in enumerate(patient_ids, start=1):
+        frames.append(get_patient_stats(data_dir(), patient_id, models_key()))
+        progress.progress(k / len(patient_ids), text=f"Patients processed: {k} / {len(patient_ids)}")
+    progress.empty()
+    return pd.concat(frames, ignore_index=True)
+
+
 def require_dataset() -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The current folder's manifest and patients, or None after showing why it cannot be read."""
     try:

@@ -7,12 +7,7 @@ from brainseg import dashboard as dash
 from brainseg.figures import burden_by_institution_figure, class_balance_figure, slices_per_patient_figure
 from brainseg.split import PARTS, load_split
 
-st.title("Dataset")
-dash.sidebar()
-dataset = dash.require_dataset()
-if dataset is None:
-    st.stop()
-manifest, patients = dataset
+manifest, patients, _ = dash.page_setup("Dataset", needs_models=False)
 st.caption(f"Folder: `{dash.data_dir()}` — {len(patients)} patients, {len(manifest)} slices, "
            f"{int(manifest['has_tumor'].sum())} with tumor.")
 left, right = st.columns(2)

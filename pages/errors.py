@@ -1,7 +1,6 @@
 """Error browser: missed tumor first, then false alarms, then poorly drawn tumors; jump to any slice."""
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from brainseg import dashboard as dash
@@ -11,22 +10,10 @@ from brainseg.overlays import DIFFERENCE_COLORS, channel_view, difference_view, 
 if st.session_state.pop("_go_to_patients", False):
     st.switch_page("pages/patients.py")
 
-st.title("Error browser")
-dash.sidebar()
-dataset = dash.require_dataset()
-cascade = dash.require_cascade()
-if dataset is None or cascade is None:
-    st.stop()
-manifest, patients = dataset
+manifest, patients, cascade = dash.page_setup("Error browser")
 threshold = dash.threshold()
 
-progress = st.progress(0.0, text="Running the cascade…")
-frames = []
-for k, patient_id in enumerate(patients["patient_id"], start=1):
-    frames.append(dash.get_patient_stats(dash.data_dir(), patient_id, dash.models_key()))
-    progress.progress(k / len(patients), text=f"Patients processed: {k} / {len(patients)}")
-progress.empty()
-queue = error_queue(pd.concat(frames, ignore_index=True), threshold)
+queue = error_queue(dash.collect_stats(patients["patient_id"].tolist()), threshold)
 
 filters = st.columns([3, 2, 3, 2])
 chosen_patients = filters[0].multiselect("Patients", patients["patient_id"].tolist(), key="errors_patients")

@@ -26,13 +26,7 @@ from brainseg.overlays import (
     overlay,
 )
 
-st.title("Patients")
-dash.sidebar()
-dataset = dash.require_dataset()
-cascade = dash.require_cascade()
-if dataset is None or cascade is None:
-    st.stop()
-manifest, patients = dataset
+manifest, patients, cascade = dash.page_setup("Patients")
 threshold = dash.threshold()
 
 labels = {

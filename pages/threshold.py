@@ -10,13 +10,7 @@ from brainseg.metrics import expected_calibration_error
 from brainseg.review import metrics_at_threshold, preset_thresholds
 from brainseg.split import PARTS, load_split
 
-st.title("Threshold & metrics")
-dash.sidebar()
-dataset = dash.require_dataset()
-cascade = dash.require_cascade()
-if dataset is None or cascade is None:
-    st.stop()
-manifest, patients = dataset
+manifest, patients, cascade = dash.page_setup("Threshold & metrics")
 
 try:
     split = load_split(dash.models_dir() / "split.json")
@@ -29,13 +23,7 @@ scope = st.radio("Patients", choices, horizontal=True, key="metrics_scope",
 chosen = (patients["patient_id"].tolist() if scope == choices[0]
           else present[scope.split(" ")[0]])
 
-progress = st.progress(0.0, text="Running the cascade…")
-frames = []
-for k, patient_id in enumerate(chosen, start=1):
-    frames.append(dash.get_patient_stats(dash.data_dir(), patient_id, dash.models_key()))
-    progress.progress(k / len(chosen), text=f"Patients processed: {k} / {len(chosen)}")
-progress.empty()
-stats = pd.concat(frames, ignore_index=True)
+stats = dash.collect_stats(chosen)
 
 st.subheader("Operating point")
 presets = preset_thresholds(stats)
