@@ -32,7 +32,8 @@ def burden_strip(slices: np.ndarray, truth_pixels: np.ndarray, predicted_pixels:
                       legend={"orientation": "h", "y": -0.3}, clickmode="event+select")
     fig.update_xaxes(title_text="slice")
     fig.update_yaxes(title_text="tumor pixels", secondary_y=False)
-    fig.update_yaxes(title_text="P(tumor)", range=[0, 1.02], secondary_y=True)
+    fig.update_yaxes(title_text="P(tumor)", range=[0, 1.02], tickvals=[0, 0.25, 0.5, 0.75, 1.0], showgrid=False,
+                     secondary_y=True)
     return fig
 
 

@@ -37,3 +37,12 @@ def test_markdown_card_shows_the_json_figures(card):
     assert f"{card['test']['classifier']['roc_auc']:.4f}" in text
     assert card["models"]["classifier"]["sha256"] in text
     assert "Not a medical device" in text
+
+
+def test_readme_results_are_the_cards():
+    from brainseg.model_card import RESULTS_END, RESULTS_START, results_markdown
+
+    card = json.loads((MODELS_DIR / "model_card.json").read_text())
+    readme = (MODELS_DIR.parent / "README.md").read_text()
+    section = readme.split(RESULTS_START, 1)[1].split(RESULTS_END, 1)[0]
+    assert section.strip() == results_markdown(card).strip()
