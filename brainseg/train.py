@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -236,7 +235,12 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
     record = json.loads((run_dir / "config.json").read_text())
     config = TrainConfig(**record["config"])
     destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "best.keras", destination)
+    # Ship the weights without the optimizer state (a third of the size); training resumes from the run folder.
+    import keras
+
+    import brainseg.losses  # noqa: F401  (registers the custom objects the checkpoint names)
+
+    keras.models.load_model(run_dir / "best.keras", compile=False, safe_mode=True).save(destination)
     epoch_seconds = pd.read_csv(run_dir / "epoch_seconds.csv", header=None, names=["epoch", "seconds"])
     history = pd.read_csv(run_dir / "history.csv")
     best = history.loc[history["val_loss"].idxmin()]

@@ -6,6 +6,9 @@ to test-artifacts/screenshots/. Skipped (or, under CI, failed) when /usr/bin/chr
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE, require_chromium, streamlit_server
 from conftest import DEMO_DIR, ROOT
@@ -48,9 +51,17 @@ def _no_exception(page) -> None:
 
 
 def test_every_page_threshold_and_uploads(server, page, tmp_path):
+    # Timings are recorded for the README (test-artifacts/ui_timings.json), never asserted.
+    timings = {}
+    start = time.perf_counter()
     _open(page, server)
     page.get_by_text("Tumor burden across the patient").wait_for(timeout=120_000)
+    timings["first_patient_view_s (server cold: includes model load)"] = time.perf_counter() - start
     _no_exception(page)
+    start = time.perf_counter()
+    page.get_by_role("button", name="▶").click()
+    _settle(page)
+    timings["next_slice_s"] = time.perf_counter() - start
     assert "Research use only" in page.inner_text("[data-testid='stSidebar']")
     page.screenshot(path=str(SHOTS / "patients.png"), full_page=True)
 
@@ -58,9 +69,18 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
     before = page.get_by_text("Decision at").first.inner_text()
     thumb = page.locator("[data-testid='stSidebar'] input[type='range']").first
     thumb.focus()
+    start = time.perf_counter()
     thumb.press("Home")  # threshold 0: every slice passes the gate
     page.get_by_text("Decision at 0.000").first.wait_for(timeout=60_000)
     _settle(page)
+    timings["threshold_change_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    page.locator("[data-testid='stSelectbox']").first.click()
+    page.keyboard.type("TCGA_HT_7855")
+    page.keyboard.press("Enter")
+    page.get_by_text("Showing TCGA_HT_7855 slice").wait_for(timeout=120_000)
+    _settle(page)
+    timings["another_patient_first_view_s"] = time.perf_counter() - start
     assert before != page.get_by_text("Decision at").first.inner_text()
     _no_exception(page)
 
@@ -96,6 +116,7 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
     assert page.get_by_text("Download probabilities (CSV)").count() == 1
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "upload.png"), full_page=True)
+    (SHOTS.parent / "ui_timings.json").write_text(json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2))
 
 
 def test_screenshots_were_written():
