@@ -109,6 +109,8 @@ def results_markdown(card: dict) -> str:
         ("slice classifier ROC AUC", "≥ 0.98", _f(t["classifier"]["roc_auc"], 4)),
         (f"sensitivity / specificity at the default threshold {op['threshold']:.4f}", "≥ 0.97 / ≥ 0.85",
          f"{_f(at['sensitivity'])} / {_f(at['specificity'])}"),
+        ("cascade slice decisions (gate + non-empty mask): sensitivity / specificity", "",
+         f"{_f(t['cascade_slice_decisions']['sensitivity'])} / {_f(t['cascade_slice_decisions']['specificity'])}"),
         ("whole patient, median (ms per slice)", "≤ 1 s",
          f"{_f(b['patient_seconds']['median'], 2)} s ({_f(b['ms_per_slice'], 1)} ms)"),
         ("training both models from scratch on this CPU", "≤ 90 min",

@@ -103,9 +103,9 @@ def _to_slice(image: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        low, high = np.nanmin(array), np.nanmax(array)
-        if not np.isfinite([low, high]).all():
-            raise DataError(f"{name}: contains non-finite pixel values")
+        if not np.isfinite(array).all():
+            raise DataError(f"{name}: contains non-finite pixel values (NaN or infinity)")
+        low, high = array.min(), array.max()
         array = np.zeros_like(array) if high == low else (array - low) / (high - low) * 255.0
         array = np.repeat(np.round(array).astype(np.uint8)[..., None], 3, axis=2)
         notes.append(f"{mode} image rescaled to 0-255 and read as FLAIR in all three channels")

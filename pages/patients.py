@@ -158,22 +158,24 @@ with st.expander("3-D view: ground truth and prediction over the slices"):
                    "slices are drawn 4 pixel-widths apart.")
 
 with st.expander("Export this patient"):
+    # Each file is built only when its button is clicked (callables), never on an ordinary rerun.
     names = [f"{prediction['rows']['case'].iloc[0]}_{s}" for s in slices]
-    table = slice_table(patient_id, slices, result.probabilities, masks, truth, threshold)
     cascade_hashes = {m.role: m.sha256 for m in (cascade.classifier, cascade.segmenter)}
+    institution = str(prediction["rows"]["institution"].iloc[0])
     cols = st.columns(5)
-    cols[0].download_button("Masks, multi-page TIFF", masks_to_multipage_tiff(masks), f"{patient_id}_masks.tif",
-                            "image/tiff", key="export_tiff")
-    cols[1].download_button("Masks, NIfTI", masks_to_nifti(masks), f"{patient_id}_masks.nii",
+    cols[0].download_button("Masks, multi-page TIFF", lambda: masks_to_multipage_tiff(masks),
+                            f"{patient_id}_masks.tif", "image/tiff", key="export_tiff")
+    cols[1].download_button("Masks, NIfTI", lambda: masks_to_nifti(masks), f"{patient_id}_masks.nii",
                             "application/octet-stream", key="export_nifti")
-    cols[2].download_button("Masks, PNGs (zip)", masks_to_png_zip(masks, names), f"{patient_id}_masks_png.zip",
-                            "application/zip", key="export_png")
-    cols[3].download_button("Per-slice CSV", table.to_csv(index=False), f"{patient_id}_slices.csv", "text/csv",
-                            key="export_csv")
-    report = case_report_html(patient_id, slices, images, result.probabilities, masks, truth, threshold,
-                              cascade_hashes, str(prediction["rows"]["institution"].iloc[0]))
-    cols[4].download_button("Case report (HTML, printable)", report, f"{patient_id}_report.html", "text/html",
-                            key="export_report")
+    cols[2].download_button("Masks, PNGs (zip)", lambda: masks_to_png_zip(masks, names),
+                            f"{patient_id}_masks_png.zip", "application/zip", key="export_png")
+    cols[3].download_button("Per-slice CSV", lambda: slice_table(patient_id, slices, result.probabilities, masks,
+                                                                 truth, threshold).to_csv(index=False),
+                            f"{patient_id}_slices.csv", "text/csv", key="export_csv")
+    cols[4].download_button("Case report (HTML, printable)",
+                            lambda: case_report_html(patient_id, slices, images, result.probabilities, masks, truth,
+                                                     threshold, cascade_hashes, institution),
+                            f"{patient_id}_report.html", "text/html", key="export_report")
     st.caption(f"At threshold {threshold:.3f}. Open the report in a browser and print it to PDF.")
 
 with st.expander("Review log: your verdict on this slice", expanded=False):
@@ -187,6 +189,6 @@ with st.expander("Review log: your verdict on this slice", expanded=False):
         st.success(f"Saved: {verdict} on {patient_id} slice {slices[i]}")
     entries = log.entries(patient_id)
     st.dataframe(entries, hide_index=True, width="stretch")
-    st.download_button("Export the whole review log (CSV)", log.to_csv(), "review_log.csv", "text/csv",
+    st.download_button("Export the whole review log (CSV)", log.to_csv, "review_log.csv", "text/csv",
                        key="export_review_log")
     st.caption(f"Stored in `{log.path}` (set $BRAINSEG_REVIEW_DB to move it).")

@@ -58,12 +58,12 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
     page.get_by_text("Tumor burden across the patient").wait_for(timeout=120_000)
     timings["first_patient_view_s (server cold: includes model load)"] = time.perf_counter() - start
     _no_exception(page)
+    page.screenshot(path=str(SHOTS / "patients.png"), full_page=True)
     start = time.perf_counter()
     page.get_by_role("button", name="▶").click()
     _settle(page)
     timings["next_slice_s"] = time.perf_counter() - start
     assert "Research use only" in page.inner_text("[data-testid='stSidebar']")
-    page.screenshot(path=str(SHOTS / "patients.png"), full_page=True)
 
     # Move the shared threshold with the keyboard and see the decision label follow it.
     before = page.get_by_text("Decision at").first.inner_text()
