@@ -128,7 +128,7 @@ def results_markdown(card: dict) -> str:
         "and this section. Dice per volume pools each patient's slices into one 3-D mask (Buda et al. 2019); "
         "an empty prediction on an empty truth counts 1.0.",
         "",
-        "`brainseg bench --data data/kaggle_3m --split test --out bench.json` (the same measurement) gave:",
+        "Its speed part is `brainseg bench --data data/kaggle_3m --split test --max-patients 14 --out bench.json`:",
         "",
         "```json",
         json.dumps(_rounded({k: b[k] for k in ("ms_per_slice", "patient_seconds", "model_load_seconds", "peak_rss_mb",
