@@ -159,3 +159,17 @@ def test_review_tools_on_the_patients_page(app, tmp_path, monkeypatch):
     entries = ReviewLog(tmp_path / "review.sqlite").entries()
     assert entries[["patient_id", "verdict", "comment"]].values.tolist() == [
         ["TCGA_CS_6669", "disagree", "edge too wide"]]
+
+
+def test_temperature_scaled_reliability_is_offered_when_fitted(app):
+    from conftest import MODELS_DIR
+
+    from brainseg.calibration import load_temperature
+
+    _page(app, "threshold")
+    if load_temperature(MODELS_DIR) is None:
+        assert not [t for t in app.toggle if t.key == "show_calibrated"]
+        return
+    app.toggle(key="show_calibrated").set_value(True).run()
+    assert not app.exception
+    assert any("ECE after temperature scaling" in c.value for c in app.caption)
