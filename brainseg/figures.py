@@ -113,13 +113,14 @@ def reliability_figure(labels: np.ndarray, probabilities: np.ndarray, n_bins: in
     return fig
 
 
-def _mesh(volume: np.ndarray, z_scale: float, color: str, name: str, opacity: float) -> go.Mesh3d | None:
+def _mesh(volume: np.ndarray, spacing: tuple[float, float, float], color: str, name: str,
+          opacity: float) -> go.Mesh3d | None:
     from skimage.measure import marching_cubes
 
     if volume.sum() == 0 or min(volume.shape) < 2:
         return None
     padded = np.pad(volume.astype(np.float32), 1)  # closes surfaces at the stack's ends
-    vertices, faces, _, _ = marching_cubes(padded, 0.5, spacing=(z_scale, 1.0, 1.0))
+    vertices, faces, _, _ = marching_cubes(padded, 0.5, spacing=spacing)
     z, y, x = vertices.T
     return go.Mesh3d(x=x, y=y, z=z, i=faces[:, 0], j=faces[:, 1], k=faces[:, 2], color=color, opacity=opacity,
                      name=name, showlegend=True, hoverinfo="name")
@@ -136,7 +137,7 @@ def volume_figure(images: np.ndarray, truth: np.ndarray | None, prediction: np.n
 
     flair = images[:, ::step, ::step, 1].astype(np.float32)
     brain = flair > threshold_otsu(flair) if flair.max() > flair.min() else np.zeros_like(flair, bool)
-    z_scale = slice_spacing / step
+    spacing = (slice_spacing, float(step), float(step))  # axes in pixels of the 256x256 slice
     fig = go.Figure()
     for volume, color, name, opacity in (
         (brain, "lightgray", "brain outline", 0.08),
@@ -145,10 +146,10 @@ def volume_figure(images: np.ndarray, truth: np.ndarray | None, prediction: np.n
     ):
         if volume is None:
             continue
-        mesh = _mesh(volume[:, ::step, ::step] if volume is not brain else volume, z_scale, color, name, opacity)
+        mesh = _mesh(volume[:, ::step, ::step] if volume is not brain else volume, spacing, color, name, opacity)
         if mesh is not None:
             fig.add_trace(mesh)
     fig.update_layout(height=520, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"orientation": "h"},
-                      scene={"aspectmode": "data", "xaxis_title": "column", "yaxis_title": "row",
-                             "zaxis_title": "slice"})
+                      scene={"aspectmode": "data", "xaxis_title": "column (px)", "yaxis_title": "row (px)",
+                             "zaxis_title": f"slices ({slice_spacing:g} px apart)"})
     return fig

@@ -93,6 +93,15 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
     _no_exception(page)
     page.get_by_text("Review tools").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "review_tools.png"), full_page=True)
+    page.get_by_text("3-D view: ground truth and prediction").click()
+    page.get_by_text("Build the 3-D view").click()
+    _settle(page)
+    volume = page.locator("[data-testid='stPlotlyChart']").last
+    volume.locator(".gl-container canvas").first.wait_for(timeout=60_000)  # WebGL surfaces drawn
+    volume.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    volume.screenshot(path=str(SHOTS / "volume_3d.png"))
+    _no_exception(page)
 
     for path, marker in (("errors", "Error browser"), ("threshold", "Operating point"),
                          ("dataset", "Patient-level split"), ("model_card", "Intended use")):
@@ -120,5 +129,5 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
 
 
 def test_screenshots_were_written():
-    for name in ("patients", "review_tools", "errors", "threshold", "dataset", "model_card", "upload"):
+    for name in ("patients", "review_tools", "volume_3d", "errors", "threshold", "dataset", "model_card", "upload"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000, name
