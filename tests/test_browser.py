@@ -59,6 +59,13 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
     timings["first_patient_view_s (server cold: includes model load)"] = time.perf_counter() - start
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "patients.png"), full_page=True)
+    # Clicking a slice's point on the tumor-burden strip jumps there.
+    strip = page.locator("[data-testid='stPlotlyChart']").first
+    strip.scroll_into_view_if_needed()
+    box = strip.locator("g.trace.scatter path.point").nth(4).bounding_box()  # slice 5 of the first patient
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_text("Showing TCGA_CS_6669 slice 5 ").wait_for(timeout=60_000)
+    _settle(page)
     start = time.perf_counter()
     page.get_by_role("button", name="▶").click()
     _settle(page)
