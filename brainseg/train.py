@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -111,9 +112,7 @@ def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool) 
     return images, resize_masks(masks, config.input_size)
 
 
-def build_model(config: TrainConfig):
-    import keras
-
+def build_model(config: TrainConfig) -> keras.Model:
     from brainseg.losses import focal_tversky_loss, soft_dice, tversky_index
     from brainseg.models import build_classifier, build_segmenter
 
@@ -144,8 +143,6 @@ def train(
 
     ``limit_slices`` caps the train and validation sets (for smoke tests only).
     """
-    import keras
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
@@ -184,7 +181,7 @@ def train(
     }, indent=2) + "\n")
 
     model = build_model(config)
-    epoch_timer = _EpochTimer(run_dir / "epoch_seconds.csv")
+    epoch_timer = EpochTimer(run_dir / "epoch_seconds.csv")
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True),
@@ -201,21 +198,20 @@ def train(
     return run_dir / "best.keras"
 
 
-class _EpochTimer:
-    """Keras callback appending each epoch's wall time, so a resumed run still reports its total."""
+class EpochTimer(keras.callbacks.Callback):
+    """Appends each epoch's wall time to a CSV, so a resumed run still reports its total."""
 
-    def __new__(cls, path: Path):
-        import keras
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._start = 0.0
 
-        class EpochTimer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
-            def on_epoch_end(self, epoch, logs=None):
-                with open(path, "a") as handle:
-                    handle.write(f"{epoch},{time.perf_counter() - self._start:.1f}\n")
-
-        return EpochTimer()
+    def on_epoch_end(self, epoch, logs=None):
+        with open(self.path, "a") as handle:
+            handle.write(f"{epoch},{time.perf_counter() - self._start:.1f}\n")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -236,8 +232,6 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
     config = TrainConfig(**record["config"])
     destination.parent.mkdir(parents=True, exist_ok=True)
     # Ship the weights without the optimizer state (a third of the size); training resumes from the run folder.
-    import keras
-
     import brainseg.losses  # noqa: F401  (registers the custom objects the checkpoint names)
 
     keras.models.load_model(run_dir / "best.keras", compile=False, safe_mode=True).save(destination)
