@@ -122,17 +122,6 @@ class CascadeResult:
     def tumor_pixels(self, threshold: float) -> np.ndarray:
         return self.masks(threshold).sum(axis=(1, 2))
 
-    def subset(self, index) -> CascadeResult:
-        return CascadeResult(self.probabilities[index], self.maps[index], self.mask_threshold)
-
-    @staticmethod
-    def concatenate(results: list[CascadeResult]) -> CascadeResult:
-        return CascadeResult(
-            np.concatenate([r.probabilities for r in results]),
-            np.concatenate([r.maps for r in results]),
-            results[0].mask_threshold if results else MASK_THRESHOLD,
-        )
-
 
 class Cascade:
     """Classifier + segmenter, run together on batches of slices."""

@@ -13,9 +13,6 @@ import pandas as pd
 from brainseg import metrics
 from brainseg.cascade import CascadeResult
 
-STATS_COLUMNS = ["patient_id", "institution", "slice", "probability", "truth_pixels", "segmenter_pixels",
-                 "overlap_pixels"]
-
 
 def slice_stats(patient_id: str, institution: str, slices, result: CascadeResult, truth: np.ndarray) -> pd.DataFrame:
     """Per-slice counts for one patient (truth: (N, H, W) bool at the maps' size)."""

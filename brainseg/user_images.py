@@ -91,11 +91,12 @@ def _decode(image: Image.Image, name: str) -> np.ndarray:
     return frame
 
 
-def read_user_image(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
-    """Decode an uploaded slice to (256, 256, 3) uint8 plus notes on any conversion."""
+def read_user_image(data: bytes, name: str) -> tuple[np.ndarray, list[str], tuple[int, int]]:
+    """Decode an uploaded slice to (256, 256, 3) uint8, notes on any conversion, and its (width, height)."""
     name = safe_name(name)
     image = _decode(_open_checked(data, name), name)
-    return _to_slice(image, name)
+    array, notes = _to_slice(image, name)
+    return array, notes, image.size
 
 
 def _to_slice(image: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
@@ -175,12 +176,11 @@ def pair_uploads(files: list[tuple[str, bytes]]) -> tuple[list[SliceInput], list
             errors.append((name, "another file of the same name was already uploaded; this one is ignored"))
             continue
         try:
-            opened = _decode(_open_checked(data, name), name)
-            array, notes = _to_slice(opened, name)
+            array, notes, size = read_user_image(data, name)
         except DataError as err:
             errors.append((name, str(err)))
             continue
-        images[stem] = SliceInput(name, array, None, notes, opened.size)
+        images[stem] = SliceInput(name, array, None, notes, size)
     for key, (mask_name, data) in masks.items():
         if key not in images:
             errors.append((mask_name, "mask without its image (upload the slice with the same name, minus '_mask')"))
