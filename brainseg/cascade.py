@@ -7,6 +7,7 @@ model again. The segmenter runs on every slice, not just those above today's thr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from collections.abc import Callable
@@ -51,6 +52,15 @@ class LoadedModel:
         return self._infer(images).numpy()
 
 
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file: the identity of a weights file in sidecars, the model card and the review log."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_model(path: str | Path, role: str) -> LoadedModel:
     """Load a ``.keras`` model in Keras safe mode and check it is a ``role`` network.
 
@@ -60,7 +70,6 @@ def load_model(path: str | Path, role: str) -> LoadedModel:
     import keras
 
     import brainseg.losses  # noqa: F401  (registers the custom losses a training checkpoint names)
-    from brainseg.train import sha256_of
 
     path = Path(path)
     if role not in DEFAULT_SCALING:
@@ -145,7 +154,7 @@ class Cascade:
         return cls(load_model(models_dir / "classifier.keras", "classifier"),
                    load_model(models_dir / "segmenter.keras", "segmenter"), batch_size, float(threshold))
 
-    def predict(self, images: np.ndarray, progress: Callable[[int, int], None] | None = None) -> CascadeResult:
+    def predict(self, images: np.ndarray) -> CascadeResult:
         """Run both models on (N, H, W, 3) uint8 slices, ``batch_size`` at a time."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -159,8 +168,6 @@ class Cascade:
             probabilities[start:stop] = self.classifier.infer(resize_images(batch, self.classifier.spec.size))[:, 0]
             maps[start:stop] = upsample_maps(self.segmenter.infer(resize_images(batch, self.segmenter.spec.size)),
                                              height, width)
-            if progress is not None:
-                progress(stop, n)
         return CascadeResult(probabilities, maps)
 
 

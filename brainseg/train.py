@@ -8,7 +8,6 @@ resuming after an interruption), ``best.keras`` (best validation loss so far), `
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -20,6 +19,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from brainseg.cascade import sha256_of
 from brainseg.data import load_dataset, load_slices
 from brainseg.errors import DataError
 from brainseg.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
@@ -212,14 +212,6 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         with open(self.path, "a") as handle:
             handle.write(f"{epoch},{time.perf_counter() - self._start:.1f}\n")
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_model(run_dir: str | Path, destination: str | Path) -> Path:

@@ -5,11 +5,10 @@ import json
 import pytest
 from conftest import DEMO_DIR, MODELS_DIR
 
-from brainseg.cascade import Cascade
+from brainseg.cascade import Cascade, sha256_of
 from brainseg.data import scan_dataset
 from brainseg.evaluate import evaluate
 from brainseg.model_card import CHECKED_KEYS, dig
-from brainseg.train import sha256_of
 
 
 @pytest.fixture(scope="module")

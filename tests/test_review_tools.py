@@ -153,3 +153,23 @@ def test_review_log_survives_reopening_and_refuses_unknown_verdicts(tmp_path):
         "disagree", 0.42, "h1", "mask too large")
     with pytest.raises(ValueError, match="verdict"):
         ReviewLog(path).add("P", 3, "maybe", 0.5, "h1")
+
+
+def test_dashboard_counts_agree_with_the_full_evaluation(tiny_models_dir, demo_dir):
+    """review.metrics_at_threshold (pixel counts) and evaluate (full masks) are two paths to one answer."""
+    from brainseg.data import scan_dataset
+    from brainseg.evaluate import evaluate, predict_patients
+    from brainseg.review import metrics_at_threshold, slice_stats
+
+    cascade = Cascade.from_dir(tiny_models_dir)
+    manifest = scan_dataset(demo_dir)
+    stats = pd.concat([slice_stats(p.patient_id, p.institution, p.slices, p.result, p.truth)
+                       for p in predict_patients(cascade, manifest)], ignore_index=True)
+    for threshold in (0.05, 0.5):
+        report = evaluate(cascade, manifest, threshold=threshold)
+        counts = metrics_at_threshold(stats, threshold)
+        assert counts["per_patient_dice"] == pytest.approx(report["cascade"]["per_patient_dice"])
+        for key in ("tp", "fp", "tn", "fn"):
+            assert counts["cascade_slices"][key] == report["cascade_slice_decisions"][key]
+            assert counts["classifier"][key] == report["classifier"]["at_default"][key]
+            assert counts["patients"][key] == report["patient_detection"][key]
