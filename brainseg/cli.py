@@ -35,6 +35,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
+    p.add_argument("--loss", choices=["focal_tversky", "dice_bce", "binary_crossentropy"],
+                   help="segmenter loss (default: the recipe's, focal Tversky)")
+    p.add_argument("--tversky-alpha", type=float, help="focal Tversky weight of missed pixels (recipe: 0.7)")
+    p.add_argument("--run-name", help="run folder name under --runs-dir (default: <model>-<recipe>)")
     p.add_argument("--limit-slices", type=int, help="cap train/val slices (smoke tests only)")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
                    help="0 silent, 1 progress bar per epoch, 2 one line per epoch (for log files)")
@@ -48,8 +52,10 @@ def _run_train(args: argparse.Namespace) -> int:
         config = config_with_overrides(
             recipe(model, args.recipe), epochs=args.epochs, batch_size=args.batch_size,
             input_size=args.input_size, width=args.width, learning_rate=args.learning_rate, seed=args.seed,
+            loss=args.loss if model == "segmenter" else None,
+            tversky_alpha=args.tversky_alpha if model == "segmenter" else None,
         )
-        run_dir = args.runs_dir / f"{model}-{args.recipe}"
+        run_dir = args.runs_dir / (args.run_name or f"{model}-{args.recipe}")
         print(f"training {model} ({args.recipe} recipe) in {run_dir}", flush=True)
         train(config, args.data, args.split_file, run_dir, verbose=args.verbose, limit_slices=args.limit_slices)
         if args.export_dir is not None:

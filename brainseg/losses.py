@@ -43,3 +43,47 @@ def focal_tversky_loss(y_true, y_pred, gamma: float = GAMMA):
 def soft_dice(y_true, y_pred, smooth: float = SMOOTH):
     """Batch soft Dice, a training-time progress metric (evaluation uses brainseg.metrics)."""
     return tversky_index(y_true, y_pred, alpha=0.5, smooth=smooth)
+
+
+@keras.saving.register_keras_serializable(package="brainseg")
+class FocalTverskyLoss(keras.losses.Loss):
+    """Focal Tversky with a chosen ``alpha`` (weight of misses) and ``gamma``; alpha 0.5 is a focal soft Dice."""
+
+    def __init__(self, alpha: float = ALPHA, gamma: float = GAMMA, name: str = "focal_tversky", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.alpha, self.gamma = float(alpha), float(gamma)
+
+    def call(self, y_true, y_pred):
+        return ops.power(1.0 - tversky_index(y_true, y_pred, alpha=self.alpha), self.gamma)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(package="brainseg")
+class DiceBCELoss(keras.losses.Loss):
+    """Batch soft-Dice loss + pixel binary cross-entropy, equally weighted (the nnU-Net default's 2-D analogue).
+
+    Cross-entropy scores every pixel on its own, so extra pixels cost as much as missed ones; the Dice
+    term keeps small tumors from being drowned by the background.
+    """
+
+    def __init__(self, name: str = "dice_bce", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0 - 1e-7)
+        cross_entropy = -ops.mean(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
+        return cross_entropy + 1.0 - tversky_index(y_true, y_pred, alpha=0.5)
+
+
+def segmentation_loss(name: str, tversky_alpha: float = ALPHA, tversky_gamma: float = GAMMA):
+    """The segmenter's training loss by config name: 'focal_tversky', 'dice_bce' or 'binary_crossentropy'."""
+    if name == "focal_tversky":
+        return FocalTverskyLoss(tversky_alpha, tversky_gamma)
+    if name == "dice_bce":
+        return DiceBCELoss()
+    if name == "binary_crossentropy":
+        return "binary_crossentropy"
+    raise ValueError(f"unknown segmentation loss {name!r}")

@@ -41,7 +41,9 @@ class TrainConfig:
     adam_epsilon: float = 1e-7
     schedule: Literal["seed", "cosine"] = "seed"
     decay_start_epoch: int = 20  # 'seed' schedule: constant, then x exp(-0.1) per epoch
-    loss: Literal["binary_crossentropy", "focal_tversky"] = "binary_crossentropy"
+    loss: Literal["binary_crossentropy", "focal_tversky", "dice_bce"] = "binary_crossentropy"
+    tversky_alpha: float = 0.7  # focal Tversky only: weight of missed pixels (1 - alpha: extra pixels)
+    tversky_gamma: float = 0.75
     # classifier: 'undersample' healthy slices to the tumor count (seed) or keep all and 'class_weight'
     balance: Literal["undersample", "class_weight", "none"] = "none"
     # segmenter: tumor-free slices added, as a fraction of the tumor slices (seed: 0, tumor slices only)
@@ -113,7 +115,7 @@ def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool) 
 
 
 def build_model(config: TrainConfig) -> keras.Model:
-    from brainseg.losses import focal_tversky_loss, soft_dice, tversky_index
+    from brainseg.losses import segmentation_loss, soft_dice, tversky_index
     from brainseg.models import build_classifier, build_segmenter
 
     keras.utils.set_random_seed(config.seed)
@@ -124,7 +126,7 @@ def build_model(config: TrainConfig) -> keras.Model:
     else:
         model = build_segmenter(config.input_size, config.width)
         metrics = [tversky_index, soft_dice]
-        loss = focal_tversky_loss if config.loss == "focal_tversky" else "binary_crossentropy"
+        loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma)
     optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
