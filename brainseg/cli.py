@@ -13,8 +13,7 @@ from pathlib import Path
 
 from brainseg.errors import BrainsegError
 from brainseg.runtime import import_tensorflow_quietly
-
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+from brainseg.settings import DEFAULT_MODELS_DIR
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +44,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from brainseg.train import config_with_overrides, export_model, recipe, train
+    from brainseg.training.train import config_with_overrides, export_model, recipe, train
 
     models = ["classifier", "segmenter"] if args.model == "both" else [args.model]
     for model in models:
@@ -73,8 +72,8 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_split(args: argparse.Namespace) -> int:
-    from brainseg.data import load_dataset
-    from brainseg.split import make_split, save_split
+    from brainseg.core.data import load_dataset
+    from brainseg.core.split import make_split, save_split
 
     _, patients = load_dataset(args.data)
     split = make_split(patients, tuple(args.fractions), args.seed)
@@ -90,7 +89,7 @@ def _add_scan(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
-    from brainseg.data import load_dataset
+    from brainseg.core.data import load_dataset
 
     manifest, patients = load_dataset(args.data, progress=True)
     if args.out:
@@ -114,8 +113,8 @@ def _add_data_args(p: argparse.ArgumentParser, default_split: str = "all") -> No
 
 
 def _select(args: argparse.Namespace):
-    from brainseg.data import scan_dataset
-    from brainseg.split import load_split, select_part
+    from brainseg.core.data import scan_dataset
+    from brainseg.core.split import load_split, select_part
 
     manifest = scan_dataset(args.data, progress=True)
     split = load_split(args.split_file) if args.split != "all" else None
@@ -130,8 +129,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from brainseg.cascade import Cascade
-    from brainseg.evaluate import evaluate, format_report
+    from brainseg.evaluation.evaluate import evaluate, format_report
+    from brainseg.inference.cascade import Cascade
 
     manifest = _select(args)
     cascade = Cascade.from_dir(args.models_dir)
@@ -157,8 +156,8 @@ def _classifier_scores(args: argparse.Namespace):
     import numpy as np
     from tqdm import tqdm
 
-    from brainseg.cascade import Cascade
-    from brainseg.data import load_slices
+    from brainseg.core.data import load_slices
+    from brainseg.inference.cascade import Cascade
 
     manifest = _select(args)
     cascade = Cascade.from_dir(args.models_dir)
@@ -172,7 +171,7 @@ def _classifier_scores(args: argparse.Namespace):
 
 
 def _run_operating_point(args: argparse.Namespace) -> int:
-    from brainseg.metrics import classification_at, threshold_for_sensitivity
+    from brainseg.core.metrics import classification_at, threshold_for_sensitivity
 
     labels, scores, chosen_on = _classifier_scores(args)
     threshold = threshold_for_sensitivity(labels, scores, args.target_sensitivity)
@@ -195,8 +194,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from brainseg.calibration import apply_temperature, fit_temperature, save_calibration
-    from brainseg.metrics import expected_calibration_error
+    from brainseg.core.metrics import expected_calibration_error
+    from brainseg.evaluation.calibration import apply_temperature, fit_temperature, save_calibration
 
     labels, scores, chosen_on = _classifier_scores(args)
     temperature = fit_temperature(labels, scores)
@@ -216,7 +215,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from brainseg.bench import bench
+    from brainseg.evaluation.bench import bench
 
     result = bench(args.models_dir, _select(args), max_patients=args.max_patients, batch_size=args.batch_size)
     _write_json(result, args.out)
@@ -234,8 +233,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from brainseg.cascade import Cascade
-    from brainseg.predict import predict_files
+    from brainseg.inference.cascade import Cascade
+    from brainseg.inference.predict import predict_files
 
     cascade = Cascade.from_dir(args.models_dir)
     threshold = cascade.default_threshold if args.threshold is None else args.threshold
@@ -252,7 +251,7 @@ def _add_model_card(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_model_card(args: argparse.Namespace) -> int:
-    from brainseg.model_card import build_model_card
+    from brainseg.reports.model_card import build_model_card
 
     card = build_model_card(args.data, args.models_dir)
     print(f"wrote {args.models_dir / 'MODEL_CARD.md'} (test cascade Dice/volume mean "

@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from brainseg import dashboard as dash
-from brainseg.figures import burden_by_institution_figure, class_balance_figure, slices_per_patient_figure
-from brainseg.split import PARTS, load_split
+from brainseg.app import dashboard as dash
+from brainseg.core.split import PARTS, load_split
+from brainseg.reports.figures import burden_by_institution_figure, class_balance_figure, slices_per_patient_figure
 
 manifest, patients, _ = dash.page_setup("Dataset", needs_models=False)
 st.caption(f"Folder: `{dash.data_dir()}` — {len(patients)} patients, {len(manifest)} slices, "

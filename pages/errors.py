@@ -3,9 +3,9 @@
 import numpy as np
 import streamlit as st
 
-from brainseg import dashboard as dash
-from brainseg.error_queue import KINDS, error_queue, filter_queue
-from brainseg.overlays import DIFFERENCE_COLORS, channel_view, difference_view, legend_html
+from brainseg.app import dashboard as dash
+from brainseg.reports.overlays import DIFFERENCE_COLORS, channel_view, difference_view, legend_html
+from brainseg.review.error_queue import KINDS, error_queue, filter_queue
 
 if st.session_state.pop("_go_to_patients", False):
     st.switch_page("pages/patients.py")

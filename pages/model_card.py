@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from brainseg import dashboard as dash
+from brainseg.app import dashboard as dash
 
 st.title("Model card")
 dash.sidebar()

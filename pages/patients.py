@@ -4,17 +4,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from brainseg import dashboard as dash
-from brainseg import metrics
-from brainseg.export import (
+from brainseg.app import dashboard as dash
+from brainseg.core import metrics as metrics
+from brainseg.reports.export import (
     case_report_html,
     masks_to_multipage_tiff,
     masks_to_nifti,
     masks_to_png_zip,
     slice_table,
 )
-from brainseg.figures import burden_strip, volume_figure
-from brainseg.overlays import (
+from brainseg.reports.figures import burden_strip, volume_figure
+from brainseg.reports.overlays import (
     CHANNEL_VIEWS,
     DIFFERENCE_COLORS,
     PREDICTION_COLOR,

@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from brainseg import dashboard as dash
-from brainseg.calibration import apply_temperature, load_temperature
-from brainseg.figures import confusion_figure, precision_recall_figure, reliability_figure, roc_figure
-from brainseg.metrics import expected_calibration_error
-from brainseg.review import metrics_at_threshold, preset_thresholds
-from brainseg.split import PARTS, load_split
+from brainseg.app import dashboard as dash
+from brainseg.core.metrics import expected_calibration_error
+from brainseg.core.split import PARTS, load_split
+from brainseg.evaluation.calibration import apply_temperature, load_temperature
+from brainseg.evaluation.threshold_analysis import metrics_at_threshold, preset_thresholds
+from brainseg.reports.figures import confusion_figure, precision_recall_figure, reliability_figure, roc_figure
 
 manifest, patients, cascade = dash.page_setup("Threshold & metrics")
 

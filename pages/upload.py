@@ -7,10 +7,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from brainseg import dashboard as dash
-from brainseg import metrics
-from brainseg.overlays import CHANNEL_VIEWS, DIFFERENCE_COLORS, channel_view, difference_view, legend_html, overlay
-from brainseg.user_images import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff, pair_uploads
+from brainseg.app import dashboard as dash
+from brainseg.core import metrics as metrics
+from brainseg.inference.uploads import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff, pair_uploads
+from brainseg.reports.overlays import (
+    CHANNEL_VIEWS,
+    DIFFERENCE_COLORS,
+    channel_view,
+    difference_view,
+    legend_html,
+    overlay,
+)
 
 st.title("Upload slices")
 dash.sidebar()
@@ -25,7 +32,7 @@ if cascade is None:
     st.stop()
 threshold = dash.threshold()
 
-# No `type=` filter: every file reaches brainseg.user_images, which refuses what it cannot read
+# No `type=` filter: every file reaches brainseg.inference.uploads, which refuses what it cannot read
 # with a message naming the file (Streamlit's own filter would only say "invalid extension").
 uploaded = st.file_uploader(f"Slices and masks ({', '.join(ALLOWED_SUFFIXES)})", accept_multiple_files=True,
                             key="uploads")

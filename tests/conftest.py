@@ -33,7 +33,7 @@ def demo_copy(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
     """A models folder with small, untrained (random-weight) networks at 32x32 and sidecars."""
-    from brainseg.models import build_classifier, build_segmenter
+    from brainseg.core.networks import build_classifier, build_segmenter
 
     folder = tmp_path_factory.mktemp("tiny_models")
     for role, model, scaling in (

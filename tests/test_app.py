@@ -154,7 +154,7 @@ def test_review_tools_on_the_patients_page(app, tmp_path, monkeypatch):
     app.text_input(key="review_comment").set_value("edge too wide")
     app.button(key="FormSubmitter:review_form-Save verdict").click().run()
     assert not app.exception, [e.value for e in app.exception]
-    from brainseg.review_log import ReviewLog
+    from brainseg.review.review_log import ReviewLog
 
     entries = ReviewLog(tmp_path / "review.sqlite").entries()
     assert entries[["patient_id", "verdict", "comment"]].values.tolist() == [
@@ -164,7 +164,7 @@ def test_review_tools_on_the_patients_page(app, tmp_path, monkeypatch):
 def test_temperature_scaled_reliability_is_offered_when_fitted(app):
     from conftest import MODELS_DIR
 
-    from brainseg.calibration import load_temperature
+    from brainseg.evaluation.calibration import load_temperature
 
     _page(app, "threshold")
     if load_temperature(MODELS_DIR) is None:

@@ -7,7 +7,7 @@ from bad_inputs import make_corpus
 from conftest import DEMO_DIR, ROOT
 from streamlit.testing.v1 import AppTest
 
-from brainseg.user_images import pair_uploads, safe_name
+from brainseg.inference.uploads import pair_uploads, safe_name
 
 CASE = DEMO_DIR / "TCGA_CS_6669_20020102"
 REAL_SLICE = (CASE / "TCGA_CS_6669_20020102_12.tif").read_bytes()

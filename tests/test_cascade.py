@@ -4,8 +4,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from brainseg.cascade import Cascade, CascadeResult, load_model
 from brainseg.errors import ModelLoadError
+from brainseg.inference.cascade import Cascade, CascadeResult, load_model
 
 
 def _result():

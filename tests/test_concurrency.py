@@ -30,8 +30,8 @@ UPLOAD = DEMO_DIR / "TCGA_HT_7855_19951020" / "TCGA_HT_7855_19951020_9.tif"
 @pytest.fixture(scope="module")
 def expected_probabilities() -> dict[tuple[str, int], float]:
     """P(tumor) of every demo slice, straight from the library."""
-    from brainseg.cascade import Cascade
-    from brainseg.data import load_slices, scan_dataset
+    from brainseg.core.data import load_slices, scan_dataset
+    from brainseg.inference.cascade import Cascade
 
     manifest = scan_dataset(DEMO_DIR)
     images, _ = load_slices(manifest)

@@ -6,7 +6,7 @@ import pytest
 from conftest import DEMO_COUNTS
 from PIL import Image
 
-from brainseg.data import load_dataset, load_slices, patient_id_of, read_clinical_table, read_image, scan_dataset
+from brainseg.core.data import load_dataset, load_slices, patient_id_of, read_clinical_table, read_image, scan_dataset
 from brainseg.errors import DataError
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from brainseg.losses import focal_tversky_loss, soft_dice, tversky_index, tversky_loss
+from brainseg.core.losses import focal_tversky_loss, soft_dice, tversky_index, tversky_loss
 
 # 1-D "images": truth has 2 tumor pixels; prediction soft values.
 TRUTH = np.array([1, 1, 0, 0], np.float32)

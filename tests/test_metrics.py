@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from brainseg import metrics as m
+from brainseg.core import metrics as m
 
 
 def square(size=8, top=0, left=0, side=2):

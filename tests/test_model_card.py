@@ -5,10 +5,10 @@ import json
 import pytest
 from conftest import DEMO_DIR, MODELS_DIR
 
-from brainseg.cascade import Cascade, sha256_of
-from brainseg.data import scan_dataset
-from brainseg.evaluate import evaluate
-from brainseg.model_card import CHECKED_KEYS, dig
+from brainseg.core.data import scan_dataset
+from brainseg.evaluation.evaluate import evaluate
+from brainseg.inference.cascade import Cascade, sha256_of
+from brainseg.reports.model_card import CHECKED_KEYS, dig
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_markdown_card_shows_the_json_figures(card):
 
 
 def test_readme_results_are_the_cards():
-    from brainseg.model_card import RESULTS_END, RESULTS_START, results_markdown
+    from brainseg.reports.model_card import RESULTS_END, RESULTS_START, results_markdown
 
     card = json.loads((MODELS_DIR / "model_card.json").read_text())
     readme = (MODELS_DIR.parent / "README.md").read_text()

@@ -1,6 +1,6 @@
 import pytest
 
-from brainseg.models import (
+from brainseg.core.networks import (
     SEED_CLASSIFIER_PARAMS,
     SEED_SEGMENTER_PARAMS,
     build_classifier,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from brainseg.preprocess import (
+from brainseg.core.preprocess import (
     AugmentConfig,
     InputSpec,
     augment,

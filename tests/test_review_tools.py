@@ -13,10 +13,9 @@ import pandas as pd
 import pytest
 import tifffile
 
-from brainseg.calibration import apply_temperature, fit_temperature, negative_log_likelihood
-from brainseg.cascade import Cascade
-from brainseg.error_queue import KINDS, error_queue, filter_queue
-from brainseg.export import (
+from brainseg.evaluation.calibration import apply_temperature, fit_temperature, negative_log_likelihood
+from brainseg.inference.cascade import Cascade
+from brainseg.reports.export import (
     case_report_html,
     key_slices,
     masks_to_multipage_tiff,
@@ -24,10 +23,11 @@ from brainseg.export import (
     masks_to_png_zip,
     slice_table,
 )
-from brainseg.figures import volume_figure
-from brainseg.review_log import ReviewLog
-from brainseg.saliency import grad_cam
-from brainseg.uncertainty import _shift, tta_segment
+from brainseg.reports.figures import volume_figure
+from brainseg.review.error_queue import KINDS, error_queue, filter_queue
+from brainseg.review.review_log import ReviewLog
+from brainseg.review.saliency import grad_cam
+from brainseg.review.uncertainty import _shift, tta_segment
 
 
 def _stats():
@@ -73,7 +73,7 @@ def test_shift_is_undone_by_the_opposite_shift():
 
 
 def test_tta_and_grad_cam_shapes(tiny_models_dir, demo_dir):
-    from brainseg.data import load_slices, scan_dataset
+    from brainseg.core.data import load_slices, scan_dataset
 
     cascade = Cascade.from_dir(tiny_models_dir)
     images, _ = load_slices(scan_dataset(demo_dir).head(3))
@@ -157,9 +157,9 @@ def test_review_log_survives_reopening_and_refuses_unknown_verdicts(tmp_path):
 
 def test_dashboard_counts_agree_with_the_full_evaluation(tiny_models_dir, demo_dir):
     """review.metrics_at_threshold (pixel counts) and evaluate (full masks) are two paths to one answer."""
-    from brainseg.data import scan_dataset
-    from brainseg.evaluate import evaluate, predict_patients
-    from brainseg.review import metrics_at_threshold, slice_stats
+    from brainseg.core.data import scan_dataset
+    from brainseg.evaluation.evaluate import evaluate, predict_patients
+    from brainseg.evaluation.threshold_analysis import metrics_at_threshold, slice_stats
 
     cascade = Cascade.from_dir(tiny_models_dir)
     manifest = scan_dataset(demo_dir)

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from conftest import MODELS_DIR
 
+from brainseg.core.split import PARTS, check_disjoint, load_split, make_split, select_part
 from brainseg.errors import DataError
-from brainseg.split import PARTS, check_disjoint, load_split, make_split, select_part
 
 
 def test_shipped_split_is_disjoint_and_covers_95_patients():
@@ -67,7 +67,7 @@ def test_bad_split_files(tmp_path):
 
 
 def test_select_part(demo_dir):
-    from brainseg.data import scan_dataset
+    from brainseg.core.data import scan_dataset
 
     manifest = scan_dataset(demo_dir)
     split = load_split(MODELS_DIR / "split.json")

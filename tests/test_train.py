@@ -6,9 +6,9 @@ import keras
 import pandas as pd
 import pytest
 
-from brainseg.cascade import load_model
 from brainseg.errors import DataError
-from brainseg.train import TrainConfig, export_model, learning_rate_at, recipe, select_training_slices, train
+from brainseg.inference.cascade import load_model
+from brainseg.training.train import TrainConfig, export_model, learning_rate_at, recipe, select_training_slices, train
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_seed_schedule_is_constant_then_decays():
 def test_slice_selection_rules(demo_dir):
     import numpy as np
 
-    from brainseg.data import scan_dataset
+    from brainseg.core.data import scan_dataset
 
     manifest = scan_dataset(demo_dir)
     n_tumor = int(manifest["has_tumor"].sum())

@@ -1,7 +1,7 @@
 """Evaluation of the cascade on a Kaggle-layout folder: detection, segmentation, calibration, latency.
 
 Runs the cascade once per patient and keeps only what the metrics need, so memory stays flat
-whatever the folder's size. See ``brainseg.metrics`` for the metric definitions and conventions.
+whatever the folder's size. See ``brainseg.core.metrics`` for the metric definitions and conventions.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from brainseg import metrics as m
-from brainseg.cascade import Cascade, CascadeResult
-from brainseg.data import load_slices
+from brainseg.core import metrics as m
+from brainseg.core.data import load_slices
+from brainseg.inference.cascade import Cascade, CascadeResult
 
 SEED_THRESHOLDS = {"at_0.5": 0.5, "at_0.05": 0.05}
 
@@ -93,7 +93,7 @@ def evaluate(
     classifier = {"roc_auc": m.roc_auc(labels, scores),
                   "expected_calibration_error": m.expected_calibration_error(labels, scores)}
     if temperature is not None:
-        from brainseg.calibration import apply_temperature
+        from brainseg.evaluation.calibration import apply_temperature
 
         classifier["temperature"] = temperature
         classifier["expected_calibration_error_temperature_scaled"] = m.expected_calibration_error(

@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from brainseg import metrics
-from brainseg.overlays import PREDICTION_COLOR, TRUTH_COLOR
+from brainseg.core import metrics as metrics
+from brainseg.reports.overlays import PREDICTION_COLOR, TRUTH_COLOR
 
 
 def _rgb(color: tuple[int, int, int]) -> str:

@@ -41,7 +41,7 @@ def focal_tversky_loss(y_true, y_pred, gamma: float = GAMMA):
 
 @keras.saving.register_keras_serializable(package="brainseg")
 def soft_dice(y_true, y_pred, smooth: float = SMOOTH):
-    """Batch soft Dice, a training-time progress metric (evaluation uses brainseg.metrics)."""
+    """Batch soft Dice, a training-time progress metric (evaluation uses brainseg.core.metrics)."""
     return tversky_index(y_true, y_pred, alpha=0.5, smooth=smooth)
 
 

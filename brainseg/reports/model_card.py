@@ -11,14 +11,14 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from brainseg.bench import bench, train_step_seconds
-from brainseg.calibration import load_temperature
-from brainseg.cascade import Cascade
-from brainseg.data import load_dataset, scan_dataset
-from brainseg.evaluate import evaluate
-from brainseg.split import PARTS, load_split, select_part
+from brainseg.core.data import load_dataset, scan_dataset
+from brainseg.core.split import PARTS, load_split, select_part
+from brainseg.evaluation.bench import bench, train_step_seconds
+from brainseg.evaluation.calibration import load_temperature
+from brainseg.evaluation.evaluate import evaluate
+from brainseg.inference.cascade import Cascade
+from brainseg.settings import DEMO_DATA_DIR as DEMO_DIR
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "demo" / "kaggle_3m"
 # The figures a test recomputes on the demo cases (dotted paths into an evaluate report).
 CHECKED_KEYS = (
     "classifier.roc_auc",
@@ -309,7 +309,7 @@ def _calibration_lines(card: dict) -> list[str]:
 
 def _recipe_lines(card: dict) -> list[str]:
     """What the shipped ('cpu') recipe changes from the seed's, and why, with measured numbers."""
-    from brainseg.models import SEED_CLASSIFIER_PARAMS, SEED_SEGMENTER_PARAMS
+    from brainseg.core.networks import SEED_CLASSIFIER_PARAMS, SEED_SEGMENTER_PARAMS
 
     steps = card["bench"]["train_step_seconds"]
     clf, seg = card["models"]["classifier"], card["models"]["segmenter"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainseg.cascade import LoadedModel
-from brainseg.preprocess import resize_images, scale_images, upsample_maps
+from brainseg.core.preprocess import resize_images, scale_images, upsample_maps
+from brainseg.inference.cascade import LoadedModel
 
-TARGET_LAYER = "head_relu"  # the classifier's last convolutional activation (see brainseg.models)
+TARGET_LAYER = "head_relu"  # the classifier's last convolutional activation (see brainseg.core.networks)
 
 
 def grad_cam(classifier: LoadedModel, images: np.ndarray, layer: str = TARGET_LAYER) -> np.ndarray:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brainseg import metrics
-from brainseg.cascade import CascadeResult
+from brainseg.core import metrics as metrics
+from brainseg.inference.cascade import CascadeResult
 
 
 def slice_stats(patient_id: str, institution: str, slices, result: CascadeResult, truth: np.ndarray) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def metrics_at_threshold(stats: pd.DataFrame, threshold: float) -> dict:
     """Slice-level and patient-level detection, Dice per volume, and the tumor lost to the gate.
 
     Decisions follow the cascade: a slice is called tumor when it passes the gate and its mask is
-    non-empty. Dice per volume uses the same empty/empty = 1 convention as ``brainseg.metrics``.
+    non-empty. Dice per volume uses the same empty/empty = 1 convention as ``brainseg.core.metrics``.
     """
     passed = stats["probability"].to_numpy() >= threshold
     predicted = np.where(passed, stats["segmenter_pixels"], 0)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from brainseg.data import MASK_SHAPE, SLICE_SHAPE
+from brainseg.core.data import MASK_SHAPE, SLICE_SHAPE
 from brainseg.errors import DataError
 
 ALLOWED_FORMATS = {"TIFF": (".tif", ".tiff"), "PNG": (".png",), "JPEG": (".jpg", ".jpeg")}

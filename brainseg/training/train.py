@@ -19,11 +19,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from brainseg.cascade import sha256_of
-from brainseg.data import load_dataset, load_slices
+from brainseg.core.data import load_dataset, load_slices
+from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
+from brainseg.core.split import load_split, select_part
 from brainseg.errors import DataError
-from brainseg.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
-from brainseg.split import load_split, select_part
+from brainseg.inference.cascade import sha256_of
 
 ModelKind = Literal["classifier", "segmenter"]
 
@@ -115,8 +115,8 @@ def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool) 
 
 
 def build_model(config: TrainConfig) -> keras.Model:
-    from brainseg.losses import segmentation_loss, soft_dice, tversky_index
-    from brainseg.models import build_classifier, build_segmenter
+    from brainseg.core.losses import segmentation_loss, soft_dice, tversky_index
+    from brainseg.core.networks import build_classifier, build_segmenter
 
     keras.utils.set_random_seed(config.seed)
     if config.model == "classifier":
@@ -194,7 +194,7 @@ def train(
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
               shuffle=False)  # the dataset shuffles itself (seeded)
-    from brainseg.plots import plot_training_curves
+    from brainseg.training.curves import plot_training_curves
 
     plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)
     return run_dir / "best.keras"
@@ -226,7 +226,7 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
     config = TrainConfig(**record["config"])
     destination.parent.mkdir(parents=True, exist_ok=True)
     # Ship the weights without the optimizer state (a third of the size); training resumes from the run folder.
-    import brainseg.losses  # noqa: F401  (registers the custom objects the checkpoint names)
+    import brainseg.core.losses  # noqa: F401  (registers the custom objects the checkpoint names)
 
     keras.models.load_model(run_dir / "best.keras", compile=False, safe_mode=True).save(destination)
     epoch_seconds = pd.read_csv(run_dir / "epoch_seconds.csv", header=None, names=["epoch", "seconds"])

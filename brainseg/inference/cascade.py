@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from brainseg.core.preprocess import InputSpec, resize_images, scale_images, upsample_maps
 from brainseg.errors import ModelLoadError
-from brainseg.preprocess import InputSpec, resize_images, scale_images, upsample_maps
 
 MASK_THRESHOLD = 0.5  # per-pixel cut on the segmenter's probability map
 DEFAULT_THRESHOLD = 0.5  # slice gate used when no operating point file is shipped
@@ -69,7 +69,7 @@ def load_model(path: str | Path, role: str) -> LoadedModel:
     """
     import keras
 
-    import brainseg.losses  # noqa: F401  (registers the custom losses a training checkpoint names)
+    import brainseg.core.losses  # noqa: F401  (registers the custom losses a training checkpoint names)
 
     path = Path(path)
     if role not in DEFAULT_SCALING:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainseg.cascade import MASK_THRESHOLD, LoadedModel
-from brainseg.preprocess import resize_images, upsample_maps
+from brainseg.core.preprocess import resize_images, upsample_maps
+from brainseg.inference.cascade import MASK_THRESHOLD, LoadedModel
 
 SHIFT_FRACTION = 1 / 64  # 4 px on a 256-pixel slice
 

@@ -7,29 +7,23 @@ page reads and writes the same values.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from brainseg.cascade import Cascade, CascadeResult, read_operating_point
-from brainseg.data import load_dataset, load_slices
+from brainseg import settings
+from brainseg.core.data import load_dataset, load_slices
 from brainseg.errors import BrainsegError
-from brainseg.review import slice_stats
+from brainseg.evaluation.threshold_analysis import slice_stats
+from brainseg.inference.cascade import DEFAULT_THRESHOLD, Cascade, CascadeResult, read_operating_point
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_DATA_DIR = ROOT / "demo" / "kaggle_3m"
-DATA_DIR_ENV = "BRAINSEG_DATA_DIR"
-MODELS_DIR_ENV = "BRAINSEG_MODELS_DIR"
-REVIEW_DB_ENV = "BRAINSEG_REVIEW_DB"
 RESEARCH_NOTICE = ("**Research use only — not for diagnosis.** Outputs are model estimates for research and "
                    "education, not a medical device.")
 
 
-def models_dir() -> Path:
-    return Path(os.environ.get(MODELS_DIR_ENV, ROOT / "models"))
+def models_dir():
+    """The live models folder (raises SettingsError with what to set when there is none)."""
+    return settings.models_dir()
 
 
 @st.cache_resource(show_spinner="Loading models…")
@@ -73,7 +67,7 @@ def get_patient_stats(data_dir: str, patient_id: str, models_key: str) -> pd.Dat
 @st.cache_data(show_spinner="Test-time augmentation (6 views per slice)…", max_entries=8)
 def get_patient_tta(data_dir: str, patient_id: str, models_key: str) -> dict:
     """TTA uncertainty for one patient (float16 maps to keep the cache small)."""
-    from brainseg.uncertainty import tta_segment
+    from brainseg.review.uncertainty import tta_segment
 
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
     tta = tta_segment(get_cascade(str(models_dir())).segmenter, prediction["images"])
@@ -82,7 +76,7 @@ def get_patient_tta(data_dir: str, patient_id: str, models_key: str) -> dict:
 
 @st.cache_data(show_spinner="Grad-CAM…", max_entries=64)
 def get_grad_cam(data_dir: str, patient_id: str, slice_index: int, models_key: str) -> np.ndarray:
-    from brainseg.saliency import grad_cam
+    from brainseg.review.saliency import grad_cam
 
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
     images = prediction["images"][slice_index : slice_index + 1]
@@ -91,9 +85,9 @@ def get_grad_cam(data_dir: str, patient_id: str, slice_index: int, models_key: s
 
 def review_log():
     """The review log at $BRAINSEG_REVIEW_DB (default: reviews/review_log.sqlite in the project)."""
-    from brainseg.review_log import ReviewLog
+    from brainseg.review.review_log import ReviewLog
 
-    return ReviewLog(os.environ.get(REVIEW_DB_ENV, ROOT / "reviews" / "review_log.sqlite"))
+    return ReviewLog(settings.review_db())
 
 
 def open_in_patients(patient_id: str, slice_index: int) -> None:
@@ -111,16 +105,16 @@ def models_key() -> str:
 
 def _init_state() -> None:
     if "data_dir" not in st.session_state:
-        st.session_state["data_dir"] = os.environ.get(DATA_DIR_ENV) or str(DEMO_DATA_DIR)
+        st.session_state["data_dir"] = str(settings.default_data_dir().resolve())
     if "threshold" not in st.session_state:
         st.session_state["threshold"] = default_threshold()
 
 
 def default_threshold() -> float:
     try:
-        return float(read_operating_point(models_dir()).get("threshold", 0.5))
+        return float(read_operating_point(models_dir()).get("threshold", DEFAULT_THRESHOLD))
     except BrainsegError:
-        return 0.5
+        return DEFAULT_THRESHOLD
 
 
 def floor_to_step(value: float, step: float = 0.001) -> float:
@@ -151,21 +145,32 @@ def threshold_control(container, key: str, label: str = "Tumor probability thres
 
 
 def _apply_data_dir() -> None:
-    value = st.session_state["_data_dir_input"].strip()
-    st.session_state["data_dir"] = value or str(DEMO_DATA_DIR)
+    st.session_state["data_dir"] = st.session_state["_data_dir_choice"]
 
 
 def sidebar() -> None:
     """Shown on every page: the research notice, the data folder, the threshold and the models."""
-    _init_state()
+    try:
+        _init_state()
+    except BrainsegError as err:
+        st.error(str(err))
+        st.stop()
     side = st.sidebar
     side.warning(RESEARCH_NOTICE)
     threshold_control(side, "_threshold_sidebar")
-    st.session_state["_data_dir_input"] = data_dir()
-    side.text_input("Data folder (Kaggle kaggle_3m layout)", key="_data_dir_input", on_change=_apply_data_dir,
-                    help=f"Defaults to the shipped demo cases; set ${DATA_DIR_ENV} to start elsewhere.")
-    if data_dir() != str(DEMO_DATA_DIR):
-        side.button("Back to the demo cases", on_click=lambda: st.session_state.update(data_dir=str(DEMO_DATA_DIR)))
+    # Only folders under the configured roots are offered: a visitor never types a server path.
+    choices = [str(p) for p in settings.data_folder_choices()]
+    if data_dir() not in choices:
+        choices.insert(0, data_dir())
+    st.session_state["_data_dir_choice"] = data_dir()
+    side.selectbox("Data folder (Kaggle kaggle_3m layout)", choices, key="_data_dir_choice",
+                   on_change=_apply_data_dir, format_func=_folder_label,
+                   help=f"Folders under ${settings.DATA_ROOTS_ENV} (default: the demo cases and "
+                        f"${settings.DATA_DIR_ENV}).")
+
+
+def _folder_label(path: str) -> str:
+    return "demo cases (shipped)" if path == str(settings.DEMO_DATA_DIR.resolve()) else path
 
 
 def page_setup(title: str, needs_models: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, Cascade | None]:
@@ -194,7 +199,7 @@ def collect_stats(patient_ids: list[str]) -> pd.DataFrame:
 def require_dataset() -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The current folder's manifest and patients, or None after showing why it cannot be read."""
     try:
-        return get_dataset(data_dir())
+        return get_dataset(str(settings.allowed_data_dir(data_dir())))
     except BrainsegError as err:
         st.error(f"Cannot read the data folder: {err}")
         return None
@@ -203,6 +208,6 @@ def require_dataset() -> tuple[pd.DataFrame, pd.DataFrame] | None:
 def require_cascade() -> Cascade | None:
     try:
         return get_cascade(str(models_dir()))
-    except BrainsegError as err:
+    except BrainsegError as err:  # includes a missing models folder (settings.SettingsError)
         st.error(f"Cannot load the models: {err}")
         return None

@@ -2,7 +2,7 @@
 
 Order: false-negative slices first (tumor missed by the gate, then tumor the segmenter did not draw),
 then false-positive slices (most confident first), then tumor slices found but drawn badly (lowest
-Dice first). Built from the per-slice counts of ``brainseg.review.slice_stats``.
+Dice first). Built from the per-slice counts of ``brainseg.evaluation.threshold_analysis.slice_stats``.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainseg import metrics
-from brainseg.cascade import Cascade
+from brainseg.core import metrics as metrics
 from brainseg.errors import DataError
-from brainseg.user_images import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff, pair_uploads
+from brainseg.inference.cascade import Cascade
+from brainseg.inference.uploads import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff, pair_uploads
 
 
 def collect_inputs(paths: list[Path]) -> list[tuple[str, bytes]]:

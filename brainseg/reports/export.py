@@ -22,8 +22,8 @@ import pandas as pd
 import tifffile
 from PIL import Image
 
-from brainseg import metrics
-from brainseg.overlays import channel_view, difference_view, overlay
+from brainseg.core import metrics as metrics
+from brainseg.reports.overlays import channel_view, difference_view, overlay
 
 RESEARCH_NOTICE = "Research use only. Not for diagnosis. Model estimates, not a medical device."
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainseg.cascade import Cascade
-from brainseg.data import load_slices
+from brainseg.core.data import load_slices
+from brainseg.inference.cascade import Cascade
 
 
 def peak_rss_mb() -> float:
@@ -88,8 +88,8 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
 
 def _time_review_tools(cascade: Cascade, images: np.ndarray) -> dict[str, float]:
     """Extra cost of the dashboard's optional overlays, per slice (best of 2 runs after a warm-up)."""
-    from brainseg.saliency import grad_cam
-    from brainseg.uncertainty import tta_segment
+    from brainseg.review.saliency import grad_cam
+    from brainseg.review.uncertainty import tta_segment
 
     timings = {}
     for name, run in (("tta_uncertainty", lambda: tta_segment(cascade.segmenter, images)),
@@ -108,7 +108,7 @@ def train_step_seconds(model: str, recipe_name: str, steps: int = 4) -> float:
     """Seconds per training step (batch of the recipe's size) of a recipe's network, on random data."""
     import tensorflow as tf
 
-    from brainseg.train import build_model, recipe
+    from brainseg.training.train import build_model, recipe
 
     config = recipe(model, recipe_name)
     network = build_model(config)

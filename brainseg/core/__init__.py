@@ -1,0 +1,1 @@
+"""The shared base: reading data, the split, preprocessing, networks, losses and metrics."""

@@ -1,0 +1,1 @@
+"""Evaluation: figures on a folder, threshold analysis, operating point, calibration, bootstrap, speed."""

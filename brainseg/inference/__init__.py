@@ -1,0 +1,1 @@
+"""Inference: loading models, the cascade, post-processing, predicting files and uploads."""

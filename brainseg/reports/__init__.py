@@ -1,0 +1,1 @@
+"""Outputs for people: overlays, figures, exports and the model card."""

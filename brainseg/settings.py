@@ -1,0 +1,97 @@
+"""Where brainseg finds its models, demo cases and data, from environment variables or the checkout.
+
+``BRAINSEG_MODELS_DIR``: the models folder (default: ``models/`` of this checkout).
+``BRAINSEG_DATA_DIR``: the data folder the dashboard opens first (default: the shipped demo cases).
+``BRAINSEG_DATA_ROOTS``: folders (separated by ``os.pathsep``) under which the dashboard may open data;
+by default the demo cases and ``BRAINSEG_DATA_DIR``. A visitor can never make the server read elsewhere.
+
+A non-editable install (``pip install .``) has no checkout around it: the defaults then do not exist
+and ``models_dir`` says which variable to set, instead of failing later on a missing file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from brainseg.errors import BrainsegError
+
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR_ENV = "BRAINSEG_MODELS_DIR"
+DATA_DIR_ENV = "BRAINSEG_DATA_DIR"
+DATA_ROOTS_ENV = "BRAINSEG_DATA_ROOTS"
+REVIEW_DB_ENV = "BRAINSEG_REVIEW_DB"
+DEMO_DATA_DIR = CHECKOUT_ROOT / "demo" / "kaggle_3m"
+DEFAULT_MODELS_DIR = CHECKOUT_ROOT / "models"
+
+
+class SettingsError(BrainsegError):
+    """A configured or default location does not exist."""
+
+
+def models_dir() -> Path:
+    """The models folder; raises SettingsError naming ``BRAINSEG_MODELS_DIR`` when there is none."""
+    configured = os.environ.get(MODELS_DIR_ENV)
+    path = Path(configured) if configured else DEFAULT_MODELS_DIR
+    if not (path / "classifier.keras").is_file():
+        where = f"${MODELS_DIR_ENV}={configured}" if configured else f"the default {path}"
+        raise SettingsError(f"no models in {where}: set {MODELS_DIR_ENV} to a folder holding classifier.keras and "
+                            "segmenter.keras (a `pip install .` does not copy the repository's models/ folder)")
+    return path
+
+
+def default_data_dir() -> Path:
+    """The folder the dashboard opens first; raises SettingsError naming ``BRAINSEG_DATA_DIR`` when missing."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    path = Path(configured) if configured else DEMO_DATA_DIR
+    if not path.is_dir():
+        where = f"${DATA_DIR_ENV}={configured}" if configured else f"the demo cases at {path}"
+        raise SettingsError(f"no data folder at {where}: set {DATA_DIR_ENV} to a Kaggle-layout folder "
+                            "(a `pip install .` does not copy the repository's demo/ folder)")
+    return path
+
+
+def data_roots() -> list[Path]:
+    """Folders under which the dashboard may open data (resolved, existing ones only)."""
+    configured = os.environ.get(DATA_ROOTS_ENV)
+    if configured:
+        candidates = [Path(p) for p in configured.split(os.pathsep) if p.strip()]
+    else:
+        candidates = [DEMO_DATA_DIR] + ([Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else [])
+    return [p.resolve() for p in candidates if p.is_dir()]
+
+
+def allowed_data_dir(path: str | Path) -> Path:
+    """``path`` resolved, if it lies under one of the data roots; SettingsError otherwise.
+
+    Resolving first defeats ``..`` and symbolic links pointing out of a root.
+    """
+    resolved = Path(path).expanduser().resolve()
+    roots = data_roots()
+    if not any(resolved == root or root in resolved.parents for root in roots):
+        allowed = ", ".join(str(r) for r in roots) or "none configured"
+        raise SettingsError(f"{path} is not under an allowed data root ({allowed}); an administrator can add "
+                            f"roots with ${DATA_ROOTS_ENV}")
+    return resolved
+
+
+def data_folder_choices() -> list[Path]:
+    """Kaggle-layout folders a visitor may choose: each root, and its sub-folders that hold patient folders."""
+    choices: list[Path] = []
+    for root in data_roots():
+        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+            if folder not in choices and _looks_like_dataset(folder):
+                choices.append(folder)
+    return choices
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    try:
+        return any(child.is_dir() and any(child.glob("*_mask.tif")) for child in folder.iterdir())
+    except OSError:
+        return False
+
+
+def review_db() -> Path:
+    """The review log file: ``BRAINSEG_REVIEW_DB`` or ``reviews/review_log.sqlite`` in the checkout."""
+    return Path(os.environ.get(REVIEW_DB_ENV, CHECKOUT_ROOT / "reviews" / "review_log.sqlite"))

@@ -1,0 +1,1 @@
+"""Training (imports core; nothing outside training imports it)."""
