@@ -146,45 +146,32 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_operating_point(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("operating-point", help="choose the default threshold on the validation split")
+    p = sub.add_parser("operating-point", help="choose the default threshold, mask cut and post-processing on val")
     _add_data_args(p, default_split="val")
     p.add_argument("--target-sensitivity", type=float, default=0.97)
+    p.add_argument("--no-postprocessing", action="store_true",
+                   help="keep the mask cut at 0.5 and no small-component removal")
 
 
-def _classifier_scores(args: argparse.Namespace):
-    """Slice labels and classifier probabilities on the selected patients."""
-    import numpy as np
-    from tqdm import tqdm
-
-    from brainseg.core.data import load_slices
+def _validation_outputs(args: argparse.Namespace, what: str):
+    from brainseg.evaluation.operating_point import collect_outputs, refuse_test_split
     from brainseg.inference.cascade import Cascade
 
+    refuse_test_split(args.split, what)
     manifest = _select(args)
-    cascade = Cascade.from_dir(args.models_dir)
-    probabilities = []
-    for patient in tqdm(manifest["patient_id"].unique(), desc="classifying", unit="patient"):
-        images, _ = load_slices(manifest[manifest["patient_id"] == patient])
-        probabilities.append(cascade.predict(images).probabilities)
-    chosen_on = {"split": args.split, "n_patients": int(manifest["patient_id"].nunique()),
-                 "n_slices": len(manifest)}
-    return manifest["has_tumor"].to_numpy(), np.concatenate(probabilities), chosen_on
+    outputs = collect_outputs(Cascade.from_dir(args.models_dir), manifest, progress=True)
+    chosen_on = {"split": args.split, "n_patients": int(manifest["patient_id"].nunique()), "n_slices": len(manifest)}
+    return outputs, chosen_on
 
 
 def _run_operating_point(args: argparse.Namespace) -> int:
-    from brainseg.core.metrics import classification_at, threshold_for_sensitivity
+    from brainseg.evaluation.operating_point import choose_operating_point, save_operating_point
 
-    labels, scores, chosen_on = _classifier_scores(args)
-    threshold = threshold_for_sensitivity(labels, scores, args.target_sensitivity)
-    point = {
-        "threshold": round(threshold, 6),
-        "rule": f"highest threshold reaching slice sensitivity >= {args.target_sensitivity} on the "
-                f"'{args.split}' split",
-        "target_sensitivity": args.target_sensitivity,
-        "chosen_on": chosen_on,
-        "at_threshold_on_that_split": classification_at(labels, scores >= threshold),
-    }
-    _write_json(point, args.models_dir / "operating_point.json")
-    print(json.dumps(point, indent=2))
+    outputs, chosen_on = _validation_outputs(args, "the operating point")
+    point = choose_operating_point(outputs, args.target_sensitivity, chosen_on,
+                                   tune_postprocessing=not args.no_postprocessing)
+    save_operating_point(point, args.models_dir)
+    print(json.dumps({k: v for k, v in point.items() if k != "postprocessing_grid"}, indent=2, default=float))
     return 0
 
 
@@ -194,15 +181,11 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from brainseg.core.metrics import expected_calibration_error
-    from brainseg.evaluation.calibration import apply_temperature, fit_temperature, save_calibration
+    from brainseg.evaluation.calibration import calibrate
 
-    labels, scores, chosen_on = _classifier_scores(args)
-    temperature = fit_temperature(labels, scores)
-    fitted_on = {**chosen_on, "ece_before": expected_calibration_error(labels, scores),
-                 "ece_after": expected_calibration_error(labels, apply_temperature(scores, temperature))}
-    save_calibration(args.models_dir / "calibration.json", temperature, fitted_on)
-    print(json.dumps({"temperature": temperature, **fitted_on}, indent=2))
+    outputs, chosen_on = _validation_outputs(args, "the temperature")
+    record = calibrate(outputs.labels, outputs.probabilities, chosen_on, args.models_dir)
+    print(json.dumps(record, indent=2))
     return 0
 
 
@@ -219,8 +202,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     result = bench(args.models_dir, _select(args), max_patients=args.max_patients, batch_size=args.batch_size)
     _write_json(result, args.out)
-    print(json.dumps({k: result[k] for k in ("ms_per_slice", "patient_seconds", "model_load_seconds",
-                                             "peak_rss_mb")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("patient_over_reference", "reference_seconds", "ms_per_slice",
+                                             "patient_seconds", "model_load_seconds_cold", "peak_rss_mb")},
+                     indent=2))
     return 0
 
 
@@ -248,12 +232,17 @@ def _add_model_card(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model-card", help="evaluate + bench the shipped models and write models/MODEL_CARD.md")
     p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder holding the test-split patients")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--readme", type=Path, default=None,
+                   help="also rewrite this README's results section (e.g. README.md)")
 
 
 def _run_model_card(args: argparse.Namespace) -> int:
-    from brainseg.reports.model_card import build_model_card
+    from brainseg.reports.model_card import collect_card, update_readme, write_card
 
-    card = build_model_card(args.data, args.models_dir)
+    card = collect_card(args.data, args.models_dir)
+    write_card(card, args.models_dir)
+    if args.readme is not None:
+        update_readme(args.readme, card)
     print(f"wrote {args.models_dir / 'MODEL_CARD.md'} (test cascade Dice/volume mean "
           f"{card['test']['cascade']['dice_per_volume']['mean']:.4f})")
     return 0

@@ -54,11 +54,14 @@ def default_data_dir() -> Path:
 def data_roots() -> list[Path]:
     """Folders under which the dashboard may open data (resolved, existing ones only)."""
     configured = os.environ.get(DATA_ROOTS_ENV)
-    if configured:
-        candidates = [Path(p) for p in configured.split(os.pathsep) if p.strip()]
-    else:
-        candidates = [DEMO_DATA_DIR] + ([Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else [])
-    return [p.resolve() for p in candidates if p.is_dir()]
+    candidates = [Path(p) for p in configured.split(os.pathsep) if p.strip()] if configured else [DEMO_DATA_DIR]
+    # The folder the dashboard opens first is the administrator's own choice: always allowed.
+    candidates.append(Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else DEMO_DATA_DIR)
+    roots: list[Path] = []
+    for path in candidates:
+        if path.is_dir() and path.resolve() not in roots:
+            roots.append(path.resolve())
+    return roots
 
 
 def allowed_data_dir(path: str | Path) -> Path:

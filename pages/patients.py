@@ -5,14 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from brainseg.app import dashboard as dash
-from brainseg.core import metrics as metrics
-from brainseg.reports.export import (
-    case_report_html,
-    masks_to_multipage_tiff,
-    masks_to_nifti,
-    masks_to_png_zip,
-    slice_table,
-)
+from brainseg.app.navigation import SliceNavigator
+from brainseg.core import metrics
+from brainseg.evaluation.patient_summary import decision_note, summarize_patient
+from brainseg.inference.results import slice_results
+from brainseg.reports.export import case_report_html, masks_to_multipage_tiff, masks_to_nifti, masks_to_png_zip
 from brainseg.reports.figures import burden_strip, volume_figure
 from brainseg.reports.overlays import (
     CHANNEL_VIEWS,
@@ -46,25 +43,25 @@ masks = result.masks(threshold)
 n = len(slices)
 
 # Slice navigation: one canonical index, changed by the slider, the buttons or a click on the strip.
+navigator = SliceNavigator(slices)
 if st.session_state.get("_slice_patient") != patient_id:
     st.session_state["_slice_patient"] = patient_id
-    tumor_slices = np.flatnonzero(truth.any(axis=(1, 2)))
-    st.session_state["slice_index"] = int(tumor_slices[len(tumor_slices) // 2]) if len(tumor_slices) else 0
-st.session_state["slice_index"] = min(int(st.session_state["slice_index"]), n - 1)
+    st.session_state["slice_index"] = navigator.start(truth.any(axis=(1, 2)))
+st.session_state["slice_index"] = navigator.clamp(int(st.session_state["slice_index"]))
 
 
 def _step(delta: int) -> None:
-    st.session_state["slice_index"] = int(np.clip(st.session_state["slice_index"] + delta, 0, n - 1))
+    st.session_state["slice_index"] = navigator.step(st.session_state["slice_index"], delta)
 
 
 def _from_slider() -> None:
-    st.session_state["slice_index"] = int(np.searchsorted(slices, st.session_state["_slice_slider"]))
+    st.session_state["slice_index"] = navigator.index_of(st.session_state["_slice_slider"])
 
 
 def _from_strip() -> None:
     points = st.session_state["_burden_strip"].selection.get("points", [])
     if points:
-        st.session_state["slice_index"] = int(np.searchsorted(slices, round(points[0]["x"])))
+        st.session_state["slice_index"] = navigator.index_of(points[0]["x"])
 
 
 nav_prev, nav_slider, nav_next = st.columns([1, 12, 1], vertical_alignment="bottom")
@@ -76,9 +73,9 @@ i = st.session_state["slice_index"]
 st.caption(f"Showing {patient_id} slice {slices[i]} ({i + 1} of {n})")
 
 probability = float(result.probabilities[i])
-called = bool(masks[i].any())
-gate_note = ("passed the gate" if called else "passed the gate, mask empty") if probability >= threshold else (
-    "below the gate")
+decisions = result.decisions(threshold)
+called = bool(decisions[i])
+gate_note = decision_note(probability, threshold, called)
 cols = st.columns(5)
 cols[0].metric("P(tumor)", f"{probability:.3f}", help="classifier probability for this slice")
 cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor", gate_note, delta_color="off",
@@ -119,17 +116,14 @@ figure = burden_strip(slices, truth.sum(axis=(1, 2)), masks.sum(axis=(1, 2)), re
 st.plotly_chart(figure, key="_burden_strip", on_select=_from_strip, selection_mode="points", width="stretch")
 
 st.subheader("This patient at this threshold")
-has_tumor = truth.any(axis=(1, 2))
-decisions = masks.any(axis=(1, 2))
-summary = st.columns(4)
-summary[0].metric("Dice per volume", f"{metrics.dice(masks, truth):.3f}")
-summary[1].metric("Tumor slices detected", f"{int((has_tumor & decisions).sum())} / {int(has_tumor.sum())}")
-summary[2].metric("Tumor slices missed", int((has_tumor & ~decisions).sum()))
-summary[3].metric("False-positive slices", int((~has_tumor & decisions).sum()))
-missed = slices[has_tumor & ~decisions]
-false_pos = slices[~has_tumor & decisions]
-st.dataframe(pd.DataFrame({"missed tumor slices": [", ".join(map(str, missed)) or "none"],
-                           "false-positive slices": [", ".join(map(str, false_pos)) or "none"]}),
+summary = summarize_patient(slices, result, truth, threshold)
+cols = st.columns(4)
+cols[0].metric("Dice per volume", f"{summary.dice_per_volume:.3f}")
+cols[1].metric("Tumor slices detected", f"{summary.detected_slices} / {summary.tumor_slices}")
+cols[2].metric("Tumor slices missed", summary.missed)
+cols[3].metric("False-positive slices", summary.false_positives)
+st.dataframe(pd.DataFrame({"missed tumor slices": [", ".join(map(str, summary.missed_slices)) or "none"],
+                           "false-positive slices": [", ".join(map(str, summary.false_positive_slices)) or "none"]}),
              hide_index=True, width="stretch")
 
 st.subheader("Review tools")
@@ -160,6 +154,7 @@ with st.expander("3-D view: ground truth and prediction over the slices"):
 with st.expander("Export this patient"):
     # Each file is built only when its button is clicked (callables), never on an ordinary rerun.
     names = [f"{prediction['rows']['case'].iloc[0]}_{s}" for s in slices]
+    files = [f"{name}.tif" for name in names]
     cascade_hashes = {m.role: m.sha256 for m in (cascade.classifier, cascade.segmenter)}
     institution = str(prediction["rows"]["institution"].iloc[0])
     cols = st.columns(5)
@@ -169,12 +164,11 @@ with st.expander("Export this patient"):
                             "application/octet-stream", key="export_nifti")
     cols[2].download_button("Masks, PNGs (zip)", lambda: masks_to_png_zip(masks, names),
                             f"{patient_id}_masks_png.zip", "application/zip", key="export_png")
-    cols[3].download_button("Per-slice CSV", lambda: slice_table(patient_id, slices, result.probabilities, masks,
-                                                                 truth, threshold).to_csv(index=False),
+    cols[3].download_button("Per-slice CSV", lambda: slice_results(files, result, threshold, truth).to_csv(index=False),
                             f"{patient_id}_slices.csv", "text/csv", key="export_csv")
     cols[4].download_button("Case report (HTML, printable)",
-                            lambda: case_report_html(patient_id, slices, images, result.probabilities, masks, truth,
-                                                     threshold, cascade_hashes, institution),
+                            lambda: case_report_html(patient_id, files, slices, images, result, truth, threshold,
+                                                     cascade_hashes, institution),
                             f"{patient_id}_report.html", "text/html", key="export_report")
     st.caption(f"At threshold {threshold:.3f}. Open the report in a browser and print it to PDF.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -66,18 +67,39 @@ def test_threshold_is_shared_across_pages(app):
     assert any(m.label == "Decision at 0.700" for m in app.metric)
 
 
-def test_presets_pick_the_highest_threshold_reaching_the_sensitivity(app):
+@pytest.fixture(scope="module")
+def demo_scores() -> tuple[np.ndarray, np.ndarray]:
+    """Slice labels and classifier probabilities of the demo patients, computed without the app."""
+    from conftest import MODELS_DIR
+
+    from brainseg.core.data import load_slices, scan_dataset
+    from brainseg.inference.cascade import Cascade
+
+    manifest = scan_dataset(DEMO_DIR)
+    cascade = Cascade.from_dir(MODELS_DIR)
+    probabilities = [cascade.predict(load_slices(rows)[0]).probabilities for _, rows in
+                     manifest.groupby("patient_id", sort=False)]
+    return manifest["has_tumor"].to_numpy(), np.concatenate(probabilities)
+
+
+def test_presets_pick_the_highest_threshold_reaching_the_sensitivity(app, demo_scores):
+    labels, scores = demo_scores
     _page(app, "threshold")
     app.button(key="preset_sensitivity ≥ 0.97").click().run()
     chosen = app.session_state["threshold"]
+    # By hand: with n tumor slices, 0.97 sensitivity allows floor(0.03 n) misses, so the highest such
+    # threshold is the (misses+1)-th lowest tumor-slice probability (applied rounded down to the 0.001 step).
+    positives = np.sort(scores[labels])
+    expected = positives[int(np.floor(0.03 * len(positives) + 1e-9))]
+    assert chosen == pytest.approx(np.floor(expected * 1000) / 1000)
+    assert (positives >= chosen).mean() >= 0.97
+    above = positives[positives > expected]
+    if len(above):  # the next tumor probability up would miss one more slice: below the target
+        assert (positives >= above[0]).mean() < 0.97
     table = app.dataframe[0].value
     gate = table[table["level"] == "slices: classifier gate"].iloc[0]
-    assert float(gate["sensitivity"]) >= 0.97
-    # A threshold a little higher must fall below the target, or the preset was not the highest.
-    _threshold_slider(app).set_value(min(1.0, chosen + 0.02)).run()
-    higher = app.dataframe[0].value
-    assert float(higher[higher["level"] == "slices: classifier gate"].iloc[0]["sensitivity"]) <= float(
-        gate["sensitivity"])
+    assert float(gate["sensitivity"]) == pytest.approx((positives >= chosen).mean(), abs=1e-3)
+    assert int(gate["TP"]) + int(gate["FN"]) == int(labels.sum())
     app.button(key="preset_seed 0.05").click().run()
     assert app.session_state["threshold"] == pytest.approx(0.05)
 
@@ -106,31 +128,74 @@ def test_upload_real_slice_with_mask_and_bad_files(app):
     assert "orphan_mask.png" in errors and "mask without its image" in errors
     table = app.dataframe[0].value
     assert table["file"].tolist() == ["TCGA_HT_7855_19951020_10.tif", "gray.png"]
-    assert table["dice_vs_uploaded_mask"].notna().tolist() == [True, False]
+    from brainseg.inference.results import SLICE_RESULT_COLUMNS
+
+    assert tuple(table.columns) == SLICE_RESULT_COLUMNS  # the same table as `brainseg predict` writes
+    assert table["dice"].notna().tolist() == [True, False]
     assert "grayscale" in table["notes"].iloc[1] and "resized from 300x300" in table["notes"].iloc[1]
+    assert table["out_of_distribution"].iloc[0] == "" and "grayscale" in table["out_of_distribution"].iloc[1]
+    assert any("outside the training distribution" in w.value for w in app.warning)
     assert len(app.get("download_button")) >= 4
 
 
 def test_dataset_and_model_card_pages(app):
+    from conftest import DEMO_COUNTS, MODELS_DIR
+
+    from brainseg.inference.cascade import sha256_of
+
     _page(app, "dataset")
-    assert len(app.get("plotly_chart")) == 3
+    assert any(f"{DEMO_COUNTS['patients']} patients, {DEMO_COUNTS['slices']} slices, "
+               f"{DEMO_COUNTS['tumor_slices']} with tumor" in c.value for c in app.caption)
+    charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    balance = next(c for c in charts if "with and without tumor" in c["layout"]["title"]["text"])
+    bars = dict(zip(balance["data"][0]["x"], balance["data"][0]["y"], strict=True))
+    assert bars == {"no tumor": DEMO_COUNTS["slices"] - DEMO_COUNTS["tumor_slices"],
+                    "tumor": DEMO_COUNTS["tumor_slices"]}
+    split_table = app.dataframe[-1].value
+    assert len(split_table) == DEMO_COUNTS["patients"] and set(split_table["split"]) == {"test"}
     _page(app, "model_card")
-    assert any("sha256" in c.value for c in app.code)
+    codes = " ".join(c.value for c in app.code)
+    for role in ("classifier", "segmenter"):
+        assert sha256_of(MODELS_DIR / f"{role}.keras") in codes
+    card = json.loads((MODELS_DIR / "model_card.json").read_text())
+    assert any(f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in m.value for m in app.markdown)
 
 
-def test_unreadable_data_folder_is_a_message_not_a_crash(app, tmp_path):
-    app.sidebar.text_input(key="_data_dir_input").set_value(str(tmp_path)).run()
-    assert not app.exception
-    assert any("Cannot read the data folder" in e.value for e in app.error)
+def test_data_folder_is_chosen_among_allowed_roots(monkeypatch, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(DEMO_DIR, root / "cohort")
+    broken = root / "broken" / "TCGA_XX_0000_20000101"
+    broken.mkdir(parents=True)
+    (broken / "TCGA_XX_0000_20000101_1_mask.tif").write_bytes(b"not a tiff")
+    monkeypatch.setenv("BRAINSEG_DATA_ROOTS", str(root))
+    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    choice = at.sidebar.selectbox(key="_data_dir_choice")
+    cohort, broken_root = str((root / "cohort").resolve()), str((root / "broken").resolve())
+    assert {cohort, broken_root} <= set(choice.options)
+    choice.set_value(cohort).run()
+    assert not at.exception and at.session_state["data_dir"] == cohort
+    at.sidebar.selectbox(key="_data_dir_choice").set_value(broken_root).run()
+    assert not at.exception
+    assert any("Cannot read the data folder" in e.value for e in at.error)
+    at.session_state["data_dir"] = "/etc"  # whatever reaches the state, the server never scans outside the roots
+    at.run()
+    assert not at.exception
+    assert any("not under an allowed data root" in e.value for e in at.error)
 
 
 def test_error_browser_lists_errors_and_jumps_to_the_slice(app):
+    from conftest import DEMO_COUNTS
+
+    _threshold_slider(app).set_value(1.0).run()  # a gate nothing passes: every tumor slice is an error
     _page(app, "errors")
-    assert any("slices" in m.value and "threshold" in m.value for m in app.markdown)
+    n = DEMO_COUNTS["tumor_slices"]
+    assert any(f"**{n} slices**" in m.value and f"{n} missed by gate" in m.value for m in app.markdown)
     open_buttons = [b for b in app.button if b.label == "Open in Patients"]
-    if not open_buttons:  # a perfect model on the demo cases leaves nothing to open
-        assert any("No errors" in s.value for s in app.success)
-        return
+    assert len(open_buttons) == 12  # the first page of the queue
     key = open_buttons[0].key  # open_<patient>_<slice>
     open_buttons[0].click().run()
     assert not app.exception, [e.value for e in app.exception]

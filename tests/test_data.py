@@ -26,10 +26,12 @@ def test_slices_are_in_numeric_not_text_order(demo_dir):
 
 def test_tumor_pixel_counts_match_the_masks(demo_dir):
     manifest = scan_dataset(demo_dir)
-    rows = manifest.iloc[[0, int(np.argmax(manifest["tumor_pixels"]))]]
-    _, masks = load_slices(rows)
-    assert masks.sum(axis=(1, 2)).tolist() == rows["tumor_pixels"].tolist()
-    assert rows["tumor_pixels"].iloc[1] > 0
+    # Counted independently of brainseg's reader: tifffile decodes the mask files themselves.
+    import tifffile
+
+    expected = [int((tifffile.imread(path) > 0).sum()) for path in manifest["mask_path"]]
+    assert manifest["tumor_pixels"].tolist() == expected
+    assert sum(count > 0 for count in expected) == 44  # the demo's tumor slices
 
 
 def test_patient_table_joins_clinical_fields(demo_dir):

@@ -14,14 +14,13 @@ import pytest
 import tifffile
 
 from brainseg.evaluation.calibration import apply_temperature, fit_temperature, negative_log_likelihood
-from brainseg.inference.cascade import Cascade
+from brainseg.inference.cascade import Cascade, CascadeResult
 from brainseg.reports.export import (
     case_report_html,
     key_slices,
     masks_to_multipage_tiff,
     masks_to_nifti,
     masks_to_png_zip,
-    slice_table,
 )
 from brainseg.reports.figures import volume_figure
 from brainseg.review.error_queue import KINDS, error_queue, filter_queue
@@ -96,9 +95,6 @@ def test_exports_round_trip():
     assert np.asarray(volume.dataobj)[2, 4, 1] == 1 and np.asarray(volume.dataobj).sum() == 12
     with zipfile.ZipFile(io.BytesIO(masks_to_png_zip(masks, ["a", "b", "c"]))) as archive:
         assert archive.namelist() == ["a_pred_mask.png", "b_pred_mask.png", "c_pred_mask.png"]
-    table = slice_table("P", np.array([1, 2, 3]), np.array([0.1, 0.9, 0.2]), masks, masks, 0.5)
-    assert table["dice"].tolist() == [1.0, 1.0, 1.0]
-    assert table["predicted_tumor_pixels"].tolist() == [0, 12, 0]
 
 
 def test_case_report_holds_notice_images_and_hashes():
@@ -107,11 +103,14 @@ def test_case_report_holds_notice_images_and_hashes():
     truth = np.zeros((4, 32, 32), bool)
     truth[2, 10:20, 10:20] = True
     masks = np.roll(truth, 3, axis=2)
-    report = case_report_html("TCGA_XX_0001", np.arange(1, 5), images, np.array([.1, .2, .9, .3]), masks, truth,
-                              0.5, {"classifier": "abc123"}, "XX")
+    result = CascadeResult(np.array([.1, .2, .9, .3]), masks.astype(np.float32))
+    files = [f"TCGA_XX_0001_{k}.tif" for k in range(1, 5)]
+    report = case_report_html("TCGA_XX_0001", files, np.arange(1, 5), images, result, truth, 0.5,
+                              {"classifier": "abc123"}, "XX")
     assert report.count("Research use only") == 2
     assert "abc123" in report and report.count("data:image/png;base64,") >= 4
     assert key_slices(masks, truth)[0] == 2
+    assert "TCGA_XX_0001_3.tif" in report and "out_of_distribution" in report  # the one results table
 
 
 def test_volume_figure_has_a_surface_per_mask():

@@ -39,20 +39,20 @@ def get_dataset(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @st.cache_data(show_spinner=False, max_entries=12)
 def get_patient_prediction(data_dir: str, patient_id: str, models_key: str) -> dict:
-    """Decoded slices, truth masks and the cascade's stored outputs for one patient.
+    """Decoded slices, truth masks and the cascade's stored outputs (``result``) for one patient.
 
-    ``models_key`` (the weights' hashes) makes a model change invalidate the cache.
+    ``models_key`` (the weights' hashes) makes a model change invalidate the cache. The result keeps
+    the float32 maps the cascade made, so the dashboard's masks are exactly `brainseg evaluate`'s.
     """
     manifest, _ = get_dataset(data_dir)
     rows = manifest[manifest["patient_id"] == patient_id]
     images, truth = load_slices(rows)
     result = get_cascade(str(models_dir())).predict(images)
-    return {"rows": rows.reset_index(drop=True), "images": images, "truth": truth,
-            "probabilities": result.probabilities, "maps": result.maps.astype(np.float16)}
+    return {"rows": rows.reset_index(drop=True), "images": images, "truth": truth, "result": result}
 
 
 def patient_result(prediction: dict) -> CascadeResult:
-    return CascadeResult(prediction["probabilities"], prediction["maps"].astype(np.float32))
+    return prediction["result"]
 
 
 @st.cache_data(show_spinner=False)

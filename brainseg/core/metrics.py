@@ -26,10 +26,21 @@ def _overlap(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     return inter, int(pred.sum()), int(truth.sum())
 
 
+def dice_from_counts(overlap, predicted, truth):
+    """Dice from pixel counts, 1.0 where both masks are empty; scalars or arrays (element-wise).
+
+    The one home of the Dice formula and its empty/empty convention: mask-based and count-based
+    figures (the dashboard's any-threshold analysis, the error queue) all come through here.
+    """
+    overlap, predicted, truth = (np.asarray(v, dtype=float) for v in (overlap, predicted, truth))
+    denominator = predicted + truth
+    values = np.where(denominator == 0, 1.0, 2.0 * overlap / np.maximum(denominator, 1.0))
+    return float(values) if values.ndim == 0 else values
+
+
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice of two binary masks of any shape (1.0 when both are empty)."""
-    inter, n_pred, n_truth = _overlap(pred, truth)
-    return 1.0 if n_pred + n_truth == 0 else 2.0 * inter / (n_pred + n_truth)
+    return dice_from_counts(*_overlap(pred, truth))
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:

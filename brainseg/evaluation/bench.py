@@ -1,18 +1,48 @@
-"""Speed of the cascade on this machine: cold load, ms per slice, seconds per whole patient, peak memory."""
+"""Speed of the cascade on this machine, against a reference workload timed in the same process.
+
+Machines of one kind differ up to 3x in speed and drift within minutes, so absolute seconds are not
+comparable between runs. The benchmark therefore also times a fixed reference workload (the seed
+ResUNet on 36 slices) interleaved with the cascade, and reports the cascade's time as a ratio to it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+import brainseg
 from brainseg.core.data import load_slices
+from brainseg.core.preprocess import InputSpec
+from brainseg.inference.cascade import Cascade, LoadedModel
+
+PATIENT_OVER_REFERENCE_GOAL = 0.5  # the project's speed goal: median patient <= 0.5x the reference
+
+# Runs in a fresh interpreter: the imports are timed apart from the load, which is the only thing
+# ``model_load_seconds_cold`` covers. One JSON line on stdout (TensorFlow logs go to stderr).
+_COLD_LOAD_SCRIPT = """
+import json, os, sys, time
+start = time.perf_counter()
+import tensorflow
+tensorflow_done = time.perf_counter()
+import keras
 from brainseg.inference.cascade import Cascade
+imports_done = time.perf_counter()
+Cascade.from_dir(sys.argv[1], batch_size=int(sys.argv[2]))
+loaded = time.perf_counter()
+print(json.dumps({"pid": os.getpid(), "tensorflow_import_seconds": tensorflow_done - start,
+                  "other_imports_seconds": imports_done - tensorflow_done,
+                  "model_load_seconds": loaded - imports_done}))
+"""
 
 
 def peak_rss_mb() -> float:
@@ -33,57 +63,165 @@ def machine_description() -> dict:
             "platform": platform.platform()}
 
 
-def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10, batch_size: int = 16,
-          repeats: int = 3) -> dict:
-    """Time the cascade per patient (decoded slices in memory, both models on every slice).
+REFERENCE_BATCH_SIZE = 16  # fixed, not the cascade's batch size: the reference must be the same workload everywhere
 
-    The first patient is run once untimed to warm up the traced functions. Each patient's time is the
-    best of ``repeats`` runs (the least disturbed by other work on the machine).
+
+def reference_model(input_size: int = 256, width: float = 1.0, seed: int = 0) -> LoadedModel:
+    """The seed ResUNet (at 256 and width 1.0) with deterministic random weights, fed like the cascade's segmenter.
+
+    Wrapping it in a ``LoadedModel`` makes it run through the very ``tf.function`` path the cascade uses
+    (uint8 in, z-score scaling inside the graph).
     """
+    from brainseg.core.networks import build_segmenter
+
+    model = build_segmenter(input_size, width)
+    # Redraw the conv kernels (He-normal scale) from a local generator instead of seeding Keras globally,
+    # which would reset the caller's random state. Biases and batch-norm statistics start constant.
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        shape = tuple(weight.shape)
+        if len(shape) == 4:
+            weight.assign(rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:3])), shape).astype(np.float32))
+    return LoadedModel("segmenter", model, InputSpec(input_size, "zscore"), Path("<reference>"), "",
+                       {"input_size": input_size, "width": width, "seed": seed})
+
+
+def reference_workload(input_size: int = 256, n_slices: int = 36, width: float = 1.0,
+                       seed: int = 0) -> tuple[Callable[[], None], dict]:
+    """A callable running the reference model on ``n_slices`` random uint8 slices at batch 16, and its description."""
+    reference = reference_model(input_size, width, seed)
+    images = np.random.default_rng(seed).integers(0, 256, (n_slices, input_size, input_size, 3), dtype=np.uint8)
+
+    def run() -> None:
+        for start in range(0, n_slices, REFERENCE_BATCH_SIZE):
+            reference.infer(images[start : start + REFERENCE_BATCH_SIZE])
+
+    description = {"network": "seed ResUNet" if (input_size, width) == (256, 1.0) else "ResUNet",
+                   "input_size": input_size, "width": width, "slices": n_slices, "batch_size": REFERENCE_BATCH_SIZE,
+                   "parameters": int(reference.model.count_params()), "seed": seed}
+    return run, description
+
+
+def interleaved_runs(workloads: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Seconds of each workload per round: every round runs each workload once, in order.
+
+    Interleaving spreads the machine's drift in speed over all workloads alike, so their ratios hold
+    even when the absolute times move.
+    """
+    runs: list[list[float]] = [[] for _ in workloads]
+    for _ in range(repeats):
+        for work, times in zip(workloads, runs, strict=True):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+    return runs
+
+
+def cold_model_load(models_dir: str | Path, batch_size: int = 16, timeout: float = 600.0) -> dict:
+    """``Cascade.from_dir`` timed in a fresh Python process (nothing imported, nothing cached in memory).
+
+    Returns the child's ``pid``, ``tensorflow_import_seconds``, ``other_imports_seconds`` (keras,
+    brainseg) and ``model_load_seconds`` (the load alone).
+    """
+    env = dict(os.environ)
+    # The child must import this same brainseg, installed or not.
+    root = str(Path(brainseg.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    done = subprocess.run([sys.executable, "-c", _COLD_LOAD_SCRIPT, str(Path(models_dir).resolve()), str(batch_size)],
+                          capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"cold model load failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10, batch_size: int = 16,
+          repeats: int = 3, reference_size: int = 256, reference_slices: int = 36, reference_width: float = 1.0,
+          cold_load: bool = True) -> dict:
+    """Time the cascade per patient (decoded slices in memory, both models on every slice) against a reference.
+
+    The reference workload (``reference_workload``; by default the seed ResUNet on 36 slices of 256x256)
+    and the cascade on each patient are timed interleaved, ``repeats`` rounds; each patient's time and the
+    reference's are medians of their runs. ``patient_over_reference`` (median patient / reference) is the
+    figure that compares across machines; the absolute seconds describe this machine only.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
+    patients = list(dict.fromkeys(manifest["patient_id"]))[:max_patients]
+    if not patients:
+        raise ValueError("no patients to benchmark")
+
+    # First, while this process has not read the models yet, so the child pays for the whole load.
+    cold = cold_model_load(models_dir, batch_size) if cold_load else None
+
+    import keras  # noqa: F401  (imported before the clock starts: model_load_seconds is the load alone)
+
     start = time.perf_counter()
     cascade = Cascade.from_dir(models_dir, batch_size=batch_size)
     load_seconds = time.perf_counter() - start
 
-    patients = list(dict.fromkeys(manifest["patient_id"]))[:max_patients]
-    if not patients:
-        raise ValueError("no patients to benchmark")
-    first_images, _ = load_slices(manifest[manifest["patient_id"] == patients[0]])
-    start = time.perf_counter()
-    cascade.predict(first_images)
-    first_call_seconds = time.perf_counter() - start
-
-    patient_seconds, n_slices, decode_seconds = [], [], []
+    # Decode every patient up front: decoding is not the cascade's time, and the rounds must run back to back.
+    images, decode_seconds = {}, []
     for patient in patients:
-        rows = manifest[manifest["patient_id"] == patient]
         start = time.perf_counter()
-        images, _ = load_slices(rows)
+        images[patient], _ = load_slices(manifest[manifest["patient_id"] == patient])
         decode_seconds.append(time.perf_counter() - start)
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            cascade.predict(images)
-            runs.append(time.perf_counter() - start)
-        patient_seconds.append(min(runs))
-        n_slices.append(len(rows))
-    seconds = np.asarray(patient_seconds)
-    review_tools = _time_review_tools(cascade, first_images)
-    return {
+    n_slices = [len(images[p]) for p in patients]
+
+    run_reference, reference = reference_workload(reference_size, reference_slices, reference_width)
+    start = time.perf_counter()
+    cascade.predict(images[patients[0]])  # traces the cascade's functions
+    first_call_seconds = time.perf_counter() - start
+    run_reference()  # traces the reference's function
+
+    workloads: list[Callable[[], object]] = [run_reference]
+    workloads += [lambda p=patient: cascade.predict(images[p]) for patient in patients]
+    reference_runs, *patient_runs = interleaved_runs(workloads, repeats)
+
+    reference_seconds = float(np.median(reference_runs))
+    seconds = np.asarray([np.median(runs) for runs in patient_runs])
+    median_patient = float(np.median(seconds))
+    review_tools = _time_review_tools(cascade, images[patients[0]])
+    result = {
+        "patient_over_reference": median_patient / reference_seconds,
+        "patient_over_reference_goal": PATIENT_OVER_REFERENCE_GOAL,
+        "reference_seconds": reference_seconds,
+        "reference": reference,
         "ms_per_slice": float(1000 * seconds.sum() / sum(n_slices)),
-        "patient_seconds": {"median": float(np.median(seconds)), "max": float(seconds.max()),
-                            "mean": float(seconds.mean())},
+        "patient_seconds": {"median": median_patient, "max": float(seconds.max()), "mean": float(seconds.mean())},
         "slices_per_patient": {"median": float(np.median(n_slices)), "max": int(max(n_slices))},
         "decode_seconds_per_patient": {"median": float(np.median(decode_seconds))},
         "model_load_seconds": load_seconds,
+        "model_load_seconds_cold": None if cold is None else cold["model_load_seconds"],
+        "cold_load": cold,
         "first_call_seconds": first_call_seconds,
         "review_tools_ms_per_slice": review_tools,
         "peak_rss_mb": peak_rss_mb(),
         "n_patients": len(patients),
         "batch_size": batch_size,
         "repeats": repeats,
+        "reference_runs_seconds": [float(t) for t in reference_runs],
+        "patient_runs_seconds": {p: [float(t) for t in runs] for p, runs in zip(patients, patient_runs, strict=True)},
+        "patient_slices": dict(zip(patients, n_slices, strict=True)),
         "models": {"classifier": {"input": cascade.classifier.spec.to_dict(), "sha256": cascade.classifier.sha256},
                    "segmenter": {"input": cascade.segmenter.spec.to_dict(), "sha256": cascade.segmenter.sha256}},
         "machine": machine_description(),
     }
+    result["notes"] = {
+        "patient_over_reference": "median whole-patient seconds / reference_seconds, timed interleaved in this "
+                                  f"process; the goal is <= {PATIENT_OVER_REFERENCE_GOAL}. Compare this across "
+                                  "machines, not the absolute seconds.",
+        "reference_seconds": f"median of {repeats} runs of the reference workload (see 'reference'), one per round",
+        "patient_seconds": f"each patient's time is the median of its {repeats} runs (patient_runs_seconds); "
+                           "median/max/mean are over patients. Slices are decoded beforehand and not timed.",
+        "ms_per_slice": "sum of the per-patient medians / all their slices",
+        "model_load_seconds": "Cascade.from_dir in this process, TensorFlow and Keras already imported",
+        "model_load_seconds_cold": "Cascade.from_dir in a fresh Python process (pid in cold_load), imports "
+                                   "timed apart: cold_load.tensorflow_import_seconds, cold_load.other_imports_seconds"
+                                   if cold is not None else "not measured (cold_load=False)",
+    }
+    return result
 
 
 def _time_review_tools(cascade: Cascade, images: np.ndarray) -> dict[str, float]:

@@ -50,6 +50,17 @@ def save_calibration(path: str | Path, temperature: float, fitted_on: dict) -> N
                                       "fitted_on": fitted_on}, indent=2) + "\n")
 
 
+def calibrate(labels: np.ndarray, probabilities: np.ndarray, fitted_on: dict, models_dir: str | Path) -> dict:
+    """Fit the temperature, record ECE before and after, and save ``calibration.json``; returns the record."""
+    from brainseg.core.metrics import expected_calibration_error
+
+    temperature = fit_temperature(labels, probabilities)
+    fitted_on = {**fitted_on, "ece_before": expected_calibration_error(labels, probabilities),
+                 "ece_after": expected_calibration_error(labels, apply_temperature(probabilities, temperature))}
+    save_calibration(Path(models_dir) / "calibration.json", temperature, fitted_on)
+    return {"temperature": temperature, **fitted_on}
+
+
 def load_temperature(models_dir: str | Path) -> float | None:
     """The stored temperature (``models/calibration.json``), or None when none was fitted."""
     path = Path(models_dir) / "calibration.json"

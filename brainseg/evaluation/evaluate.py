@@ -71,7 +71,9 @@ def evaluate(
     for patient in predict_patients(cascade, manifest, on_patient=(lambda *_: bar.update()) if bar else None):
         truth, result = patient.truth, patient.result
         seconds += patient.seconds
-        outputs = {"cascade": result.masks(threshold), "segmenter": result.segmenter_masks()}
+        # The segmenter alone is the cascade with every slice through the gate.
+        outputs = {"cascade": (result.masks(threshold), result.decisions(threshold)),
+                   "segmenter": (result.segmenter_masks(), result.decisions(-np.inf))}
         table = pd.DataFrame({
             "patient_id": patient.patient_id,
             "institution": patient.institution,
@@ -79,9 +81,9 @@ def evaluate(
             "has_tumor": truth.any(axis=(1, 2)),
             "probability": result.probabilities,
         })
-        for name, masks in outputs.items():
+        for name, (masks, called) in outputs.items():
             table[f"{name}_dice"] = m.dice_per_slice(masks, truth)
-            table[f"{name}_called"] = masks.any(axis=(1, 2))
+            table[f"{name}_called"] = called
             volumes[name][patient.patient_id] = {"dice": m.dice(masks, truth), "iou": m.iou(masks, truth)}
             hd95_values[name] += [m.hd95(p, t) for p, t in zip(masks, truth, strict=True) if t.any()]
         per_slice.append(table)
@@ -117,7 +119,10 @@ def evaluate(
             "iou_per_volume": m.summarize({p: v["iou"] for p, v in volumes[name].items()}),
             "dice_per_tumor_slice": m.summarize(tumor[f"{name}_dice"].to_numpy()),
             "dice_per_slice_all": m.summarize(slices[f"{name}_dice"].to_numpy()),
-            "hd95_pixels_per_tumor_slice": m.summarize(hd95_values[name]),
+            # HD95 is undefined on a tumor slice with an empty prediction: say how many it leaves out.
+            "hd95_pixels_per_tumor_slice": {
+                **m.summarize(hd95_values[name]),
+                "tumor_slices_left_out": int(np.sum(~np.isfinite(np.asarray(hd95_values[name], float))))},
             "false_positive_slices": int((slices[f"{name}_called"] & ~slices["has_tumor"]).sum()),
             "per_patient_dice": {p: v["dice"] for p, v in volumes[name].items()},
         }
@@ -163,7 +168,8 @@ def format_report(report: dict) -> str:
             f"{name:9s} Dice/volume mean {r['dice_per_volume']['mean']:.4f} median {r['dice_per_volume']['median']:.4f}"
             f" | IoU/volume mean {r['iou_per_volume']['mean']:.4f} | Dice/tumor slice mean"
             f" {r['dice_per_tumor_slice']['mean']:.4f} | HD95 median {r['hd95_pixels_per_tumor_slice']['median']:.2f}"
-            f" px | false-positive slices {r['false_positive_slices']}"
+            f" px ({r['hd95_pixels_per_tumor_slice']['tumor_slices_left_out']} tumor slices left out: empty prediction)"
+            f" | false-positive slices {r['false_positive_slices']}"
         )
     lines.append(f"latency {report['latency']['ms_per_slice']:.1f} ms/slice")
     return "\n".join(lines)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brainseg.core import metrics as metrics
-from brainseg.inference.cascade import CascadeResult
+from brainseg.core import metrics
+from brainseg.inference.cascade import CascadeResult, passes_gate, tumor_called
 
 
 def slice_stats(patient_id: str, institution: str, slices, result: CascadeResult, truth: np.ndarray) -> pd.DataFrame:
@@ -28,8 +28,18 @@ def slice_stats(patient_id: str, institution: str, slices, result: CascadeResult
     })
 
 
-def _dice_from_counts(overlap: float, predicted: float, truth: float) -> float:
-    return 1.0 if predicted + truth == 0 else 2.0 * overlap / (predicted + truth)
+def gated_counts(stats: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per slice at ``threshold``: passed_gate, called, predicted and overlap pixels after the gate, slice Dice.
+
+    The count-based twin of ``CascadeResult.masks``/``decisions``: the same gate and decision rule.
+    """
+    passed = passes_gate(stats["probability"].to_numpy(), threshold)
+    predicted = np.where(passed, stats["segmenter_pixels"].to_numpy(), 0)
+    overlap = np.where(passed, stats["overlap_pixels"].to_numpy(), 0)
+    truth = stats["truth_pixels"].to_numpy()
+    return pd.DataFrame({"passed_gate": passed, "called": tumor_called(passed, predicted), "predicted": predicted,
+                         "overlap": overlap, "truth": truth,
+                         "dice": metrics.dice_from_counts(overlap, predicted, truth)}, index=stats.index)
 
 
 def metrics_at_threshold(stats: pd.DataFrame, threshold: float) -> dict:
@@ -38,21 +48,18 @@ def metrics_at_threshold(stats: pd.DataFrame, threshold: float) -> dict:
     Decisions follow the cascade: a slice is called tumor when it passes the gate and its mask is
     non-empty. Dice per volume uses the same empty/empty = 1 convention as ``brainseg.core.metrics``.
     """
-    passed = stats["probability"].to_numpy() >= threshold
-    predicted = np.where(passed, stats["segmenter_pixels"], 0)
-    overlap = np.where(passed, stats["overlap_pixels"], 0)
-    truth = stats["truth_pixels"].to_numpy()
+    counts = gated_counts(stats, threshold)
+    passed, called = counts["passed_gate"].to_numpy(), counts["called"].to_numpy()
+    predicted, overlap, truth = (counts[c].to_numpy() for c in ("predicted", "overlap", "truth"))
     has_tumor = truth > 0
-    called = predicted > 0
 
     frame = pd.DataFrame({"patient_id": stats["patient_id"], "has_tumor": has_tumor, "called": called,
                           "predicted": predicted, "overlap": overlap, "truth": truth})
     per_patient = frame.groupby("patient_id", sort=False).agg(
         has_tumor=("has_tumor", "any"), called=("called", "any"), predicted=("predicted", "sum"),
         overlap=("overlap", "sum"), truth=("truth", "sum"))
-    dice_per_volume = [
-        _dice_from_counts(r.overlap, r.predicted, r.truth) for r in per_patient.itertuples(index=False)
-    ]
+    dice_per_volume = [float(d) for d in metrics.dice_from_counts(
+        per_patient["overlap"], per_patient["predicted"], per_patient["truth"])]
     gated_out_tumor = has_tumor & ~passed
     return {
         "threshold": float(threshold),

@@ -100,33 +100,76 @@ def load_model(path: str | Path, role: str) -> LoadedModel:
     return LoadedModel(role, model, spec, path, sha256_of(path), metadata)
 
 
+def passes_gate(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The gate: a slice goes on to the segmenter's mask when its score is at least ``threshold``."""
+    return np.asarray(scores) >= threshold
+
+
+def tumor_called(passed_gate: np.ndarray, mask_pixels: np.ndarray) -> np.ndarray:
+    """The cascade's slice decision, the one rule every figure uses: through the gate *and* a non-empty mask.
+
+    A slice over the gate whose mask comes out empty is called no tumor (nothing to show a reviewer).
+    """
+    return np.asarray(passed_gate, bool) & (np.asarray(mask_pixels) > 0)
+
+
+def remove_small_components(masks: np.ndarray, min_pixels: int) -> np.ndarray:
+    """(N, H, W) bool masks without the 8-connected 2-D components smaller than ``min_pixels``.
+
+    Per slice, never "largest only": gliomas can be multifocal. Per slice (not 3-D) so that the result
+    does not depend on which slices the gate lets through, and thresholds keep re-gating stored counts.
+    """
+    if min_pixels <= 1:
+        return masks
+    from scipy import ndimage
+
+    kept = masks.copy()
+    eight_connected = np.ones((3, 3), bool)
+    for mask in kept:  # views into ``kept``
+        if mask.any():
+            labels, _ = ndimage.label(mask, structure=eight_connected)
+            sizes = np.bincount(labels.ravel())
+            mask &= (sizes >= min_pixels)[labels] & (labels > 0)
+    return kept
+
+
 @dataclass
 class CascadeResult:
     """Stored outputs for N slices; thresholds gate them without re-running any model.
 
     ``probabilities``: (N,) classifier P(tumor); ``maps``: (N, H, W) segmenter P(tumor pixel) at the
-    slices' own size.
+    slices' own size (float32: a float16 copy can round a pixel just under the cut up onto it).
+    ``mask_threshold`` and ``min_component_pixels`` (the per-pixel cut and small-component removal,
+    chosen on validation and stored in ``operating_point.json``) turn maps into masks.
     """
 
     probabilities: np.ndarray
     maps: np.ndarray
     mask_threshold: float = MASK_THRESHOLD
+    min_component_pixels: int = 0
 
     def __len__(self) -> int:
         return len(self.probabilities)
 
     def segmenter_masks(self) -> np.ndarray:
-        """(N, H, W) bool: the segmenter alone, without the classifier gate."""
-        return self.maps >= self.mask_threshold
+        """(N, H, W) bool: the segmenter alone, without the classifier gate (computed once, then reused)."""
+        cached = self.__dict__.get("_segmenter_masks")
+        if cached is None:
+            cached = remove_small_components(self.maps >= self.mask_threshold, self.min_component_pixels)
+            self.__dict__["_segmenter_masks"] = cached
+        return cached
+
+    def gate(self, threshold: float) -> np.ndarray:
+        """(N,) bool: slices whose classifier probability passes ``threshold``."""
+        return passes_gate(self.probabilities, threshold)
 
     def masks(self, threshold: float) -> np.ndarray:
         """(N, H, W) bool: the cascade's masks; a slice below ``threshold`` gets an empty mask."""
-        gate = self.probabilities >= threshold
-        return self.segmenter_masks() & gate[:, None, None]
+        return self.segmenter_masks() & self.gate(threshold)[:, None, None]
 
     def decisions(self, threshold: float) -> np.ndarray:
-        """(N,) bool: tumor called. A slice over the gate whose mask comes out empty is called no tumor."""
-        return self.masks(threshold).any(axis=(1, 2))
+        """(N,) bool: tumor called (see ``tumor_called``)."""
+        return tumor_called(self.gate(threshold), self.segmenter_masks().sum(axis=(1, 2)))
 
     def tumor_pixels(self, threshold: float) -> np.ndarray:
         return self.masks(threshold).sum(axis=(1, 2))
@@ -136,7 +179,8 @@ class Cascade:
     """Classifier + segmenter, run together on batches of slices."""
 
     def __init__(self, classifier: LoadedModel, segmenter: LoadedModel, batch_size: int = 16,
-                 default_threshold: float = DEFAULT_THRESHOLD) -> None:
+                 default_threshold: float = DEFAULT_THRESHOLD, mask_threshold: float = MASK_THRESHOLD,
+                 min_component_pixels: int = 0) -> None:
         if classifier.role != "classifier" or segmenter.role != "segmenter":
             raise ValueError("Cascade(classifier, segmenter): models passed in the wrong order")
         if batch_size < 1:
@@ -145,14 +189,18 @@ class Cascade:
         self.segmenter = segmenter
         self.batch_size = batch_size
         self.default_threshold = default_threshold
+        self.mask_threshold = mask_threshold
+        self.min_component_pixels = min_component_pixels
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, batch_size: int = 16) -> Cascade:
         """Load ``classifier.keras``, ``segmenter.keras`` and the operating point from a models folder."""
         models_dir = Path(models_dir)
-        threshold = read_operating_point(models_dir).get("threshold", DEFAULT_THRESHOLD)
+        point = read_operating_point(models_dir)
         return cls(load_model(models_dir / "classifier.keras", "classifier"),
-                   load_model(models_dir / "segmenter.keras", "segmenter"), batch_size, float(threshold))
+                   load_model(models_dir / "segmenter.keras", "segmenter"), batch_size,
+                   float(point.get("threshold", DEFAULT_THRESHOLD)),
+                   float(point.get("mask_threshold", MASK_THRESHOLD)), int(point.get("min_component_pixels", 0)))
 
     def predict(self, images: np.ndarray) -> CascadeResult:
         """Run both models on (N, H, W, 3) uint8 slices, ``batch_size`` at a time."""
@@ -168,11 +216,12 @@ class Cascade:
             probabilities[start:stop] = self.classifier.infer(resize_images(batch, self.classifier.spec.size))[:, 0]
             maps[start:stop] = upsample_maps(self.segmenter.infer(resize_images(batch, self.segmenter.spec.size)),
                                              height, width)
-        return CascadeResult(probabilities, maps)
+        return CascadeResult(probabilities, maps, self.mask_threshold, self.min_component_pixels)
 
 
 def read_operating_point(models_dir: str | Path) -> dict:
-    """``models/operating_point.json`` (the default threshold and how it was chosen), or {} if absent."""
+    """``models/operating_point.json`` (default threshold, mask cut, post-processing and how they were chosen),
+    or {} if absent."""
     path = Path(models_dir) / "operating_point.json"
     if not path.is_file():
         return {}

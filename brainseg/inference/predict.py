@@ -1,16 +1,74 @@
-"""`brainseg predict`: masks and probabilities for a folder of slices, a patient folder, or files."""
+"""Predictions on user files: the Upload page and `brainseg predict` share this path.
+
+``predict_uploads`` decodes (name, bytes) pairs, runs the cascade once on every usable slice and
+returns the slices, the refusals and the one results table (``brainseg.inference.results``).
+``predict_files`` does the same for paths on disk and writes masks and ``predictions.csv``.
+"""
 
 from __future__ import annotations
 
+import io
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from brainseg.core import metrics as metrics
 from brainseg.errors import DataError
-from brainseg.inference.cascade import Cascade
-from brainseg.inference.uploads import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff, pair_uploads
+from brainseg.inference.cascade import Cascade, CascadeResult
+from brainseg.inference.results import slice_results
+from brainseg.inference.uploads import ALLOWED_SUFFIXES, SliceInput, encode_mask_png, encode_mask_tiff, pair_uploads
+
+
+@dataclass
+class UploadPrediction:
+    """Usable slices (in slice order), refused files with their messages, the cascade's outputs and table."""
+
+    slices: list[SliceInput]
+    refused: list[tuple[str, str]]
+    result: CascadeResult | None
+    threshold: float
+
+    @property
+    def masks(self) -> np.ndarray:
+        return self.result.masks(self.threshold)
+
+    def table(self) -> pd.DataFrame:
+        return slice_results([s.name for s in self.slices], self.result, self.threshold,
+                             truths=[s.mask for s in self.slices], notes=["; ".join(s.notes) for s in self.slices],
+                             out_of_distribution=[s.out_of_distribution for s in self.slices])
+
+    def archive(self) -> bytes:
+        """A zip of every predicted mask (PNG and TIFF) and the results table as predictions.csv."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for item, mask in zip(self.slices, self.masks, strict=True):
+                stem = mask_stem(item.name)
+                bundle.writestr(f"{stem}.png", encode_mask_png(mask))
+                bundle.writestr(f"{stem}.tif", encode_mask_tiff(mask))
+            bundle.writestr("predictions.csv", self.table().to_csv(index=False))
+        return buffer.getvalue()
+
+
+def mask_stem(name: str) -> str:
+    """``case_12.tif`` -> ``case_12_pred_mask``: the predicted mask's file name without suffix."""
+    return f"{Path(name).stem}_pred_mask"
+
+
+def slice_order(name: str) -> tuple:
+    """Numeric order for dataset names (<case>_<n>), text order otherwise."""
+    stem = Path(name).stem
+    tail = stem.rsplit("_", 1)[-1]
+    return (stem.rsplit("_", 1)[0], int(tail), "") if tail.isdigit() else (stem, -1, stem)
+
+
+def predict_uploads(cascade: Cascade, files: list[tuple[str, bytes]], threshold: float) -> UploadPrediction:
+    """Decode, pair with masks, and run the cascade once on every usable slice."""
+    slices, refused = pair_uploads(files)
+    slices.sort(key=lambda s: slice_order(s.name))
+    result = cascade.predict(np.stack([s.image for s in slices])) if slices else None
+    return UploadPrediction(slices, refused, result, threshold)
 
 
 def collect_inputs(paths: list[Path]) -> list[tuple[str, bytes]]:
@@ -29,40 +87,18 @@ def collect_inputs(paths: list[Path]) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in files]
 
 
-def _slice_order(name: str) -> tuple:
-    """Numeric order for dataset names (<case>_<n>), text order otherwise."""
-    stem = Path(name).stem
-    tail = stem.rsplit("_", 1)[-1]
-    return (stem.rsplit("_", 1)[0], int(tail), "") if tail.isdigit() else (stem, -1, stem)
-
-
 def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path, threshold: float) -> pd.DataFrame:
-    """Write ``<name>_pred_mask.png`` / ``.tif`` per slice and ``predictions.csv``; returns the table."""
-    slices, errors = pair_uploads(collect_inputs(paths))
-    if not slices:
-        reasons = "; ".join(f"{n}: {m}" for n, m in errors[:3])
+    """Write ``<name>_pred_mask.png`` / ``.tif`` per slice, ``predictions.csv`` (and ``refused.csv``)."""
+    prediction = predict_uploads(cascade, collect_inputs(paths), threshold)
+    if not prediction.slices:
+        reasons = "; ".join(f"{n}: {m}" for n, m in prediction.refused[:3])
         raise DataError(f"no usable slice among the inputs ({reasons})")
-    slices.sort(key=lambda s: _slice_order(s.name))
-    result = cascade.predict(np.stack([s.image for s in slices]))
-    masks = result.masks(threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for item, probability, mask in zip(slices, result.probabilities, masks, strict=True):
-        stem = Path(item.name).stem
-        (out_dir / f"{stem}_pred_mask.png").write_bytes(encode_mask_png(mask))
-        (out_dir / f"{stem}_pred_mask.tif").write_bytes(encode_mask_tiff(mask))
-        rows.append({
-            "file": item.name,
-            "tumor_probability": float(probability),
-            "threshold": threshold,
-            "tumor_called": bool(mask.any()),
-            "predicted_tumor_pixels": int(mask.sum()),
-            "true_tumor_pixels": None if item.mask is None else int(item.mask.sum()),
-            "dice": None if item.mask is None else metrics.dice(mask, item.mask),
-            "notes": "; ".join(item.notes),
-        })
-    table = pd.DataFrame(rows)
+    for item, mask in zip(prediction.slices, prediction.masks, strict=True):
+        (out_dir / f"{mask_stem(item.name)}.png").write_bytes(encode_mask_png(mask))
+        (out_dir / f"{mask_stem(item.name)}.tif").write_bytes(encode_mask_tiff(mask))
+    table = prediction.table()
     table.to_csv(out_dir / "predictions.csv", index=False)
-    if errors:
-        pd.DataFrame(errors, columns=["file", "error"]).to_csv(out_dir / "refused.csv", index=False)
+    if prediction.refused:
+        pd.DataFrame(prediction.refused, columns=["file", "error"]).to_csv(out_dir / "refused.csv", index=False)
     return table

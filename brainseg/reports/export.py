@@ -18,11 +18,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import tifffile
 from PIL import Image
 
-from brainseg.core import metrics as metrics
+from brainseg.core import metrics
+from brainseg.inference.cascade import CascadeResult
+from brainseg.inference.results import slice_results
 from brainseg.reports.overlays import channel_view, difference_view, overlay
 
 RESEARCH_NOTICE = "Research use only. Not for diagnosis. Model estimates, not a medical device."
@@ -51,24 +52,6 @@ def masks_to_png_zip(masks: np.ndarray, names: list[str]) -> bytes:
             Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(png, format="PNG")
             archive.writestr(f"{name}_pred_mask.png", png.getvalue())
     return buffer.getvalue()
-
-
-def slice_table(patient_id: str, slices: np.ndarray, probabilities: np.ndarray, masks: np.ndarray,
-                truth: np.ndarray | None, threshold: float) -> pd.DataFrame:
-    """Per slice: probability, decision, predicted and true areas, Dice and IoU."""
-    table = pd.DataFrame({
-        "patient_id": patient_id,
-        "slice": slices,
-        "tumor_probability": np.round(probabilities.astype(float), 5),
-        "threshold": threshold,
-        "tumor_called": masks.any(axis=(1, 2)),
-        "predicted_tumor_pixels": masks.sum(axis=(1, 2)),
-    })
-    if truth is not None:
-        table["true_tumor_pixels"] = truth.sum(axis=(1, 2))
-        table["dice"] = np.round(metrics.dice_per_slice(masks, truth), 5)
-        table["iou"] = np.round(metrics.iou_per_slice(masks, truth), 5)
-    return table
 
 
 def key_slices(masks: np.ndarray, truth: np.ndarray | None, limit: int = 4) -> list[int]:
@@ -113,11 +96,12 @@ def _burden_png(slices, truth_area, predicted_area, probabilities, threshold) ->
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def case_report_html(patient_id: str, slices: np.ndarray, images: np.ndarray, probabilities: np.ndarray,
-                     masks: np.ndarray, truth: np.ndarray | None, threshold: float, model_hashes: dict[str, str],
+def case_report_html(patient_id: str, files: list[str], slices: np.ndarray, images: np.ndarray,
+                     result: CascadeResult, truth: np.ndarray | None, threshold: float, model_hashes: dict[str, str],
                      institution: str = "") -> str:
-    """A self-contained, printable HTML case report (images embedded)."""
-    table = slice_table(patient_id, slices, probabilities, masks, truth, threshold)
+    """A self-contained, printable HTML case report (images embedded) with the per-slice results table."""
+    masks, probabilities = result.masks(threshold), result.probabilities
+    table = slice_results(files, result, threshold, truths=truth)
     rows = []
     for i in key_slices(masks, truth):
         base = channel_view(images[i], "FLAIR")

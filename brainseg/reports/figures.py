@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from brainseg.core import metrics as metrics
+from brainseg.core import metrics
 from brainseg.reports.overlays import PREDICTION_COLOR, TRUTH_COLOR
 
 

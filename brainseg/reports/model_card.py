@@ -45,7 +45,11 @@ def _strip(report: dict) -> dict:
     return slim
 
 
-def build_model_card(data_dir: str | Path, models_dir: str | Path, progress: bool = True) -> dict:
+def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = True) -> dict:
+    """Every figure of the card: test-split and demo-case evaluations, the benchmark, the records beside the weights.
+
+    This is the only step that runs models; rendering and writing only read the returned dict.
+    """
     models_dir = Path(models_dir)
     manifest, patients = load_dataset(data_dir, progress=progress)
     split = load_split(models_dir / "split.json")
@@ -56,7 +60,6 @@ def build_model_card(data_dir: str | Path, models_dir: str | Path, progress: boo
     speed = bench(models_dir, select_part(manifest, split, "test"), max_patients=14)
     speed["train_step_seconds"] = {f"{model} {name}": train_step_seconds(model, name)
                                    for model in ("classifier", "segmenter") for name in ("seed", "cpu")}
-    (models_dir / "bench.json").write_text(json.dumps(speed, indent=2) + "\n")
     split_table = {}
     for part in PARTS:
         rows = manifest[manifest["patient_id"].isin(split[part])]
@@ -64,7 +67,7 @@ def build_model_card(data_dir: str | Path, models_dir: str | Path, progress: boo
                              "tumor_slices": int(rows["has_tumor"].sum()),
                              "institutions": rows.drop_duplicates("patient_id")["institution"].value_counts()
                              .sort_index().to_dict()}
-    card = {
+    return {
         "generated": dt.date.today().isoformat(),
         "command": f"brainseg model-card --data {data_dir}",
         "models": {m.role: {"file": m.path.name, "sha256": m.sha256, "input_spec": m.spec.to_dict(),
@@ -73,17 +76,32 @@ def build_model_card(data_dir: str | Path, models_dir: str | Path, progress: boo
         "operating_point": json.loads((models_dir / "operating_point.json").read_text()),
         "calibration": (json.loads((models_dir / "calibration.json").read_text())
                         if (models_dir / "calibration.json").is_file() else None),
+        "ablation": (json.loads((models_dir / "ablation.json").read_text())
+                     if (models_dir / "ablation.json").is_file() else None),
         "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
         "test": _strip(test_report),
         "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
         "bench": speed,
     }
+
+
+def write_card(card: dict, models_dir: str | Path) -> None:
+    """``model_card.json``, ``MODEL_CARD.md`` and ``bench.json`` in the models folder."""
+    models_dir = Path(models_dir)
+    (models_dir / "bench.json").write_text(json.dumps(card["bench"], indent=2, default=float) + "\n")
     (models_dir / "model_card.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
     (models_dir / "MODEL_CARD.md").write_text(render_markdown(card))
-    readme = models_dir.parent / "README.md"
-    if readme.is_file():
-        readme.write_text(replace_results_section(readme.read_text(), card))
-    return card
+
+
+def update_readme(readme: str | Path, card: dict) -> bool:
+    """Rewrite the README's results section from the card; False when the README has no such section."""
+    readme = Path(readme)
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    updated = replace_results_section(text, card)
+    readme.write_text(updated)
+    return updated != text or RESULTS_START in text
 
 
 RESULTS_START, RESULTS_END = "<!-- results:start (written by brainseg model-card) -->", "<!-- results:end -->"

@@ -2,7 +2,8 @@
 
 Order: false-negative slices first (tumor missed by the gate, then tumor the segmenter did not draw),
 then false-positive slices (most confident first), then tumor slices found but drawn badly (lowest
-Dice first). Built from the per-slice counts of ``brainseg.evaluation.threshold_analysis.slice_stats``.
+Dice first). Built from the per-slice counts of ``brainseg.evaluation.threshold_analysis.slice_stats``,
+through the same gate and decision rule as every other figure (``gated_counts``).
 """
 
 from __future__ import annotations
@@ -10,23 +11,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from brainseg.evaluation.threshold_analysis import gated_counts
+
 KINDS = ("missed by gate", "missed by segmenter", "false positive", "low Dice")
 
 
 def error_queue(stats: pd.DataFrame, threshold: float, max_dice: float = 0.7) -> pd.DataFrame:
     """Rows of ``stats`` that are errors at ``threshold``, with ``kind``, ``dice`` and a rank order."""
-    passed = stats["probability"] >= threshold
+    counts = gated_counts(stats, threshold)
+    passed, called, dice = counts["passed_gate"], counts["called"], counts["dice"]
     truth = stats["truth_pixels"]
-    predicted = np.where(passed, stats["segmenter_pixels"], 0)
-    overlap = np.where(passed, stats["overlap_pixels"], 0)
-    denominator = predicted + truth
-    dice = np.where(denominator == 0, 1.0, 2.0 * overlap / np.maximum(denominator, 1))
-    table = stats.assign(predicted_pixels=predicted, dice=dice)
+    table = stats.assign(predicted_pixels=counts["predicted"], dice=dice)
     kind = pd.Series(pd.NA, index=stats.index, dtype="object")
     kind[(truth > 0) & ~passed] = KINDS[0]
-    kind[(truth > 0) & passed & (predicted == 0)] = KINDS[1]
-    kind[(truth == 0) & (predicted > 0)] = KINDS[2]
-    kind[(truth > 0) & (predicted > 0) & (dice < max_dice)] = KINDS[3]
+    kind[(truth > 0) & passed & ~called] = KINDS[1]
+    kind[(truth == 0) & called] = KINDS[2]
+    kind[(truth > 0) & called & (dice < max_dice)] = KINDS[3]
     table = table.assign(kind=kind).dropna(subset=["kind"])
     # Within a kind: bigger missed tumors, more confident false alarms, and worse Dice come first.
     priority = np.select(

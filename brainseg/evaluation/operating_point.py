@@ -1,0 +1,134 @@
+"""Choosing the cascade's operating point on the validation split, and the temperature, never on test.
+
+The operating point is three numbers, all chosen on validation patients and stored with how they were
+chosen in ``models/operating_point.json``:
+- ``threshold``: the slice gate, the highest classifier probability cut that reaches a target slice
+  sensitivity, rounded *down* to 6 decimals so the stored value never passes the chosen one;
+- ``mask_threshold``: the per-pixel cut on the segmenter's map;
+- ``min_component_pixels``: 2-D components smaller than this are removed from each slice's mask.
+The last two maximise the cascade's mean Dice per volume on validation at that gate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brainseg.core import metrics
+from brainseg.errors import DataError
+from brainseg.evaluation.evaluate import predict_patients
+from brainseg.inference.cascade import Cascade, CascadeResult
+
+MASK_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+MIN_COMPONENT_PIXELS = (0, 10, 25, 50, 100)
+FORBIDDEN_PARTS = ("test",)
+
+
+def refuse_test_split(split: str, what: str) -> None:
+    """Choices made on the test split would flatter every test figure: refuse them."""
+    if split in FORBIDDEN_PARTS:
+        raise DataError(f"{what} must be chosen on the validation split, never on '{split}' (it would make the "
+                        "test figures optimistic); use --split val")
+
+
+def floor_decimals(value: float, decimals: int = 6) -> float:
+    """``value`` rounded down: a stored threshold never ends up above the one chosen."""
+    factor = 10**decimals
+    return math.floor(value * factor) / factor
+
+
+@dataclass
+class ValidationOutputs:
+    """Every validation patient's truth and cascade outputs, kept to try settings without re-running models."""
+
+    patient_ids: list[str]
+    truths: list[np.ndarray]
+    results: list[CascadeResult]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([t.any(axis=(1, 2)) for t in self.truths])
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return np.concatenate([r.probabilities for r in self.results])
+
+    def with_postprocessing(self, mask_threshold: float, min_component_pixels: int) -> list[CascadeResult]:
+        return [CascadeResult(r.probabilities, r.maps, mask_threshold, min_component_pixels) for r in self.results]
+
+    def dice_per_volume(self, results: Sequence[CascadeResult], threshold: float) -> list[float]:
+        return [metrics.dice(r.masks(threshold), t) for r, t in zip(results, self.truths, strict=True)]
+
+
+def collect_outputs(cascade: Cascade, manifest: pd.DataFrame, progress: bool = False) -> ValidationOutputs:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=manifest["patient_id"].nunique(), desc="running the cascade", unit="patient")
+    ids, truths, results = [], [], []
+    for patient in predict_patients(cascade, manifest, on_patient=(lambda *_: bar.update()) if bar else None):
+        ids.append(patient.patient_id)
+        truths.append(patient.truth)
+        results.append(patient.result)
+    if bar is not None:
+        bar.close()
+    return ValidationOutputs(ids, truths, results)
+
+
+def choose_postprocessing(outputs: ValidationOutputs, threshold: float,
+                          mask_thresholds: Sequence[float] = MASK_THRESHOLDS,
+                          min_components: Sequence[int] = MIN_COMPONENT_PIXELS) -> tuple[float, int, list[dict]]:
+    """The (mask cut, min component size) with the best mean validation Dice per volume, and the whole grid.
+
+    Ties go to the seed's cut (0.5) and then to less post-processing: change only what measurably helps.
+    """
+    grid = []
+    for cut, min_pixels in itertools.product(mask_thresholds, min_components):
+        dice = outputs.dice_per_volume(outputs.with_postprocessing(cut, min_pixels), threshold)
+        grid.append({"mask_threshold": cut, "min_component_pixels": min_pixels,
+                     "dice_per_volume_mean": float(np.mean(dice))})
+    best = max(grid, key=lambda g: (round(g["dice_per_volume_mean"], 6), g["mask_threshold"] == 0.5,
+                                    -g["min_component_pixels"]))
+    return best["mask_threshold"], best["min_component_pixels"], grid
+
+
+def choose_operating_point(outputs: ValidationOutputs, target_sensitivity: float, chosen_on: dict,
+                           tune_postprocessing: bool = True) -> dict:
+    """The operating point record (see the module docstring), with its figures on the split it was chosen on."""
+    labels, scores = outputs.labels, outputs.probabilities
+    threshold = floor_decimals(metrics.threshold_for_sensitivity(labels, scores, target_sensitivity))
+    mask_threshold, min_pixels, grid = 0.5, 0, []
+    if tune_postprocessing:
+        mask_threshold, min_pixels, grid = choose_postprocessing(outputs, threshold)
+    results = outputs.with_postprocessing(mask_threshold, min_pixels)
+    decisions = np.concatenate([r.decisions(threshold) for r in results])
+    return {
+        "threshold": threshold,
+        "mask_threshold": mask_threshold,
+        "min_component_pixels": min_pixels,
+        "rule": f"gate: highest threshold reaching slice sensitivity >= {target_sensitivity} on the "
+                f"'{chosen_on['split']}' split (rounded down); mask cut and small-component removal: best mean "
+                "cascade Dice per volume there at that gate",
+        "target_sensitivity": target_sensitivity,
+        "chosen_on": chosen_on,
+        "at_threshold_on_that_split": metrics.classification_at(labels, scores >= threshold),
+        "cascade_on_that_split": {
+            "slice_decisions": metrics.classification_at(labels, decisions),
+            "dice_per_volume_mean": float(np.mean(outputs.dice_per_volume(results, threshold))),
+        },
+        "postprocessing_grid": grid,
+    }
+
+
+def save_operating_point(point: dict, models_dir: str | Path) -> Path:
+    path = Path(models_dir) / "operating_point.json"
+    path.write_text(json.dumps(point, indent=2, default=float) + "\n")
+    return path
