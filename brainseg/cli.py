@@ -195,12 +195,16 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-patients", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per patient and of the reference (median)")
+    p.add_argument("--reference-size", type=int, default=256,
+                   help="input size of the seed ResUNet reference workload (256: the documented one)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     from brainseg.evaluation.bench import bench
 
-    result = bench(args.models_dir, _select(args), max_patients=args.max_patients, batch_size=args.batch_size)
+    result = bench(args.models_dir, _select(args), max_patients=args.max_patients, batch_size=args.batch_size,
+                   repeats=args.repeats, reference_size=args.reference_size)
     _write_json(result, args.out)
     print(json.dumps({k: result[k] for k in ("patient_over_reference", "reference_seconds", "ms_per_slice",
                                              "patient_seconds", "model_load_seconds_cold", "peak_rss_mb")},
@@ -234,17 +238,49 @@ def _add_model_card(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--readme", type=Path, default=None,
                    help="also rewrite this README's results section (e.g. README.md)")
+    p.add_argument("--bench-patients", type=int, default=14, help="test patients timed by the benchmark")
+    p.add_argument("--reference-size", type=int, default=256,
+                   help="input size of the seed ResUNet reference workload (256: the documented one)")
+    p.add_argument("--no-train-steps", action="store_true", help="skip timing the recipes' training steps")
 
 
 def _run_model_card(args: argparse.Namespace) -> int:
     from brainseg.reports.model_card import collect_card, update_readme, write_card
 
-    card = collect_card(args.data, args.models_dir)
+    card = collect_card(args.data, args.models_dir, bench_patients=args.bench_patients,
+                        reference_size=args.reference_size, train_steps=not args.no_train_steps)
     write_card(card, args.models_dir)
     if args.readme is not None:
         update_readme(args.readme, card)
     print(f"wrote {args.models_dir / 'MODEL_CARD.md'} (test cascade Dice/volume mean "
           f"{card['test']['cascade']['dice_per_volume']['mean']:.4f})")
+    return 0
+
+
+def _add_ablate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ablate", help="train (if missing) and score every variant of the ablation plan on val")
+    p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder (kaggle_3m)")
+    p.add_argument("--plan", type=Path, default=DEFAULT_MODELS_DIR / "ablation_plan.json")
+    p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs") / "ablation")
+    p.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR / "ablation.json")
+    p.add_argument("--no-train", action="store_true",
+                   help="score only what is trained; variants whose runs are incomplete are listed as not scored")
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    from brainseg.experiments.ablation import load_plan, run_ablation
+    from brainseg.reports.model_card import ablation_markdown
+
+    try:
+        plan = load_plan(args.plan)
+    except (ValueError, KeyError, json.JSONDecodeError) as err:
+        raise BrainsegError(f"{args.plan}: not a valid ablation plan ({err})") from err
+    result = run_ablation(plan, args.data, args.split_file, args.runs_dir, train=not args.no_train)
+    result["command"] = "brainseg ablate --data " + str(args.data)
+    result["plan"] = json.loads(args.plan.read_text())
+    _write_json(result, args.out)
+    print("\n".join(ablation_markdown(result)))
     return 0
 
 
@@ -261,6 +297,7 @@ COMMANDS = {
     "predict": (_add_predict, _run_predict),
     "bench": (_add_bench, _run_bench),
     "model-card": (_add_model_card, _run_model_card),
+    "ablate": (_add_ablate, _run_ablate),
     "split": (_add_split, _run_split),
     "scan": (_add_scan, _run_scan),
 }

@@ -63,12 +63,13 @@ def test_evaluate_writes_the_documented_keys(demo_dir, tmp_path, tiny_models_dir
 def test_bench_writes_the_documented_keys(demo_dir, tmp_path, tiny_models_dir):
     out = tmp_path / "bench.json"
     assert main(["bench", "--data", str(demo_dir), "--models-dir", str(tiny_models_dir), "--out", str(out),
-                 "--max-patients", "2"]) == 0
+                 "--max-patients", "2", "--repeats", "2", "--reference-size", "64"]) == 0
     result = json.loads(out.read_text())
-    assert result["n_patients"] == 2
-    for key in ("ms_per_slice", "model_load_seconds", "peak_rss_mb"):
+    assert result["n_patients"] == 2 and result["reference"]["input_size"] == 64
+    for key in ("ms_per_slice", "model_load_seconds", "model_load_seconds_cold", "peak_rss_mb", "reference_seconds"):
         assert result[key] > 0
-    assert result["patient_seconds"]["median"] > 0
+    assert result["patient_over_reference"] == pytest.approx(
+        result["patient_seconds"]["median"] / result["reference_seconds"])
 
 
 def test_predict_writes_masks_and_csv(demo_dir, tmp_path, tiny_models_dir):
@@ -85,7 +86,8 @@ def test_predict_writes_masks_and_csv(demo_dir, tmp_path, tiny_models_dir):
 
 
 def test_help_for_every_command(capsys):
-    for command in ("train", "evaluate", "operating-point", "predict", "bench", "split", "scan"):
+    for command in ("train", "evaluate", "operating-point", "calibrate", "predict", "bench", "model-card", "split",
+                    "scan"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
@@ -102,3 +104,65 @@ def test_predict_writes_only_inside_the_output_folder(demo_dir, tmp_path, tiny_m
     assert main(["predict", str(inputs), "--models-dir", str(tiny_models_dir), "--out", str(out)]) == 0
     written = set(tmp_path.rglob("*")) - before
     assert written and all(out in p.parents or p in (out, out.parent) for p in written)
+
+
+@pytest.fixture
+def tiny_models_with_split(tmp_path, tiny_models_dir, demo_dir):
+    """A writable copy of the tiny models with a split of the 4 demo patients: 2 val, 2 test."""
+    import shutil
+
+    from brainseg.core.data import scan_dataset
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, folder)
+    patients = sorted(scan_dataset(demo_dir)["patient_id"].unique())
+    (folder / "split.json").write_text(json.dumps({"train": [], "val": patients[:2], "test": patients[2:]}))
+    return folder
+
+
+def _run(argv, models):
+    return main([*argv, "--models-dir", str(models), "--split-file", str(models / "split.json")])
+
+
+def test_operating_point_is_chosen_on_val_and_refuses_test(demo_dir, tiny_models_with_split, capsys):
+    models = tiny_models_with_split
+    assert _run(["operating-point", "--data", str(demo_dir), "--split", "test"], models) == 2
+    assert "never on 'test'" in capsys.readouterr().err
+    assert _run(["operating-point", "--data", str(demo_dir), "--target-sensitivity", "0.9"], models) == 0
+    point = json.loads((models / "operating_point.json").read_text())
+    assert point["chosen_on"]["split"] == "val" and point["chosen_on"]["n_patients"] == 2
+    assert point["at_threshold_on_that_split"]["sensitivity"] >= 0.9
+    assert point["threshold"] == round(point["threshold"], 6)
+    assert point["mask_threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7) and len(point["postprocessing_grid"]) == 25
+    from brainseg.inference.cascade import Cascade
+
+    cascade = Cascade.from_dir(models)  # the cascade applies what was chosen
+    assert (cascade.default_threshold, cascade.mask_threshold, cascade.min_component_pixels) == (
+        point["threshold"], point["mask_threshold"], point["min_component_pixels"])
+
+
+def test_calibrate_fits_on_val_and_refuses_test(demo_dir, tiny_models_with_split, capsys):
+    models = tiny_models_with_split
+    assert _run(["calibrate", "--data", str(demo_dir), "--split", "test"], models) == 2
+    assert "never on 'test'" in capsys.readouterr().err
+    assert _run(["calibrate", "--data", str(demo_dir)], models) == 0
+    record = json.loads((models / "calibration.json").read_text())
+    assert record["temperature"] > 0 and record["fitted_on"]["split"] == "val"
+    assert record["fitted_on"]["ece_after"] <= record["fitted_on"]["ece_before"] + 1e-9
+
+
+def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split, tmp_path):
+    models = tiny_models_with_split
+    assert _run(["operating-point", "--data", str(demo_dir), "--no-postprocessing"], models) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start (written by brainseg model-card) -->\nold\n<!-- results:end -->\ntail\n")
+    assert main(["model-card", "--data", str(demo_dir), "--models-dir", str(models), "--readme", str(readme),
+                 "--bench-patients", "1", "--reference-size", "64", "--no-train-steps"]) == 0
+    card = json.loads((models / "model_card.json").read_text())
+    assert card["test"]["n_patients"] == 2 and card["demo_cases"]["n_patients"] == 4
+    text = (models / "MODEL_CARD.md").read_text()
+    assert f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in text
+    assert card["operating_point"]["chosen_on"]["split"] == "val" and "'val' split" in text
+    updated = readme.read_text()
+    assert "old" not in updated and updated.endswith("tail\n")
+    assert f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in updated

@@ -113,6 +113,23 @@ def tumor_called(passed_gate: np.ndarray, mask_pixels: np.ndarray) -> np.ndarray
     return np.asarray(passed_gate, bool) & (np.asarray(mask_pixels) > 0)
 
 
+SLICE_SCORES = ("classifier", "classifier+segmenter")
+
+
+def slice_scores(probabilities: np.ndarray, maps: np.ndarray, kind: str = "classifier") -> np.ndarray:
+    """The per-slice score the gate thresholds.
+
+    ``classifier``: the classifier's P(tumor). ``classifier+segmenter``: the mean of that and the
+    segmenter's highest pixel probability on the slice, so that either model's strong evidence counts.
+    """
+    if kind == "classifier":
+        return np.asarray(probabilities, np.float32)
+    if kind == "classifier+segmenter":
+        peak = maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0, np.float32)
+        return ((np.asarray(probabilities, np.float32) + peak) / 2).astype(np.float32)
+    raise ValueError(f"unknown slice score {kind!r}; choose one of {SLICE_SCORES}")
+
+
 def remove_small_components(masks: np.ndarray, min_pixels: int) -> np.ndarray:
     """(N, H, W) bool masks without the 8-connected 2-D components smaller than ``min_pixels``.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from brainseg.core.data import load_dataset, scan_dataset
 from brainseg.core.split import PARTS, load_split, select_part
-from brainseg.evaluation.bench import bench, train_step_seconds
+from brainseg.evaluation.bench import bench
 from brainseg.evaluation.calibration import load_temperature
 from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade
@@ -45,7 +45,8 @@ def _strip(report: dict) -> dict:
     return slim
 
 
-def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = True) -> dict:
+def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = True, bench_patients: int = 14,
+                 reference_size: int = 256, train_steps: bool = True) -> dict:
     """Every figure of the card: test-split and demo-case evaluations, the benchmark, the records beside the weights.
 
     This is the only step that runs models; rendering and writing only read the returned dict.
@@ -57,9 +58,13 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
     temperature = load_temperature(models_dir)
     test_report = evaluate(cascade, select_part(manifest, split, "test"), progress=progress, temperature=temperature)
     demo_report = evaluate(cascade, scan_dataset(DEMO_DIR), progress=progress)
-    speed = bench(models_dir, select_part(manifest, split, "test"), max_patients=14)
-    speed["train_step_seconds"] = {f"{model} {name}": train_step_seconds(model, name)
-                                   for model in ("classifier", "segmenter") for name in ("seed", "cpu")}
+    speed = bench(models_dir, select_part(manifest, split, "test"), max_patients=bench_patients,
+                  reference_size=reference_size)
+    if train_steps:
+        from brainseg.training.step_time import train_step_seconds
+
+        speed["train_step_seconds"] = {f"{model} {name}": train_step_seconds(model, name)
+                                       for model in ("classifier", "segmenter") for name in ("seed", "cpu")}
     split_table = {}
     for part in PARTS:
         rows = manifest[manifest["patient_id"].isin(split[part])]
@@ -155,6 +160,35 @@ def results_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def ablation_markdown(ablation: dict) -> list[str]:
+    """The ablation as a table: one row per variant, the baseline first, deltas in mean Dice per volume."""
+    variants = ablation["variants"]
+    base = variants.get("baseline", {}).get("cascade_dice_per_volume", {}).get("mean", float("nan"))
+    lines = [
+        f"Validation split: {ablation['n_patients']} patients, {ablation['n_slices']} slices "
+        f"({ablation['n_tumor_slices']} with tumor). Each row changes one thing; its gate threshold is set on these "
+        f"patients for slice sensitivity {ablation['target_sensitivity']} (so sensitivity is by construction), and "
+        "its specificity, AUC and Dice are compared at that point.",
+        "",
+        "| variant | change | cascade Dice/vol mean (Δ) | median | segmenter alone | AUC | spec. at sens. "
+        f"{ablation['target_sensitivity']} | cascade slice sens. / spec. | predicted / true px |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in variants.items():
+        if "status" in row:
+            lines.append(f"| {name} | {row['change']} | {row['status']} | | | | | | |")
+            continue
+        dice = row["cascade_dice_per_volume"]
+        delta = "" if name == "baseline" else f" ({dice['mean'] - base:+.3f})"
+        lines.append(
+            f"| {name} | {row['change']} | {_f(dice['mean'])}{delta} | {_f(dice['median'])} | "
+            f"{_f(row['segmenter_dice_per_volume_mean'])} | {_f(row['roc_auc'], 4)} | "
+            f"{_f(row['gate_at_target']['specificity'])} | {_f(row['cascade_slice_decisions']['sensitivity'])} / "
+            f"{_f(row['cascade_slice_decisions']['specificity'])} | "
+            f"{_f(row['predicted_over_true_pixels_on_tumor_slices'], 2)} |")
+    return lines
 
 
 def _rounded(value, digits: int = 3):

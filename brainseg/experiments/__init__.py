@@ -1,0 +1,1 @@
+"""Experiments that both train and evaluate: the recorded ablation behind the shipped recipe."""
