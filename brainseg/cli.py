@@ -151,6 +151,9 @@ def _add_operating_point(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-sensitivity", type=float, default=0.97)
     p.add_argument("--no-postprocessing", action="store_true",
                    help="keep the mask cut at 0.5 and no small-component removal")
+    p.add_argument("--slice-score", choices=["classifier", "classifier+segmenter"], default="classifier+segmenter",
+                   help="what the gate thresholds: the classifier's P(tumor), or its mean with the segmenter's peak "
+                        "pixel probability (default; chosen by the ablation)")
 
 
 def _validation_outputs(args: argparse.Namespace, what: str):
@@ -169,7 +172,7 @@ def _run_operating_point(args: argparse.Namespace) -> int:
 
     outputs, chosen_on = _validation_outputs(args, "the operating point")
     point = choose_operating_point(outputs, args.target_sensitivity, chosen_on,
-                                   tune_postprocessing=not args.no_postprocessing)
+                                   tune_postprocessing=not args.no_postprocessing, slice_score=args.slice_score)
     save_operating_point(point, args.models_dir)
     print(json.dumps({k: v for k, v in point.items() if k != "postprocessing_grid"}, indent=2, default=float))
     return 0
@@ -184,7 +187,11 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from brainseg.evaluation.calibration import calibrate
 
     outputs, chosen_on = _validation_outputs(args, "the temperature")
-    record = calibrate(outputs.labels, outputs.probabilities, chosen_on, args.models_dir)
+    from brainseg.inference.cascade import read_operating_point
+
+    slice_score = read_operating_point(args.models_dir).get("slice_score", "classifier")
+    record = calibrate(outputs.labels, outputs.scores(slice_score), {**chosen_on, "slice_score": slice_score},
+                       args.models_dir)
     print(json.dumps(record, indent=2))
     return 0
 

@@ -77,7 +77,10 @@ decisions = result.decisions(threshold)
 called = bool(decisions[i])
 gate_note = decision_note(probability, threshold, called)
 cols = st.columns(5)
-cols[0].metric("P(tumor)", f"{probability:.3f}", help="classifier probability for this slice")
+cols[0].metric("Slice score", f"{probability:.3f}", f"classifier P {result.classifier_probabilities[i]:.3f}",
+               delta_color="off", help="What the threshold gates: "
+               + ("the mean of the classifier's P(tumor) and the segmenter's peak pixel probability"
+                  if result.slice_score == "classifier+segmenter" else "the classifier's P(tumor)"))
 cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor", gate_note, delta_color="off",
                help="A slice over the threshold whose predicted mask is empty is reported as no tumor.")
 cols[2].metric("Ground-truth area", f"{int(truth[i].sum())} px")

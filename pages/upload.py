@@ -69,7 +69,7 @@ if item.out_of_distribution:
     st.warning(f"{item.name}: outside the training distribution — {item.out_of_distribution}")
 base = channel_view(item.image, view)
 called = bool(table["tumor_called"].iloc[choice])
-st.metric(f"P(tumor) — decision at {threshold:.3f}", f"{result.probabilities[choice]:.3f}",
+st.metric(f"Slice score — decision at {threshold:.3f}", f"{result.probabilities[choice]:.3f}",
           ("tumor" if called else "no tumor") + (" (outside training distribution)" if item.out_of_distribution
                                                   else ""), delta_color="off")
 left, right = st.columns(2)

@@ -38,7 +38,7 @@ def _threshold_slider(at: AppTest):
 def test_patients_page_shows_a_demo_patient_with_the_notice(app):
     assert any("Research use only" in w.value for w in app.sidebar.warning)
     labels = [m.label for m in app.metric]
-    assert "P(tumor)" in labels and "Dice per volume" in labels
+    assert "Slice score" in labels and "Dice per volume" in labels
     assert app.selectbox(key="patient_id").value == "TCGA_CS_6669"
     assert len(app.selectbox(key="patient_id").options) == 4
     assert len(app.get("image")) >= 5  # three overlays, the difference view and the plain slice

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from bad_inputs import make_corpus
 from conftest import DEMO_DIR, ROOT
@@ -20,6 +21,12 @@ def test_corpus_has_at_least_30_kinds():
     assert len({case.kind for case in CORPUS}) >= 30
 
 
+def test_every_note_case_names_its_note():
+    # an empty expected note is in every note list: such a case could never fail
+    assert [c.kind for c in CORPUS if c.outcome == "note" and not c.expect] == []
+    assert {c.outcome for c in CORPUS} <= {"refused", "note", "clean"}
+
+
 @pytest.mark.parametrize("case", CORPUS, ids=[c.kind for c in CORPUS])
 def test_library_message_and_valid_companion_survives(case):
     slices, refused = pair_uploads([*case.files, GOOD])
@@ -33,8 +40,15 @@ def test_library_message_and_valid_companion_survives(case):
     else:
         assert not [r for r in refused if r[0] == case.subject], refused
         item = next(s for s in slices if s.name == case.subject)
-        assert item.image.shape == (256, 256, 3)
-        assert case.expect in " ".join(item.notes)
+        assert item.image.shape == (256, 256, 3) and item.image.dtype == np.uint8
+        if case.outcome == "clean":
+            assert item.notes == []
+        else:
+            assert case.expect in " ".join(item.notes), item.notes
+        if case.out_of_distribution is not None:
+            assert (item.out_of_distribution is not None) == case.out_of_distribution, item.out_of_distribution
+        if len(case.files) > 1 and not refused:  # a slice with its mask: the mask is paired
+            assert item.mask is not None and item.mask.shape == (256, 256)
 
 
 def test_file_names_never_carry_folders():

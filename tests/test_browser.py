@@ -128,7 +128,7 @@ def test_every_page_threshold_and_uploads(server, page, tmp_path):
     body = page.inner_text("body")
     assert "not_an_image.png" in body and "not a TIFF, PNG or JPEG" in body
     assert "Ground truth (red) and prediction (green)" in body  # the slice was paired with its mask
-    assert "P(tumor) — decision at" in body
+    assert "Slice score — decision at" in body
     assert page.get_by_text("Download probabilities (CSV)").count() == 1
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "upload.png"), full_page=True)

@@ -86,12 +86,12 @@ async def _session(browser, url: str, k: int, expected: dict, deadline: float, l
             await page.goto(f"{url}/upload")
             await page.wait_for_selector(IDLE, timeout=120_000)
             await page.locator("input[type='file']").set_input_files(str(UPLOAD))
-            await page.get_by_text("P(tumor) — decision at").wait_for(timeout=120_000)
+            await page.get_by_text("Slice score — decision at").wait_for(timeout=120_000)
         await page.wait_for_selector(IDLE, timeout=120_000)
         log.append({"session": k, "action": action, "seconds": time.perf_counter() - start})
 
         if action == "upload":
-            shown = float(await _metric_value(page, "P(tumor) — decision at"))
+            shown = float(await _metric_value(page, "Slice score — decision at"))
             want = expected[("TCGA_HT_7855", 9)]
             assert abs(shown - want) < 1.5e-3, (k, shown, want)
             await page.goto(url)
@@ -100,7 +100,7 @@ async def _session(browser, url: str, k: int, expected: dict, deadline: float, l
             continue
         # What this session sees must be this session's own state, computed right.
         patient, slice_number = await _showing(page)
-        shown = float(await _metric_value(page, "P(tumor)"))
+        shown = float(await _metric_value(page, "Slice score"))
         assert abs(shown - expected[(patient, slice_number)]) < 1.5e-3, (k, patient, slice_number, shown)
         threshold = await sidebar_slider.get_attribute("aria-valuetext")
         assert await page.get_by_text(f"Decision at {threshold}").count() == 1, (k, threshold)

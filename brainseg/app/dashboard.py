@@ -7,6 +7,9 @@ page reads and writes the same values.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -28,8 +31,15 @@ def models_dir():
 
 @st.cache_resource(show_spinner="Loading models…")
 def get_cascade(models_path: str) -> Cascade:
-    """One cascade per process, shared by every session (the models are never copied per user)."""
-    return Cascade.from_dir(models_path)
+    """One cascade per process, shared by every session (the models are never copied per user).
+
+    Each load prints one ``brainseg: models loaded`` line with the process id and the object's id, so the
+    server log shows how many model copies a process ever made (the concurrency test counts them).
+    """
+    cascade = Cascade.from_dir(models_path)
+    print(f"brainseg: models loaded in process {os.getpid()} as object {id(cascade)} from {models_path}",
+          file=sys.stderr, flush=True)
+    return cascade
 
 
 @st.cache_data(show_spinner="Scanning the dataset folder…")

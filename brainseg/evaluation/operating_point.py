@@ -56,12 +56,13 @@ class ValidationOutputs:
     def labels(self) -> np.ndarray:
         return np.concatenate([t.any(axis=(1, 2)) for t in self.truths])
 
-    @property
-    def probabilities(self) -> np.ndarray:
-        return np.concatenate([r.probabilities for r in self.results])
+    def scores(self, slice_score: str = "classifier") -> np.ndarray:
+        return np.concatenate([r.probabilities for r in self.with_postprocessing(0.5, 0, slice_score)])
 
-    def with_postprocessing(self, mask_threshold: float, min_component_pixels: int) -> list[CascadeResult]:
-        return [CascadeResult(r.probabilities, r.maps, mask_threshold, min_component_pixels) for r in self.results]
+    def with_postprocessing(self, mask_threshold: float, min_component_pixels: int,
+                            slice_score: str = "classifier") -> list[CascadeResult]:
+        return [CascadeResult(r.classifier_probabilities, r.maps, mask_threshold, min_component_pixels, slice_score)
+                for r in self.results]
 
     def dice_per_volume(self, results: Sequence[CascadeResult], threshold: float) -> list[float]:
         return [metrics.dice(r.masks(threshold), t) for r, t in zip(results, self.truths, strict=True)]
@@ -83,7 +84,7 @@ def collect_outputs(cascade: Cascade, manifest: pd.DataFrame, progress: bool = F
     return ValidationOutputs(ids, truths, results)
 
 
-def choose_postprocessing(outputs: ValidationOutputs, threshold: float,
+def choose_postprocessing(outputs: ValidationOutputs, threshold: float, slice_score: str = "classifier",
                           mask_thresholds: Sequence[float] = MASK_THRESHOLDS,
                           min_components: Sequence[int] = MIN_COMPONENT_PIXELS) -> tuple[float, int, list[dict]]:
     """The (mask cut, min component size) with the best mean validation Dice per volume, and the whole grid.
@@ -92,7 +93,7 @@ def choose_postprocessing(outputs: ValidationOutputs, threshold: float,
     """
     grid = []
     for cut, min_pixels in itertools.product(mask_thresholds, min_components):
-        dice = outputs.dice_per_volume(outputs.with_postprocessing(cut, min_pixels), threshold)
+        dice = outputs.dice_per_volume(outputs.with_postprocessing(cut, min_pixels, slice_score), threshold)
         grid.append({"mask_threshold": cut, "min_component_pixels": min_pixels,
                      "dice_per_volume_mean": float(np.mean(dice))})
     best = max(grid, key=lambda g: (round(g["dice_per_volume_mean"], 6), g["mask_threshold"] == 0.5,
@@ -101,22 +102,23 @@ def choose_postprocessing(outputs: ValidationOutputs, threshold: float,
 
 
 def choose_operating_point(outputs: ValidationOutputs, target_sensitivity: float, chosen_on: dict,
-                           tune_postprocessing: bool = True) -> dict:
+                           tune_postprocessing: bool = True, slice_score: str = "classifier") -> dict:
     """The operating point record (see the module docstring), with its figures on the split it was chosen on."""
-    labels, scores = outputs.labels, outputs.probabilities
+    labels, scores = outputs.labels, outputs.scores(slice_score)
     threshold = floor_decimals(metrics.threshold_for_sensitivity(labels, scores, target_sensitivity))
     mask_threshold, min_pixels, grid = 0.5, 0, []
     if tune_postprocessing:
-        mask_threshold, min_pixels, grid = choose_postprocessing(outputs, threshold)
-    results = outputs.with_postprocessing(mask_threshold, min_pixels)
+        mask_threshold, min_pixels, grid = choose_postprocessing(outputs, threshold, slice_score)
+    results = outputs.with_postprocessing(mask_threshold, min_pixels, slice_score)
     decisions = np.concatenate([r.decisions(threshold) for r in results])
     return {
         "threshold": threshold,
         "mask_threshold": mask_threshold,
         "min_component_pixels": min_pixels,
-        "rule": f"gate: highest threshold reaching slice sensitivity >= {target_sensitivity} on the "
-                f"'{chosen_on['split']}' split (rounded down); mask cut and small-component removal: best mean "
-                "cascade Dice per volume there at that gate",
+        "slice_score": slice_score,
+        "rule": f"gate on the '{slice_score}' slice score: highest threshold reaching slice sensitivity >= "
+                f"{target_sensitivity} on the '{chosen_on['split']}' split (rounded down); mask cut and "
+                "small-component removal: best mean cascade Dice per volume there at that gate",
         "target_sensitivity": target_sensitivity,
         "chosen_on": chosen_on,
         "at_threshold_on_that_split": metrics.classification_at(labels, scores >= threshold),

@@ -23,7 +23,7 @@ from brainseg.core import metrics
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.preprocess import InputSpec, resize_images, upsample_maps
 from brainseg.core.split import load_split, select_part
-from brainseg.inference.cascade import CascadeResult, LoadedModel, load_model, slice_scores
+from brainseg.inference.cascade import CascadeResult, LoadedModel, load_model
 
 INFERENCE_DEFAULTS = {"mask_threshold": 0.5, "min_component_pixels": 0, "mirror_tta": False,
                       "slice_score": "classifier"}
@@ -134,8 +134,8 @@ def score_variant(patients: list[str], truths: list[np.ndarray], classifier: Mod
                   segmenter: ModelOutputs, settings: dict, target_sensitivity: float) -> dict:
     """Validation figures of one variant, with its own threshold for the target sensitivity."""
     tta = bool(settings["mirror_tta"])
-    results = [CascadeResult(slice_scores(p, m, settings["slice_score"]), m, settings["mask_threshold"],
-                             int(settings["min_component_pixels"]))
+    results = [CascadeResult(p, m, settings["mask_threshold"], int(settings["min_component_pixels"]),
+                             settings["slice_score"])
                for p, m in zip(classifier.get(tta), segmenter.get(tta), strict=True)]
     labels = np.concatenate([t.any(axis=(1, 2)) for t in truths])
     scores = np.concatenate([r.probabilities for r in results])

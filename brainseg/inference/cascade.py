@@ -154,19 +154,30 @@ def remove_small_components(masks: np.ndarray, min_pixels: int) -> np.ndarray:
 class CascadeResult:
     """Stored outputs for N slices; thresholds gate them without re-running any model.
 
-    ``probabilities``: (N,) classifier P(tumor); ``maps``: (N, H, W) segmenter P(tumor pixel) at the
-    slices' own size (float32: a float16 copy can round a pixel just under the cut up onto it).
-    ``mask_threshold`` and ``min_component_pixels`` (the per-pixel cut and small-component removal,
-    chosen on validation and stored in ``operating_point.json``) turn maps into masks.
+    ``classifier_probabilities``: (N,) classifier P(tumor); ``maps``: (N, H, W) segmenter P(tumor pixel)
+    at the slices' own size (float32: a float16 copy can round a pixel just under the cut up onto it).
+    ``mask_threshold`` and ``min_component_pixels`` (the per-pixel cut and small-component removal)
+    turn maps into masks; ``slice_score`` says what the gate thresholds (see ``slice_scores``). All three
+    are chosen on validation and stored in ``operating_point.json``.
     """
 
-    probabilities: np.ndarray
+    classifier_probabilities: np.ndarray
     maps: np.ndarray
     mask_threshold: float = MASK_THRESHOLD
     min_component_pixels: int = 0
+    slice_score: str = "classifier"
 
     def __len__(self) -> int:
-        return len(self.probabilities)
+        return len(self.classifier_probabilities)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """(N,) the slice score the gate thresholds (the classifier's P(tumor) unless combined)."""
+        cached = self.__dict__.get("_scores")
+        if cached is None:
+            cached = slice_scores(self.classifier_probabilities, self.maps, self.slice_score)
+            self.__dict__["_scores"] = cached
+        return cached
 
     def segmenter_masks(self) -> np.ndarray:
         """(N, H, W) bool: the segmenter alone, without the classifier gate (computed once, then reused)."""
@@ -197,7 +208,7 @@ class Cascade:
 
     def __init__(self, classifier: LoadedModel, segmenter: LoadedModel, batch_size: int = 16,
                  default_threshold: float = DEFAULT_THRESHOLD, mask_threshold: float = MASK_THRESHOLD,
-                 min_component_pixels: int = 0) -> None:
+                 min_component_pixels: int = 0, slice_score: str = "classifier") -> None:
         if classifier.role != "classifier" or segmenter.role != "segmenter":
             raise ValueError("Cascade(classifier, segmenter): models passed in the wrong order")
         if batch_size < 1:
@@ -208,6 +219,9 @@ class Cascade:
         self.default_threshold = default_threshold
         self.mask_threshold = mask_threshold
         self.min_component_pixels = min_component_pixels
+        if slice_score not in SLICE_SCORES:
+            raise ValueError(f"unknown slice score {slice_score!r}; choose one of {SLICE_SCORES}")
+        self.slice_score = slice_score
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, batch_size: int = 16) -> Cascade:
@@ -217,7 +231,8 @@ class Cascade:
         return cls(load_model(models_dir / "classifier.keras", "classifier"),
                    load_model(models_dir / "segmenter.keras", "segmenter"), batch_size,
                    float(point.get("threshold", DEFAULT_THRESHOLD)),
-                   float(point.get("mask_threshold", MASK_THRESHOLD)), int(point.get("min_component_pixels", 0)))
+                   float(point.get("mask_threshold", MASK_THRESHOLD)), int(point.get("min_component_pixels", 0)),
+                   str(point.get("slice_score", "classifier")))
 
     def predict(self, images: np.ndarray) -> CascadeResult:
         """Run both models on (N, H, W, 3) uint8 slices, ``batch_size`` at a time."""
@@ -233,7 +248,7 @@ class Cascade:
             probabilities[start:stop] = self.classifier.infer(resize_images(batch, self.classifier.spec.size))[:, 0]
             maps[start:stop] = upsample_maps(self.segmenter.infer(resize_images(batch, self.segmenter.spec.size)),
                                              height, width)
-        return CascadeResult(probabilities, maps, self.mask_threshold, self.min_component_pixels)
+        return CascadeResult(probabilities, maps, self.mask_threshold, self.min_component_pixels, self.slice_score)
 
 
 def read_operating_point(models_dir: str | Path) -> dict:

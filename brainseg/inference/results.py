@@ -1,7 +1,8 @@
 """The one per-slice results table: what the Upload page shows, `brainseg predict` writes and exports hold.
 
 Columns (``SLICE_RESULT_COLUMNS``), whatever the caller:
-``file`` (the slice's file name), ``tumor_probability`` (classifier), ``threshold``, ``passed_gate``,
+``file`` (the slice's file name), ``classifier_probability``, ``slice_score`` (what the gate thresholds:
+the classifier's probability, or combined with the segmenter's evidence), ``threshold``, ``passed_gate``,
 ``tumor_called`` (the cascade's decision: gate and non-empty mask), ``predicted_tumor_pixels``,
 ``true_tumor_pixels``, ``dice`` and ``iou`` (empty where no mask was given; 1.0 when both masks are empty),
 ``notes`` (conversions applied to the input) and ``out_of_distribution`` (why the input is unlike the
@@ -18,7 +19,7 @@ import pandas as pd
 from brainseg.core import metrics
 from brainseg.inference.cascade import CascadeResult
 
-SLICE_RESULT_COLUMNS = ("file", "tumor_probability", "threshold", "passed_gate", "tumor_called",
+SLICE_RESULT_COLUMNS = ("file", "classifier_probability", "slice_score", "threshold", "passed_gate", "tumor_called",
                         "predicted_tumor_pixels", "true_tumor_pixels", "dice", "iou", "notes",
                         "out_of_distribution")
 
@@ -41,7 +42,8 @@ def slice_results(
     iou = [None if t is None else round(metrics.iou(m, t), 5) for m, t in zip(masks, truths, strict=True)]
     table = pd.DataFrame({
         "file": list(files),
-        "tumor_probability": np.round(result.probabilities.astype(float), 5),
+        "classifier_probability": np.round(result.classifier_probabilities.astype(float), 5),
+        "slice_score": np.round(result.probabilities.astype(float), 5),
         "threshold": float(threshold),
         "passed_gate": result.gate(threshold),
         "tumor_called": result.decisions(threshold),

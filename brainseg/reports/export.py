@@ -83,10 +83,10 @@ def _burden_png(slices, truth_area, predicted_area, probabilities, threshold) ->
     ax.set_xlabel("slice")
     ax.set_ylabel("tumor pixels")
     second = ax.twinx()
-    second.plot(slices, probabilities, color="#333", marker=".", label="P(tumor)")
+    second.plot(slices, probabilities, color="#333", marker=".", label="slice score")
     second.axhline(threshold, color="#ff7f0e", linestyle="--", label=f"threshold {threshold:.3f}")
     second.set_ylim(0, 1.02)
-    second.set_ylabel("P(tumor)")
+    second.set_ylabel("slice score")
     handles = ax.get_legend_handles_labels()[0] + second.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper left", ncols=4)
     fig.tight_layout()
@@ -111,7 +111,7 @@ def case_report_html(patient_id: str, files: list[str], slices: np.ndarray, imag
             tiles.append(("difference (TP yellow, FP blue, FN magenta)", difference_view(base, masks[i], truth[i])))
         cells = "".join(f'<figure><img src="{_png_data_uri(t)}"><figcaption>{html.escape(c)}</figcaption></figure>'
                         for c, t in tiles)
-        rows.append(f"<h3>Slice {slices[i]} — P(tumor) {probabilities[i]:.3f}</h3><div class='row'>{cells}</div>")
+        rows.append(f"<h3>Slice {slices[i]} — slice score {probabilities[i]:.3f}</h3><div class='row'>{cells}</div>")
     summary = [f"<li>Slices: {len(slices)}; called tumor at threshold {threshold:.3f}: "
                f"{int(table['tumor_called'].sum())}</li>"]
     if truth is not None:

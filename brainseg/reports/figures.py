@@ -22,7 +22,7 @@ def burden_strip(slices: np.ndarray, truth_pixels: np.ndarray, predicted_pixels:
     fig.add_bar(x=slices, y=truth_pixels, name="ground-truth area", marker_color=_rgb(TRUTH_COLOR), opacity=0.75)
     fig.add_bar(x=slices, y=predicted_pixels, name="predicted area", marker_color=_rgb(PREDICTION_COLOR),
                 opacity=0.75)
-    fig.add_scatter(x=slices, y=probabilities, name="P(tumor)", mode="lines+markers", line={"color": "#333"},
+    fig.add_scatter(x=slices, y=probabilities, name="slice score", mode="lines+markers", line={"color": "#333"},
                     secondary_y=True)
     fig.add_scatter(x=[slices.min() - 0.5, slices.max() + 0.5], y=[threshold, threshold], mode="lines",
                     name=f"threshold {threshold:.3f}", line={"color": "#ff7f0e", "dash": "dash"}, secondary_y=True)
@@ -32,7 +32,7 @@ def burden_strip(slices: np.ndarray, truth_pixels: np.ndarray, predicted_pixels:
                       legend={"orientation": "h", "y": -0.3}, clickmode="event+select")
     fig.update_xaxes(title_text="slice")
     fig.update_yaxes(title_text="tumor pixels", secondary_y=False)
-    fig.update_yaxes(title_text="P(tumor)", range=[0, 1.02], tickvals=[0, 0.25, 0.5, 0.75, 1.0], showgrid=False,
+    fig.update_yaxes(title_text="slice score", range=[0, 1.02], tickvals=[0, 0.25, 0.5, 0.75, 1.0], showgrid=False,
                      secondary_y=True)
     return fig
 
@@ -108,7 +108,7 @@ def reliability_figure(labels: np.ndarray, probabilities: np.ndarray, n_bins: in
     fig = go.Figure()
     fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="classifier")
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#aaa"}, name="perfect")
-    fig.update_layout(title="Reliability", xaxis_title="mean predicted P(tumor)", yaxis_title="observed tumor share",
+    fig.update_layout(title="Reliability", xaxis_title="mean slice score", yaxis_title="observed tumor share",
                       height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
