@@ -277,7 +277,7 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
 
 def _run_ablate(args: argparse.Namespace) -> int:
     from brainseg.experiments.ablation import load_plan, run_ablation
-    from brainseg.reports.model_card import ablation_markdown
+    from brainseg.reports.card_markdown import ablation_markdown
 
     try:
         plan = load_plan(args.plan)

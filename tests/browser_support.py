@@ -17,7 +17,18 @@ from conftest import DEMO_DIR, ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the last script run has finished
+MAIN = "[data-testid='stMain']"
+SIDEBAR = "[data-testid='stSidebar']"
+
+# Timeouts sized for a machine about 3x slower than the development box (2 loaded cores), with 8 sessions
+# at once: a page load there (static bundle, websocket, first script run with the model load) can take
+# minutes. Set them on every context and page: Playwright's 30 s default is far too short for that.
+PAGE_LOAD_MS = 180_000  # page.goto and the first complete script run after it
+ACTION_MS = 180_000  # one rerun after a click, key press or upload (cascade inference on CPU included)
+
+# One line per model load, printed by brainseg.app.dashboard.get_cascade to the server's stderr.
+MODEL_LOAD_LINE = re.compile(r"^brainseg: models loaded in process (\d+) as object (\d+) from (.+)$", re.MULTILINE)
 
 
 def require_chromium() -> None:
@@ -26,6 +37,17 @@ def require_chromium() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{CHROMIUM} is missing: .ci/run should have installed Debian's chromium", pytrace=False)
     pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def configure_timeouts(target) -> None:
+    """Default timeouts for a Playwright context or page (sync or async API: both setters are plain calls)."""
+    target.set_default_timeout(ACTION_MS)
+    target.set_default_navigation_timeout(PAGE_LOAD_MS)
+
+
+def model_loads(server_log: str) -> list[tuple[int, int, str]]:
+    """(pid, object id, models path) of every ``brainseg: models loaded`` line in a server log."""
+    return [(int(pid), int(obj), path.strip()) for pid, obj, path in MODEL_LOAD_LINE.findall(server_log)]
 
 
 def _free_port() -> int:
@@ -46,7 +68,7 @@ def streamlit_server(log_path: Path):
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + PAGE_LOAD_MS / 1000
     while True:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
@@ -60,7 +82,11 @@ def streamlit_server(log_path: Path):
         yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     server_log = log_path.read_text()
     streamlit_error = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ (ERROR|CRITICAL)|Traceback|Exception")
     problems = [i for i, line in enumerate(server_log.splitlines()) if streamlit_error.search(line)]

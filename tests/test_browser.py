@@ -1,21 +1,53 @@
 """Real-browser test: Debian Chromium driven by Playwright against `streamlit run app.py` on 127.0.0.1.
 
-Opens every page, moves the threshold, uploads a real slice and a bad file, and saves screenshots
-to test-artifacts/screenshots/. Skipped (or, under CI, failed) when /usr/bin/chromium is missing.
+Opens every page, moves the threshold, uploads a real slice with its mask, a grayscale slice and a bad
+file, and saves screenshots to test-artifacts/screenshots/ (cleared first, so they are this run's).
+Skipped (or, under CI, failed) when /usr/bin/chromium is missing.
+
+Synchronization: after every action the test waits for an element only that action's rerun can draw,
+then for the script run to be over (`IDLE`), then again for each element it reads: never for a fixed time.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 
+import numpy as np
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE, require_chromium, streamlit_server
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    MAIN,
+    SIDEBAR,
+    configure_timeouts,
+    require_chromium,
+    streamlit_server,
+)
 from conftest import DEMO_DIR, ROOT
 
-SHOTS = ROOT / "test-artifacts" / "screenshots"
+ARTIFACTS = ROOT / "test-artifacts"
+SHOTS = ARTIFACTS / "screenshots"
+TIMINGS = ARTIFACTS / "ui_timings.json"
+SCREENSHOTS = ("patients", "review_tools", "volume_3d", "errors", "threshold", "dataset", "model_card", "upload")
+RESULT_COLUMNS = ["file", "classifier_probability", "slice_score", "threshold", "passed_gate", "tumor_called",
+                  "predicted_tumor_pixels", "true_tumor_pixels", "dice", "iou", "notes", "out_of_distribution"]
 require_chromium()
 playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def run_started() -> float:
+    """Delete the screenshots and timings this module writes, so that what the last test finds was written now."""
+    started = time.time()
+    for old in SHOTS.glob("*.png"):
+        old.unlink()
+    TIMINGS.unlink(missing_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return started
 
 
 @pytest.fixture(scope="module")
@@ -26,115 +58,184 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 1100})
-        yield context.new_page()
+        context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+        configure_timeouts(context)
+        page = context.new_page()
+        configure_timeouts(page)
+        yield page
         browser.close()
 
 
-def _settle(page, timeout: float = 120_000) -> None:
-    page.wait_for_selector(IDLE, timeout=timeout)
-    page.wait_for_timeout(300)
-    page.wait_for_selector(IDLE, timeout=timeout)
+def _after(page, *expected) -> None:
+    """Wait out the rerun an action started; ``expected``: locators only that rerun draws.
+
+    The first wait proves the action's own run has begun drawing (IDLE alone can still show the run
+    before it); IDLE then says it finished; the last wait makes sure the elements are still in place.
+    """
+    for locator in expected:
+        locator.first.wait_for()
+    page.wait_for_selector(IDLE)
+    for locator in expected:
+        locator.first.wait_for()
 
 
-def _open(page, url: str) -> None:
+def _drawn(page) -> None:
+    """Wait until the finished run's images have loaded and its Plotly charts are drawn (for screenshots)."""
+    page.wait_for_selector(IDLE)
+    page.wait_for_function("[...document.images].every(img => img.complete && img.naturalWidth > 0)")
+    page.wait_for_function("""[...document.querySelectorAll("[data-testid='stPlotlyChart']")]
+                              .every(chart => chart.querySelector('.main-svg'))""")
+    # Two animation frames: whatever the charts scheduled on load has been painted.
+    page.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+def _open(page, url: str, marker: str) -> None:
     page.goto(url)
-    page.wait_for_selector("[data-testid='stApp']", timeout=120_000)
-    _settle(page)
+    _after(page, page.get_by_text(marker))
+    _drawn(page)
 
 
 def _no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
 
 
+def _metric(page, label: str):
+    return page.locator("[data-testid='stMetric']", has=page.locator("[data-testid='stMetricLabel']",
+                                                                       has_text=label))
+
+
 def test_every_page_threshold_and_uploads(server, page, tmp_path):
     # Timings are recorded for the README (test-artifacts/ui_timings.json), never asserted.
     timings = {}
     start = time.perf_counter()
-    _open(page, server)
-    page.get_by_text("Tumor burden across the patient").wait_for(timeout=120_000)
+    _open(page, server, "Tumor burden across the patient")
     timings["first_patient_view_s (server cold: includes model load)"] = time.perf_counter() - start
     _no_exception(page)
+    sidebar = page.locator(SIDEBAR)
+    assert "Research use only" in sidebar.inner_text()
+    folder = sidebar.get_by_role("combobox", name="Data folder (Kaggle kaggle_3m layout)", exact=True)
+    assert folder.input_value() == "demo cases (shipped)"  # a selectbox now, not a free text input
+    assert _metric(page, "Slice score").count() == 1
+    assert _metric(page, "P(tumor)").count() == 0  # the old label
     page.screenshot(path=str(SHOTS / "patients.png"), full_page=True)
+
     # Clicking a slice's point on the tumor-burden strip jumps there.
-    strip = page.locator("[data-testid='stPlotlyChart']").first
+    strip = page.locator(MAIN).locator("[data-testid='stPlotlyChart']").first
     strip.scroll_into_view_if_needed()
-    box = strip.locator("g.trace.scatter path.point").nth(4).bounding_box()  # slice 5 of the first patient
+    point = strip.locator("g.trace.scatter path.point").nth(4)  # slice 5 of the first patient
+    point.wait_for()
+    box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.get_by_text("Showing TCGA_CS_6669 slice 5 ").wait_for(timeout=60_000)
-    _settle(page)
+    _after(page, page.get_by_text("Showing TCGA_CS_6669 slice 5 "))
     start = time.perf_counter()
     page.get_by_role("button", name="▶").click()
-    _settle(page)
+    _after(page, page.get_by_text("Showing TCGA_CS_6669 slice 6 "))
     timings["next_slice_s"] = time.perf_counter() - start
-    assert "Research use only" in page.inner_text("[data-testid='stSidebar']")
 
     # Move the shared threshold with the keyboard and see the decision label follow it.
-    before = page.get_by_text("Decision at").first.inner_text()
-    thumb = page.locator("[data-testid='stSidebar'] input[type='range']").first
+    before = _metric(page, "Decision at").locator("[data-testid='stMetricLabel']").inner_text()
+    thumb = sidebar.locator("input[type='range']").first
     thumb.focus()
     start = time.perf_counter()
     thumb.press("Home")  # threshold 0: every slice passes the gate
-    page.get_by_text("Decision at 0.000").first.wait_for(timeout=60_000)
-    _settle(page)
+    _after(page, _metric(page, "Decision at 0.000"))
     timings["threshold_change_s"] = time.perf_counter() - start
+    assert "0.000" not in before, before
     start = time.perf_counter()
-    page.locator("[data-testid='stSelectbox']").first.click()
+    page.locator(MAIN).get_by_role("combobox", name="Patient (type to search)", exact=True).click()
     page.keyboard.type("TCGA_HT_7855")
     page.keyboard.press("Enter")
-    page.get_by_text("Showing TCGA_HT_7855 slice").wait_for(timeout=120_000)
-    _settle(page)
+    _after(page, page.get_by_text("Showing TCGA_HT_7855 slice"))
     timings["another_patient_first_view_s"] = time.perf_counter() - start
-    assert before != page.get_by_text("Decision at").first.inner_text()
+    _after(page, _metric(page, "Decision at 0.000"))  # the threshold is the session's, kept across patients
     _no_exception(page)
 
     # Review tools: uncertainty and Grad-CAM overlays, then the 3-D view.
     page.get_by_text("Uncertainty overlay (test-time augmentation)").click()
-    _settle(page)
+    _after(page, page.get_by_text("Uncertainty (std over"))
     page.get_by_text("Grad-CAM overlay (classifier saliency)").click()
-    page.get_by_text("Grad-CAM of P(tumor)").wait_for(timeout=120_000)
-    _settle(page)
+    _after(page, page.get_by_text("Grad-CAM of P(tumor)"), page.get_by_text("Uncertainty (std over"))
     _no_exception(page)
+    _drawn(page)
     page.get_by_text("Review tools").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "review_tools.png"), full_page=True)
-    page.get_by_text("3-D view: ground truth and prediction").click()
+    page.get_by_text("3-D view: ground truth and prediction").click()  # an expander: opens in the browser only
     page.get_by_text("Build the 3-D view").click()
-    _settle(page)
-    volume = page.locator("[data-testid='stPlotlyChart']").last
-    volume.locator(".gl-container canvas").first.wait_for(timeout=60_000)  # WebGL surfaces drawn
+    volume = page.locator("[data-testid='stExpander']", has_text="3-D view").locator("[data-testid='stPlotlyChart']")
+    _after(page, page.get_by_text("Surfaces from the stacked masks"), volume.locator(".gl-container canvas"))
+    _drawn(page)
     volume.scroll_into_view_if_needed()
-    page.wait_for_timeout(1000)
     volume.screenshot(path=str(SHOTS / "volume_3d.png"))
     _no_exception(page)
 
-    for path, marker in (("errors", "Error browser"), ("threshold", "Operating point"),
+    for path, marker in (("errors", "Open in Patients"), ("threshold", "Expected calibration error"),
                          ("dataset", "Patient-level split"), ("model_card", "Intended use")):
-        _open(page, f"{server}/{path}")
-        page.get_by_text(marker).first.wait_for(timeout=120_000)
+        _open(page, f"{server}/{path}", marker)
         _no_exception(page)
         page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
 
-    _open(page, f"{server}/upload")
+    _open(page, f"{server}/upload", "No files yet.")
     bad = tmp_path / "not_an_image.png"
     bad.write_text("<html><script>alert(1)</script></html>")
     slice_path = DEMO_DIR / "TCGA_FG_A4MU_20030903" / "TCGA_FG_A4MU_20030903_20.tif"
     mask_path = slice_path.with_name("TCGA_FG_A4MU_20030903_20_mask.tif")
-    page.locator("input[type='file']").set_input_files([str(slice_path), str(mask_path), str(bad)])
-    page.get_by_text("refused").first.wait_for(timeout=120_000)
-    _settle(page)
-    body = page.inner_text("body")
-    assert "not_an_image.png" in body and "not a TIFF, PNG or JPEG" in body
-    assert "Ground truth (red) and prediction (green)" in body  # the slice was paired with its mask
-    assert "Slice score — decision at" in body
-    assert page.get_by_text("Download probabilities (CSV)").count() == 1
+    gray = tmp_path / "zz_grayscale.png"  # sorts after the TCGA slice, which the page therefore shows first
+    _write_grayscale_png(slice_path, gray)
+    start = time.perf_counter()
+    page.locator("input[type='file']").set_input_files([str(slice_path), str(mask_path), str(bad), str(gray)])
+    refusal = page.locator("[data-testid='stAlert']", has_text="not_an_image.png")
+    outside = page.locator("[data-testid='stAlert']", has_text="outside the training distribution")
+    paired = page.get_by_text("Ground truth (red) and prediction (green)")  # the slice was paired with its mask
+    score = _metric(page, "Slice score — decision at")
+    _after(page, refusal, outside, paired, score)
+    timings["upload_two_slices_s"] = time.perf_counter() - start
+    assert "refused" in refusal.inner_text() and "not a TIFF, PNG or JPEG" in refusal.inner_text()
+    assert "1 slice(s) are outside the training distribution" in outside.first.inner_text()
     _no_exception(page)
+    _drawn(page)
     page.screenshot(path=str(SHOTS / "upload.png"), full_page=True)
-    (SHOTS.parent / "ui_timings.json").write_text(json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2))
+
+    # The results table, as downloaded: the documented columns, one row per usable slice.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the results table (CSV)").click()
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    _after(page, paired, score)  # a download button reruns the page
+    assert list(rows[0]) == RESULT_COLUMNS
+    grid = page.locator(MAIN).locator("[data-testid='stDataFrame'] table[role='grid']")
+    assert grid.get_attribute("aria-colcount") == str(len(RESULT_COLUMNS))
+    headers = grid.locator("th[role='columnheader']").all_inner_texts()  # those scrolled into view
+    assert headers and headers == RESULT_COLUMNS[: len(headers)], headers
+    assert [r["file"] for r in rows] == [slice_path.name, gray.name]
+    real, grayscale = rows
+    assert real["out_of_distribution"] == "" and "grayscale" in grayscale["out_of_distribution"]
+    assert real["true_tumor_pixels"] != "" and grayscale["true_tumor_pixels"] == ""
+    shown = float(score.locator("[data-testid='stMetricValue']").inner_text())
+    assert abs(shown - float(real["slice_score"])) < 1.5e-3, (shown, real)
+
+    # The grayscale slice: no mask, and a warning of its own.
+    page.locator(MAIN).get_by_role("combobox", name="Slice", exact=True).click()
+    page.get_by_role("option", name=gray.name).click()
+    _after(page, page.locator("[data-testid='stAlert']", has_text=f"{gray.name}: outside the training distribution"),
+           page.get_by_text("Prediction (green)", exact=True))
+    assert "outside training distribution" in score.inner_text()
+    _no_exception(page)
+    TIMINGS.write_text(json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n")
 
 
-def test_screenshots_were_written():
-    for name in ("patients", "review_tools", "volume_3d", "errors", "threshold", "dataset", "model_card", "upload"):
-        assert (SHOTS / f"{name}.png").stat().st_size > 10_000, name
+def _write_grayscale_png(slice_path, target) -> None:
+    """The FLAIR channel of a demo slice as an 8-bit grayscale PNG."""
+    from PIL import Image
+
+    flair = np.asarray(Image.open(slice_path))[..., 1]
+    Image.fromarray(flair.astype(np.uint8), mode="L").save(target)
+
+
+def test_screenshots_were_written(run_started):
+    for name in SCREENSHOTS:
+        shot = SHOTS / f"{name}.png"
+        assert shot.is_file(), f"{name}.png was not written by this run"
+        assert shot.stat().st_mtime >= run_started, name
+        assert shot.stat().st_size > 10_000, name
+    assert TIMINGS.is_file() and TIMINGS.stat().st_mtime >= run_started

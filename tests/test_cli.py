@@ -112,9 +112,16 @@ def tiny_models_with_split(tmp_path, tiny_models_dir, demo_dir):
     import shutil
 
     from brainseg.core.data import scan_dataset
+    from brainseg.training.train import config_with_overrides, recipe
 
     folder = tmp_path / "models"
     shutil.copytree(tiny_models_dir, folder)
+    for role in ("classifier", "segmenter"):  # the training record `brainseg train --export-dir` writes
+        sidecar = json.loads((folder / f"{role}.json").read_text())
+        config = config_with_overrides(recipe(role, "cpu"), input_size=32, epochs=1)
+        sidecar.update(train_config=config.to_dict(), n_train_slices=10, n_val_slices=5, best_epoch=1,
+                       epochs_run=1, train_wall_seconds=1.0, train_wall_clock_recorded=True)
+        (folder / f"{role}.json").write_text(json.dumps(sidecar))
     patients = sorted(scan_dataset(demo_dir)["patient_id"].unique())
     (folder / "split.json").write_text(json.dumps({"train": [], "val": patients[:2], "test": patients[2:]}))
     return folder
@@ -148,14 +155,14 @@ def test_calibrate_fits_on_val_and_refuses_test(demo_dir, tiny_models_with_split
     assert _run(["calibrate", "--data", str(demo_dir)], models) == 0
     record = json.loads((models / "calibration.json").read_text())
     assert record["temperature"] > 0 and record["fitted_on"]["split"] == "val"
-    assert record["fitted_on"]["ece_after"] <= record["fitted_on"]["ece_before"] + 1e-9
+    assert record["fitted_on"]["nll_after"] <= record["fitted_on"]["nll_before"] + 1e-9
 
 
 def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split, tmp_path):
     models = tiny_models_with_split
     assert _run(["operating-point", "--data", str(demo_dir), "--no-postprocessing"], models) == 0
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- results:start (written by brainseg model-card) -->\nold\n<!-- results:end -->\ntail\n")
+    readme.write_text("# x\n<!-- results:start (written by brainseg model-card) -->\nSTALE-SECTION\n<!-- results:end -->\ntail\n")
     assert main(["model-card", "--data", str(demo_dir), "--models-dir", str(models), "--readme", str(readme),
                  "--bench-patients", "1", "--reference-size", "64", "--no-train-steps"]) == 0
     card = json.loads((models / "model_card.json").read_text())
@@ -164,5 +171,5 @@ def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split
     assert f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in text
     assert card["operating_point"]["chosen_on"]["split"] == "val" and "'val' split" in text
     updated = readme.read_text()
-    assert "old" not in updated and updated.endswith("tail\n")
+    assert "STALE-SECTION" not in updated and updated.endswith("tail\n")
     assert f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in updated

@@ -1,8 +1,13 @@
 """8 simultaneous browser sessions browse patients, move thresholds and upload for a bounded time.
 
 Each session checks what it is shown against the library's own numbers; the server log must stay
-free of errors and the server's memory bounded (the models are shared, not copied per session).
-Writes test-artifacts/concurrency.json with the peak memory and the slowest response.
+free of errors and must record exactly one model load (brainseg.app.dashboard.get_cascade prints one
+line per load): the models are shared by the sessions, not copied per session.
+Writes test-artifacts/concurrency.json with the server's peak memory (a measurement, not asserted)
+and the response times.
+
+Synchronization: after every action a session waits for an element only that action's rerun can draw,
+then for the script run to be over (`IDLE`), then again for the elements it reads: never for a fixed time.
 """
 
 from __future__ import annotations
@@ -15,21 +20,32 @@ import time
 
 import numpy as np
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE, peak_rss_mb, require_chromium, streamlit_server
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    MAIN,
+    SIDEBAR,
+    configure_timeouts,
+    model_loads,
+    peak_rss_mb,
+    require_chromium,
+    streamlit_server,
+)
 from conftest import DEMO_DIR, MODELS_DIR, ROOT
 
 require_chromium()
 async_api = pytest.importorskip("playwright.async_api")
 
 SESSIONS = 8
-SECONDS = 60
-PEAK_MB_LIMIT = 3500  # one server with TensorFlow and both models; 8 copies of the models would exceed it
+SECONDS = 60  # of actions, counted once all 8 sessions have their first page
 UPLOAD = DEMO_DIR / "TCGA_HT_7855_19951020" / "TCGA_HT_7855_19951020_9.tif"
+TUMOR_BURDEN = "Tumor burden across the patient"
 
 
 @pytest.fixture(scope="module")
 def expected_probabilities() -> dict[tuple[str, int], float]:
-    """P(tumor) of every demo slice, straight from the library."""
+    """The slice score (what the pages show and the threshold gates) of every demo slice, from the library."""
     from brainseg.core.data import load_slices, scan_dataset
     from brainseg.inference.cascade import Cascade
 
@@ -40,9 +56,13 @@ def expected_probabilities() -> dict[tuple[str, int], float]:
     return {(r.patient_id, r.slice): float(p) for r, p in zip(manifest.itertuples(), probabilities, strict=True)}
 
 
+def _metric(page, label: str):
+    return page.locator("[data-testid='stMetric']", has=page.locator("[data-testid='stMetricLabel']",
+                                                                       has_text=label)).first
+
+
 async def _metric_value(page, label: str) -> str:
-    metric = page.locator("[data-testid='stMetric']", has_text=label).first
-    return (await metric.locator("[data-testid='stMetricValue']").inner_text()).strip()
+    return (await _metric(page, label).locator("[data-testid='stMetricValue']").inner_text()).strip()
 
 
 async def _showing(page) -> tuple[str, int]:
@@ -51,86 +71,118 @@ async def _showing(page) -> tuple[str, int]:
     return found.group(1), int(found.group(2))
 
 
-async def _session(browser, url: str, k: int, expected: dict, deadline: float, log: list) -> None:
-    page = await (await browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
+async def _after(page, *expected) -> None:
+    """Wait out the rerun an action started; ``expected``: locators only that rerun draws (see test_browser)."""
+    for locator in expected:
+        await locator.first.wait_for()
+    await page.wait_for_selector(IDLE)
+    for locator in expected:
+        await locator.first.wait_for()
+
+
+async def _open_patients(page, url: str) -> None:
     await page.goto(url)
-    await page.get_by_text("Tumor burden across the patient").wait_for(timeout=180_000)
-    await page.wait_for_selector(IDLE, timeout=120_000)
+    await _after(page, page.get_by_text(TUMOR_BURDEN), page.get_by_text("Showing TCGA_"))
+
+
+async def _session(browser, url: str, k: int, expected: dict, clock: dict, log: list) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    configure_timeouts(context)
+    page = await context.new_page()
+    configure_timeouts(page)
+    start = time.perf_counter()
+    await _open_patients(page, url)
+    clock["first_page_seconds"][k] = time.perf_counter() - start
+    # The clock starts when every session has its page: the 60 s of actions really are 8 sessions at once.
+    await clock["all_open"].wait()  # an asyncio.Barrier for the 8 sessions
+    deadline = clock.setdefault("deadline", time.perf_counter() + SECONDS)
+
     patients = sorted({p for p, _ in expected})
+    slices = {p: sorted(s for q, s in expected if q == p) for p in patients}
     rng = np.random.default_rng(k)
-    sidebar_slider = page.locator("[data-testid='stSidebar'] input[type='range']").first
-    while time.perf_counter() < deadline:
+    sidebar_slider = page.locator(SIDEBAR).locator("input[type='range']").first
+    done = 0
+    while done == 0 or time.perf_counter() < deadline:  # at least one action, however slow the machine
         action = ["patient", "slice", "threshold", "upload"][int(rng.integers(4))]
         start = time.perf_counter()
         if action == "patient":
             patient = patients[int(rng.integers(len(patients)))]
-            await page.locator("[data-testid='stSelectbox']").first.click()
+            if (await _showing(page))[0] == patient:
+                continue  # choosing the patient already shown draws nothing new to wait for
+            await page.locator(MAIN).get_by_role("combobox", name="Patient (type to search)", exact=True).click()
             await page.keyboard.type(patient)
             await page.keyboard.press("Enter")
-            await page.get_by_text(f"Showing {patient} slice").wait_for(timeout=120_000)
+            await _after(page, page.get_by_text(f"Showing {patient} slice"))
         elif action == "slice":
-            before = await _showing(page)
-            button = page.get_by_role("button", name="▶" if rng.random() < 0.5 else "◀")
+            patient, number = await _showing(page)
+            step = 1 if rng.random() < 0.5 else -1
+            button = page.get_by_role("button", name="▶" if step == 1 else "◀")
             if await button.is_disabled():
                 continue
+            numbers = slices[patient]
+            target = numbers[numbers.index(number) + step]
             await button.click()
-            while await _showing(page) == before:
-                await page.wait_for_timeout(50)
+            await _after(page, page.get_by_text(f"Showing {patient} slice {target} "))
         elif action == "threshold":
             await sidebar_slider.focus()
             await sidebar_slider.press("Home" if await sidebar_slider.get_attribute("aria-valuetext") != "0.000"
                                        else "End")
             value = await sidebar_slider.get_attribute("aria-valuetext")
-            await page.get_by_text(f"Decision at {value}").wait_for(timeout=120_000)
+            await _after(page, _metric(page, f"Decision at {value}"))
         else:
             await page.goto(f"{url}/upload")
-            await page.wait_for_selector(IDLE, timeout=120_000)
+            await _after(page, page.get_by_text("No files yet."))
             await page.locator("input[type='file']").set_input_files(str(UPLOAD))
-            await page.get_by_text("Slice score — decision at").wait_for(timeout=120_000)
-        await page.wait_for_selector(IDLE, timeout=120_000)
+            await _after(page, _metric(page, "Slice score — decision at"))
         log.append({"session": k, "action": action, "seconds": time.perf_counter() - start})
+        done += 1
 
         if action == "upload":
             shown = float(await _metric_value(page, "Slice score — decision at"))
             want = expected[("TCGA_HT_7855", 9)]
             assert abs(shown - want) < 1.5e-3, (k, shown, want)
-            await page.goto(url)
-            await page.get_by_text("Tumor burden across the patient").wait_for(timeout=120_000)
-            await page.wait_for_selector(IDLE, timeout=120_000)
+            await _open_patients(page, url)
             continue
         # What this session sees must be this session's own state, computed right.
         patient, slice_number = await _showing(page)
         shown = float(await _metric_value(page, "Slice score"))
         assert abs(shown - expected[(patient, slice_number)]) < 1.5e-3, (k, patient, slice_number, shown)
         threshold = await sidebar_slider.get_attribute("aria-valuetext")
-        assert await page.get_by_text(f"Decision at {threshold}").count() == 1, (k, threshold)
-    await page.context.close()
+        assert await _metric(page, f"Decision at {threshold}").count() == 1, (k, threshold)
+    await context.close()
 
 
-async def _run_all(url: str, expected: dict) -> list:
+async def _run_all(url: str, expected: dict) -> tuple[list, dict]:
     log: list = []
+    clock: dict = {"first_page_seconds": {}, "all_open": asyncio.Barrier(SESSIONS)}
     async with async_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        deadline = time.perf_counter() + SECONDS
-        await asyncio.gather(*(_session(browser, url, k, expected, deadline, log) for k in range(SESSIONS)))
+        await asyncio.gather(*(_session(browser, url, k, expected, clock, log) for k in range(SESSIONS)))
         await browser.close()
-    return log
+    return log, clock["first_page_seconds"]
 
 
 def test_eight_sessions_at_once(tmp_path, expected_probabilities):
-    with streamlit_server(tmp_path / "streamlit.log") as (url, process):
-        log = asyncio.run(_run_all(url, expected_probabilities))
+    server_log = tmp_path / "streamlit.log"
+    with streamlit_server(server_log) as (url, process):
+        log, first_pages = asyncio.run(_run_all(url, expected_probabilities))
         peak = peak_rss_mb(process.pid)
+        server_pid = process.pid
     sessions = {entry["session"] for entry in log}
-    assert sessions == set(range(SESSIONS))
-    slowest = max(entry["seconds"] for entry in log)
     report = {"sessions": SESSIONS, "seconds": SECONDS, "actions": len(log),
               "actions_by_kind": {a: sum(e["action"] == a for e in log) for a in ("patient", "slice", "threshold",
                                                                                   "upload")},
-              "slowest_response_seconds": round(slowest, 2),
+              "first_page_seconds": {"median": round(float(np.median(list(first_pages.values()))), 2),
+                                     "slowest": round(max(first_pages.values()), 2)},
+              "slowest_response_seconds": round(max(entry["seconds"] for entry in log), 2),
               "median_response_seconds": round(float(np.median([e["seconds"] for e in log])), 2),
-              "server_peak_rss_mb": round(peak)}
+              "server_peak_rss_mb": round(peak)}  # recorded, not asserted: weights are small next to TensorFlow
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     (ROOT / "test-artifacts" / "concurrency.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
-    assert peak < PEAK_MB_LIMIT, report
+    assert sessions == set(range(SESSIONS)), report
+
+    # Sharing, checked directly: one model load, in the one server process, for all 8 sessions.
+    loads = model_loads(server_log.read_text())
+    assert len(loads) == 1, loads
+    assert loads[0][0] == server_pid, (loads, server_pid)

@@ -39,7 +39,7 @@ def test_markdown_card_shows_the_json_figures(card):
 
 
 def test_readme_results_are_the_cards():
-    from brainseg.reports.model_card import RESULTS_END, RESULTS_START, results_markdown
+    from brainseg.reports.card_markdown import RESULTS_END, RESULTS_START, results_markdown
 
     card = json.loads((MODELS_DIR / "model_card.json").read_text())
     readme = (MODELS_DIR.parent / "README.md").read_text()

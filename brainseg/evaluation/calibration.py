@@ -55,8 +55,11 @@ def calibrate(labels: np.ndarray, probabilities: np.ndarray, fitted_on: dict, mo
     from brainseg.core.metrics import expected_calibration_error
 
     temperature = fit_temperature(labels, probabilities)
-    fitted_on = {**fitted_on, "ece_before": expected_calibration_error(labels, probabilities),
-                 "ece_after": expected_calibration_error(labels, apply_temperature(probabilities, temperature))}
+    scaled = apply_temperature(probabilities, temperature)
+    fitted_on = {**fitted_on, "nll_before": negative_log_likelihood(labels, probabilities),
+                 "nll_after": negative_log_likelihood(labels, scaled),  # what the fit minimises
+                 "ece_before": expected_calibration_error(labels, probabilities),
+                 "ece_after": expected_calibration_error(labels, scaled)}
     save_calibration(Path(models_dir) / "calibration.json", temperature, fitted_on)
     return {"temperature": temperature, **fitted_on}
 

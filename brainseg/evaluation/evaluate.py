@@ -55,8 +55,11 @@ def evaluate(
     threshold: float | None = None,
     progress: bool = False,
     temperature: float | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
 ) -> dict:
-    """All figures for one folder (or split) at the cascade's default threshold and the seed's two."""
+    """All figures for one folder (or split) at the cascade's default threshold and the seed's two,
+    with 95% bootstrap confidence intervals over patients (``n_resamples`` draws; 0 skips them)."""
     threshold = cascade.default_threshold if threshold is None else threshold
     per_slice: list[pd.DataFrame] = []
     volumes: dict[str, dict[str, dict[str, float]]] = {"cascade": {}, "segmenter": {}}
@@ -130,6 +133,7 @@ def evaluate(
         "ms_per_slice": 1000.0 * seconds / max(1, len(slices)),
         "note": "both models on every slice, batch 16, decoded slices in memory; see `brainseg bench`",
     }
+    report["confidence_intervals"] = _confidence_intervals(slices, volumes, threshold, n_resamples, seed)
     report["by_institution"] = {
         inst: {"n_patients": int(group["patient_id"].nunique()),
                "cascade_dice_per_volume_mean": float(np.mean(
@@ -137,6 +141,36 @@ def evaluate(
         for inst, group in slices.groupby("institution")
     }
     return report
+
+
+def _confidence_intervals(slices: pd.DataFrame, volumes: dict, threshold: float, n_resamples: int,
+                          seed: int) -> dict:
+    """95% percentile-bootstrap intervals over patients for the headline figures (see ``bootstrap``)."""
+    if n_resamples <= 0:
+        return {}
+    from functools import partial
+
+    from brainseg.evaluation import bootstrap as b
+
+    table = slices.assign(passed_gate=slices["probability"] >= threshold)
+    common = {"n_resamples": n_resamples, "seed": seed}
+    intervals = {
+        "roc_auc": b.patient_bootstrap(table, b.roc_auc_statistic, **common),
+        "sensitivity_at_default": b.patient_bootstrap(table, partial(b.sensitivity_statistic,
+                                                                      called_column="passed_gate"), **common),
+        "specificity_at_default": b.patient_bootstrap(table, partial(b.specificity_statistic,
+                                                                      called_column="passed_gate"), **common),
+        "cascade_slice_sensitivity": b.patient_bootstrap(table, partial(b.sensitivity_statistic,
+                                                                         called_column="cascade_called"), **common),
+        "cascade_slice_specificity": b.patient_bootstrap(table, partial(b.specificity_statistic,
+                                                                         called_column="cascade_called"), **common),
+    }
+    for name in ("cascade", "segmenter"):
+        per_patient = pd.DataFrame({"patient_id": list(volumes[name]),
+                                    "dice": [v["dice"] for v in volumes[name].values()]})
+        intervals[f"{name}_dice_per_volume_mean"] = b.patient_bootstrap(per_patient, b.mean_of_column("dice"),
+                                                                         **common)
+    return intervals
 
 
 def _patient_detection(slices: pd.DataFrame) -> dict:
@@ -171,5 +205,8 @@ def format_report(report: dict) -> str:
             f" px ({r['hd95_pixels_per_tumor_slice']['tumor_slices_left_out']} tumor slices left out: empty prediction)"
             f" | false-positive slices {r['false_positive_slices']}"
         )
+    for name, ci in report.get("confidence_intervals", {}).items():
+        lines.append(f"95% CI (bootstrap over {ci['n_patients']} patients) {name}: {ci['estimate']:.4f} "
+                     f"[{ci['low']:.4f}, {ci['high']:.4f}]")
     lines.append(f"latency {report['latency']['ms_per_slice']:.1f} ms/slice")
     return "\n".join(lines)

@@ -170,23 +170,31 @@ def _tiff_channels(page: tifffile.TiffPage, name: str) -> tuple[int, list[str]]:
     """How many leading samples to keep (0: let Pillow decode the file) and notes, from the header only."""
     samples, bits = page.samplesperpixel, page.bitspersample
     photometric = page.photometric
+    keep, notes = 0, []
+    if photometric in (_PHOTOMETRIC.MINISBLACK, _PHOTOMETRIC.MINISWHITE, _PHOTOMETRIC.RGB):
+        keep, notes = _gray_or_rgb_channels(page, name)  # refusals first, whichever library decodes
     decodable = page.compression in _TIFFFILE_CODECS and page.dtype is not None
     if decodable and page.predictor != 1:
         try:
             tifffile.TIFF.UNPREDICTORS[page.predictor]
         except KeyError:  # the floating-point predictor needs imagecodecs
             decodable = False
-    if not decodable or photometric not in (_PHOTOMETRIC.MINISBLACK, _PHOTOMETRIC.MINISWHITE, _PHOTOMETRIC.RGB):
-        # Pillow reads palette, CMYK, YCbCr and LZW/JPEG data, but narrows deep colour to 8 bits silently.
-        if samples == 1 or bits <= 8:
-            return 0, []
-        compression = getattr(page.compression, "name", page.compression)
-        kind = getattr(photometric, "name", photometric)
-        raise DataError(f"{name}: cannot decode a {kind} TIFF of {samples} channels of {bits}-bit samples with "
-                        f"{compression} compression; save it uncompressed or with Deflate (zlib) compression")
+    if keep and decodable:
+        return keep, notes
+    # Pillow reads palette, CMYK, YCbCr and LZW/JPEG data, but narrows deep colour to 8 bits silently.
+    if samples == 1 or bits <= 8:
+        return 0, []
+    compression = getattr(page.compression, "name", page.compression)
+    kind = getattr(photometric, "name", photometric)
+    raise DataError(f"{name}: cannot decode a {kind} TIFF of {samples} channels of {bits}-bit samples with "
+                    f"{compression} compression; save it uncompressed or with Deflate (zlib) compression")
+
+
+def _gray_or_rgb_channels(page: tifffile.TiffPage, name: str) -> tuple[int, list[str]]:
+    samples = page.samplesperpixel
     extras = tuple(page.extrasamples)
     alpha = bool(extras) and extras[0] in _ALPHA
-    base = 3 if photometric == _PHOTOMETRIC.RGB else 1
+    base = 3 if page.photometric == _PHOTOMETRIC.RGB else 1
     if samples == base or (base == 1 and samples == 3):  # three gray samples: the three sequences
         return samples, []
     if samples == base + 1 and alpha:

@@ -145,6 +145,7 @@ def train(
 
     ``limit_slices`` caps the train and validation sets (for smoke tests only).
     """
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
@@ -197,6 +198,9 @@ def train(
     from brainseg.training.curves import plot_training_curves
 
     plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)
+    # The command's own wall clock (data loading and start-up included), one line per (resumed) invocation.
+    with open(run_dir / "wall_seconds.csv", "a") as handle:
+        handle.write(f"{time.perf_counter() - started:.1f}\n")
     return run_dir / "best.keras"
 
 
@@ -241,11 +245,19 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "best_epoch": int(best["epoch"]) + 1,
         "best_val_loss": float(best["val_loss"]),
         "epochs_run": len(history),
-        "train_wall_seconds": float(epoch_seconds["seconds"].sum()),
+        "train_epoch_seconds": float(epoch_seconds["seconds"].sum()),
+        # The command's wall clock when recorded (runs from before it was recorded: the epochs' sum).
+        "train_wall_seconds": _wall_seconds(run_dir) or float(epoch_seconds["seconds"].sum()),
+        "train_wall_clock_recorded": _wall_seconds(run_dir) is not None,
         "sha256": sha256_of(destination),
     }
     destination.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return destination
+
+
+def _wall_seconds(run_dir: Path) -> float | None:
+    path = run_dir / "wall_seconds.csv"
+    return float(pd.read_csv(path, header=None)[0].sum()) if path.is_file() else None
 
 
 def config_with_overrides(config: TrainConfig, **overrides) -> TrainConfig:

@@ -1,0 +1,363 @@
+"""Markdown of the model card and of the README's results section, rendered from the card's dict only."""
+
+from __future__ import annotations
+
+import json
+
+from brainseg.core.split import PARTS
+from brainseg.errors import ModelLoadError
+
+RESULTS_START, RESULTS_END = "<!-- results:start (written by brainseg model-card) -->", "<!-- results:end -->"
+GOALS = {"dice": 0.85, "auc": 0.98, "sensitivity": 0.97, "specificity": 0.85, "speed_ratio": 0.5,
+         "train_minutes": 150}
+LOSS_NAMES = {"focal_tversky": "focal Tversky (alpha {alpha}, gamma {gamma})", "dice_bce": "soft Dice + cross-entropy",
+              "binary_crossentropy": "binary cross-entropy"}
+
+
+def _f(value, digits: int = 3) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _ci(card: dict, name: str, digits: int = 3) -> str:
+    ci = card["test"].get("confidence_intervals", {}).get(name)
+    return f"[{_f(ci['low'], digits)}, {_f(ci['high'], digits)}]" if ci else ""
+
+
+def _rounded(value, digits: int = 3):
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def _loss(config: dict) -> str:
+    if config["model"] == "classifier":
+        return f"binary cross-entropy, {config['balance'].replace('_', ' ')}"
+    return LOSS_NAMES[config["loss"]].format(alpha=config.get("tversky_alpha", 0.7),
+                                             gamma=config.get("tversky_gamma", 0.75))
+
+
+def train_minutes(card: dict) -> float:
+    return sum(card["models"][m]["training"]["train_wall_seconds"] for m in ("classifier", "segmenter")) / 60
+
+
+def replace_results_section(readme: str, card: dict) -> str:
+    """The README with its results section (between the markers) rewritten from the card."""
+    if RESULTS_START not in readme or RESULTS_END not in readme:
+        return readme
+    head, rest = readme.split(RESULTS_START, 1)
+    _, tail = rest.split(RESULTS_END, 1)
+    return head + RESULTS_START + "\n" + results_markdown(card) + RESULTS_END + tail
+
+
+def headline_rows(card: dict) -> list[tuple[str, str, str, str]]:
+    """(figure, goal, test split value, 95% CI) for the README and the card."""
+    t, b, op = card["test"], card["bench"], card["operating_point"]
+    at = t["classifier"]["at_default"]
+    dice = t["cascade"]["dice_per_volume"]
+    decisions = t["cascade_slice_decisions"]
+    return [
+        ("cascade Dice per volume, mean (median)", f"≥ {GOALS['dice']}", f"{_f(dice['mean'])} ({_f(dice['median'])})",
+         _ci(card, "cascade_dice_per_volume_mean")),
+        ("segmenter alone, Dice per volume, mean", "", _f(t["segmenter"]["dice_per_volume"]["mean"]),
+         _ci(card, "segmenter_dice_per_volume_mean")),
+        ("slice ROC AUC (of the gate's slice score)", f"≥ {GOALS['auc']}", _f(t["classifier"]["roc_auc"], 4),
+         _ci(card, "roc_auc", 4)),
+        (f"gate sensitivity at the default threshold {op['threshold']:.4f}", f"≥ {GOALS['sensitivity']}",
+         _f(at["sensitivity"]), _ci(card, "sensitivity_at_default")),
+        ("gate specificity at the default threshold", f"≥ {GOALS['specificity']}", _f(at["specificity"]),
+         _ci(card, "specificity_at_default")),
+        ("cascade slice decisions (gate + non-empty mask): sensitivity / specificity", "",
+         f"{_f(decisions['sensitivity'])} / {_f(decisions['specificity'])}",
+         f"{_ci(card, 'cascade_slice_sensitivity')} / {_ci(card, 'cascade_slice_specificity')}"),
+        (f"whole patient (median) / {b['reference']['network']} at {b['reference']['input_size']} on "
+         f"{b['reference']['slices']} slices, same process", f"≤ {GOALS['speed_ratio']}",
+         f"{_f(b['patient_over_reference'], 2)} ({_f(b['patient_seconds']['median'], 2)} s vs "
+         f"{_f(b['reference_seconds'], 2)} s)", ""),
+        ("training both models from scratch (command wall clock)", f"≤ {GOALS['train_minutes']} min",
+         f"{train_minutes(card):.0f} min", ""),
+    ]
+
+
+def results_markdown(card: dict) -> str:
+    t, b = card["test"], card["bench"]
+    rows = headline_rows(card)
+    lines = [
+        f"## Results on the test split ({t['n_patients']} patients never used to train or choose anything, "
+        f"{t['n_slices']} slices)",
+        "",
+        "| figure | goal | reached | 95% CI (bootstrap over patients) |",
+        "|---|---|---|---|",
+        *[f"| {a} | {g} | {v} | {c} |" for a, g, v, c in rows],
+        "",
+        f"Measured by `{card['command']}` on {b['machine']['cpu']} ({b['machine']['cores']} cores, no GPU), which "
+        "writes `models/MODEL_CARD.md` (definitions, the ablation behind the recipe, per-institution figures) and this "
+        "section. Dice per volume pools each patient's slices into one 3-D mask (Buda et al. 2019); an empty "
+        f"prediction on an empty truth counts 1.0. With {t['n_patients']} test patients the intervals are wide: "
+        "read the goals against them, not against the point estimates alone.",
+        "",
+        "Speed, from the same command (`brainseg bench` inside it; absolute times differ up to 3x between machines "
+        "of this kind, the ratio to the reference workload timed in the same process does not):",
+        "",
+        "```json",
+        json.dumps(_rounded({k: b[k] for k in ("patient_over_reference", "reference_seconds", "ms_per_slice",
+                                               "patient_seconds", "model_load_seconds_cold", "peak_rss_mb")}),
+                   indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def ablation_markdown(ablation: dict) -> list[str]:
+    """The ablation as a table: one row per variant, the baseline first, deltas in mean Dice per volume."""
+    variants = ablation["variants"]
+    base = variants.get("baseline", {}).get("cascade_dice_per_volume", {}).get("mean", float("nan"))
+    lines = [
+        f"Validation split: {ablation['n_patients']} patients, {ablation['n_slices']} slices "
+        f"({ablation['n_tumor_slices']} with tumor). Each row changes one thing; its gate threshold is set on these "
+        f"patients for slice sensitivity {ablation['target_sensitivity']} (so sensitivity is met by construction), "
+        "and its specificity, AUC and Dice are compared at that point.",
+        "",
+        "| variant | change | cascade Dice/vol mean (Δ) | median | segmenter alone | AUC | spec. at sens. "
+        f"{ablation['target_sensitivity']} | cascade slice sens. / spec. | predicted / true px |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in variants.items():
+        if "status" in row:
+            lines.append(f"| {name} | {row['change']} | {row['status']} | | | | | | |")
+            continue
+        dice = row["cascade_dice_per_volume"]
+        delta = "" if name == "baseline" else f" ({dice['mean'] - base:+.3f})"
+        lines.append(
+            f"| {name} | {row['change']} | {_f(dice['mean'])}{delta} | {_f(dice['median'])} | "
+            f"{_f(row['segmenter_dice_per_volume_mean'])} | {_f(row['roc_auc'], 4)} | "
+            f"{_f(row['gate_at_target']['specificity'])} | {_f(row['cascade_slice_decisions']['sensitivity'])} / "
+            f"{_f(row['cascade_slice_decisions']['specificity'])} | "
+            f"{_f(row['predicted_over_true_pixels_on_tumor_slices'], 2)} |")
+    return lines
+
+
+def render_markdown(card: dict) -> str:
+    t, op, b = card["test"], card["operating_point"], card["bench"]
+    clf, seg = card["models"]["classifier"], card["models"]["segmenter"]
+    if "train_config" not in clf["training"] or "train_config" not in seg["training"]:
+        raise ModelLoadError("a model's sidecar JSON has no training record (train_config): export models with "
+                         "`brainseg train ... --export-dir` so the card can describe how they were trained")
+    c, s = clf["training"]["train_config"], seg["training"]["train_config"]
+    split = card["data"]["split"]
+    chosen = op["chosen_on"]
+    lines = [
+        "# brainseg model card",
+        "",
+        f"Generated {card['generated']} by `{card['command']}` from the shipped weights; every figure below "
+        "comes from that one command (evaluation, benchmark) or from the records it reads beside the weights "
+        "(training sidecars, `operating_point.json`, `ablation.json`).",
+        "",
+        "## Intended use",
+        "- **Research and education** on lower-grade glioma (LGG) brain MRI: reviewing where an AI slice",
+        "  classifier and segmenter agree or disagree with expert FLAIR-abnormality masks.",
+        "- Data like the training data: axial 256x256 slices, channels pre-contrast / FLAIR / post-contrast,",
+        "  from the TCGA-LGG collection (5 institutions: CS, DU, EZ, FG, HT).",
+        "- **Not a medical device. Not for diagnosis, screening, or treatment decisions.** Out of scope: other",
+        "  tumor types, other sequences, other scanners/protocols, pediatric MRI, 3-D volumes not sliced axially.",
+        "",
+        "## Data and split",
+        "LGG MRI Segmentation (Buda et al. 2019; Kaggle `mateuszbuda/lgg-mri-segmentation`; TCIA TCGA-LGG),",
+        "95 of its 110 patients (the other 15 are held out by the project owners). Split **by patient**",
+        "(`models/split.json`, seed 42), stratified by institution and tumor burden:",
+        "",
+        "| part | patients | slices | tumor slices | institutions |",
+        "|---|---|---|---|---|",
+    ]
+    for part in PARTS:
+        r = split[part]
+        inst = ", ".join(f"{k} {v}" for k, v in r["institutions"].items())
+        lines.append(f"| {part} | {r['patients']} | {r['slices']} | {r['tumor_slices']} | {inst} |")
+    lines += [
+        "",
+        "## Models",
+        "| | classifier | segmenter |",
+        "|---|---|---|",
+        "| architecture | seed ResNet-style classifier (`build_classifier`) | seed ResUNet (`build_segmenter`) |",
+        f"| input | {c['input_size']}x{c['input_size']}x3, {c['scaling']} scaling | "
+        f"{s['input_size']}x{s['input_size']}x3, {s['scaling']} scaling |",
+        f"| width multiplier | {c['width']} | {s['width']} |",
+        f"| parameters | {clf['parameters']:,} | {seg['parameters']:,} |",
+        f"| loss | {_loss(c)} | {_loss(s)} |",
+        f"| training slices | {clf['training']['n_train_slices']} (all train-split slices) | "
+        f"{seg['training']['n_train_slices']} (tumor slices + {s['empty_fraction']:.0%} as many tumor-free) |",
+        f"| optimizer | Adam lr {c['learning_rate']}, {c['schedule']} schedule | "
+        f"Adam lr {s['learning_rate']}, {s['schedule']} schedule |",
+        f"| epochs (best by val loss) | {clf['training']['epochs_run']} ({clf['training']['best_epoch']}) | "
+        f"{seg['training']['epochs_run']} ({seg['training']['best_epoch']}) |",
+        f"| batch, seed | {c['batch_size']}, {c['seed']} | {s['batch_size']}, {s['seed']} |",
+        f"| augmentation | {'flip, rotation, scale, shift, intensity' if c['augment'] else 'none'} | "
+        f"{'flip, rotation, scale, shift, intensity' if s['augment'] else 'none'} |",
+        f"| training time | {_train_time(clf['training'])} | {_train_time(seg['training'])} |",
+        f"| file, sha256 | `{clf['file']}` `{clf['sha256']}` | `{seg['file']}` `{seg['sha256']}` |",
+        "",
+        f"Trained on a CPU ({b['machine']['cpu']}, {b['machine']['cores']} cores, TensorFlow "
+        f"{b['machine']['tensorflow']}, no GPU) with `brainseg train both --data data/kaggle_3m --export-dir models`. "
+        "The exact seed architectures (8,880,897 and 1,210,513 parameters at 256x256) and focal Tversky remain "
+        "available with `--recipe seed`.",
+        "",
+        *_ablation_lines(card),
+        "## Metric definitions",
+        "- **Dice per volume** (Buda et al. 2019): a patient's slices pooled into one 3-D mask, Dice",
+        "  2|P and T| / (|P| + |T|); then mean and median over patients. **Dice per tumor slice**: 2-D Dice on",
+        "  slices whose truth is non-empty. An empty prediction on an empty truth counts 1.0.",
+        f"- **Cascade**: each slice gets a *slice score* ('{op.get('slice_score', 'classifier')}': "
+        + ("the mean of the classifier's P(tumor) and the segmenter's highest pixel probability"
+           if op.get("slice_score") == "classifier+segmenter" else "the classifier's P(tumor)")
+        + f"); a slice whose score is >= the threshold gets the segmenter's mask (pixel probability >= "
+        f"{op.get('mask_threshold', 0.5)}, 2-D components under {op.get('min_component_pixels', 0)} px removed). "
+        "A slice over the threshold whose mask is empty counts as no tumor. **Segmenter alone**: the same masks, "
+        "no gate.",
+        "- Slice classification: a slice is positive when its expert mask is non-empty. Sensitivity = TP/(TP+FN),",
+        "  specificity = TN/(TN+FP), precision = TP/(TP+FP). ROC AUC is of the slice score. ECE: 10 equal-width",
+        "  bins. HD95 in pixels of the 256x256 slice, on tumor slices where both masks are non-empty; the tumor",
+        "  slices it leaves out (empty prediction) are counted next to it.",
+        "- **95% confidence intervals**: percentile bootstrap over patients (2000 resamples, seed 0): patients are",
+        "  drawn with replacement and each brings all its slices, since slices of one patient are not independent.",
+        "",
+        "## Operating point",
+        f"Chosen on the **{chosen['split']}** split only ({chosen['n_patients']} patients, {chosen['n_slices']} "
+        f"slices; `models/operating_point.json`, `brainseg operating-point`): default threshold "
+        f"**{op['threshold']:.6f}**, pixel cut {op.get('mask_threshold', 0.5)}, small components under "
+        f"{op.get('min_component_pixels', 0)} px removed. Rule: {op['rule']}. It favours sensitivity: a missed "
+        "tumor slice costs a reviewer more than a false alarm they can dismiss. `operating-point` and `calibrate` "
+        "refuse the test split.",
+        "",
+        f"## Test split results ({t['n_patients']} patients, {t['n_slices']} slices, {t['n_tumor_slices']} with "
+        "tumor; opened once, after every choice above)",
+        "",
+        "| figure | goal | test split | 95% CI |",
+        "|---|---|---|---|",
+        *[f"| {a} | {g} | {v} | {ci} |" for a, g, v, ci in headline_rows(card)],
+        "",
+        "| gate | threshold | sensitivity | specificity | precision | F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (("at_default", "default"), ("at_0.5", "seed 0.5"), ("at_0.05", "seed 0.05")):
+        r = t["classifier"][key]
+        lines.append(f"| {label} | {r['threshold']:.4f} | {_f(r['sensitivity'])} | {_f(r['specificity'])} | "
+                     f"{_f(r['precision'])} | {_f(r['f1'])} |")
+    p = t["patient_detection"]
+    lines += [
+        "",
+        f"Expected calibration error of the slice score {_f(t['classifier']['expected_calibration_error'])}. "
+        f"Patients with a tumor detected (at least one slice called) at the default threshold: {p['tp']} of "
+        f"{p['tp'] + p['fn']}.",
+        "",
+        "| segmentation | Dice/volume mean | Dice/volume median | IoU/volume mean | Dice/tumor slice mean | "
+        "HD95 median (px) [tumor slices left out] | false-positive slices |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("cascade", "segmenter"):
+        r = t[name]
+        hd = r["hd95_pixels_per_tumor_slice"]
+        lines.append(f"| {name} | **{_f(r['dice_per_volume']['mean'])}** | {_f(r['dice_per_volume']['median'])} | "
+                     f"{_f(r['iou_per_volume']['mean'])} | {_f(r['dice_per_tumor_slice']['mean'])} | "
+                     f"{_f(hd['median'], 1)} [{hd.get('tumor_slices_left_out', 'n/a')}] | "
+                     f"{r['false_positive_slices']} |")
+    lines += [
+        "",
+        "By institution (cascade Dice per volume, mean): " + ", ".join(
+            f"{k} {_f(v['cascade_dice_per_volume_mean'])} ({v['n_patients']} pts)"
+            for k, v in t["by_institution"].items()),
+        "",
+        *_calibration_lines(card),
+        *_speed_lines(card),
+        "## Demo cases (checked by the test suite)",
+        "The four shipped demo patients (from the test split) give: " + ", ".join(
+            f"{k} {_f(_dig(card['demo_cases'], k), 4)}" for k in card.get("checked_keys", [])) + ".",
+        "`tests/test_model_card.py` recomputes these from the weights.",
+        "",
+        "## Limitations",
+        f"- Trained and tested on 95 patients from 5 institutions; the test split has {split['test']['patients']} "
+        "patients, so its figures carry the wide intervals above (one patient moves the mean Dice per volume by "
+        "several points). No figure here is measured on the 15 patients held out from the whole project.",
+        "- Trained at 128x128 to fit a CPU budget (256 -> 128 -> 256 alone limits the masks' Dice per volume to "
+        "about 0.97 on validation); thin tumor rims and very small lesions suffer most.",
+        "- The slice score is not calibrated to clinical prevalence.",
+        "",
+        "## Citation and terms",
+        "Buda, Saha, Mazurowski, *Computers in Biology and Medicine* 109 (2019); Mazurowski et al., *Journal of",
+        "Neuro-Oncology* (2017); TCIA TCGA-LGG. Data CC BY-NC-SA 4.0 (non-commercial, with attribution); the",
+        "weights are derived from it and carry the same terms.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _dig(report: dict, dotted: str):
+    node = report
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+def _train_time(training: dict) -> str:
+    minutes = training["train_wall_seconds"] / 60
+    if training.get("train_wall_clock_recorded"):
+        return f"{minutes:.1f} min (command wall clock)"
+    return f"{minutes:.1f} min (sum of epoch times; this run predates the wall-clock record)"
+
+
+def _ablation_lines(card: dict) -> list[str]:
+    ablation = card.get("ablation")
+    if not ablation:
+        return ["## How the recipe was chosen", "No ablation record (`models/ablation.json`) beside the weights.", ""]
+    return [
+        "## How the recipe was chosen: the ablation",
+        f"`{ablation.get('command', 'brainseg ablate')}` runs `models/ablation_plan.json` and writes "
+        "`models/ablation.json`. The test split is not used.",
+        "",
+        *ablation_markdown(ablation),
+        "",
+        *card.get("ablation_decision", []),
+        "",
+    ]
+
+
+def _calibration_lines(card: dict) -> list[str]:
+    calibration = card.get("calibration")
+    if not calibration:
+        return ["No temperature scaling fitted (`brainseg calibrate`).", ""]
+    fitted = calibration["fitted_on"]
+    test = card["test"]["classifier"]
+    return [
+        "## Calibration",
+        f"Temperature scaling (optional, `models/calibration.json`): T = {calibration['temperature']:.3f}, fitted "
+        f"on the {fitted['split']} split ({fitted['n_slices']} slices; ECE {fitted['ece_before']:.3f} -> "
+        f"{fitted['ece_after']:.3f}). On the test split: ECE {_f(test['expected_calibration_error'])} raw, "
+        f"{_f(test.get('expected_calibration_error_temperature_scaled'))} scaled. It does not change the ranking "
+        "(ROC AUC) and is not applied to the default threshold, which is defined on raw scores.",
+        "",
+    ]
+
+
+def _speed_lines(card: dict) -> list[str]:
+    b = card["bench"]
+    reference = b["reference"]
+    lines = [
+        "## Speed (`brainseg bench` inside this command, test split)",
+        f"A whole patient takes **{_f(b['patient_over_reference'], 2)}x** the time of the reference workload "
+        f"({reference['network']} at {reference['input_size']}x{reference['input_size']}, {reference['slices']} "
+        f"slices, batch {reference['batch_size']}) timed in the same process, interleaved with the patients "
+        f"(goal <= {GOALS['speed_ratio']}). Absolute: {_f(b['patient_seconds']['median'], 2)} s per patient "
+        f"(median of {b['repeats']} runs each; max {_f(b['patient_seconds']['max'], 2)} s), "
+        f"{_f(b['ms_per_slice'], 1)} ms per slice, reference {_f(b['reference_seconds'], 2)} s. Model load "
+        f"{_f(b['model_load_seconds_cold'], 1)} s in a fresh process ({_f(b['model_load_seconds'], 2)} s in a warm "
+        f"one); peak memory {b['peak_rss_mb']:.0f} MB. Both models run on every slice (batch 16) so that any "
+        "threshold applies without re-running them.",
+    ]
+    tools = b.get("review_tools_ms_per_slice")
+    if tools:
+        lines.append(f"Optional review overlays: {_f(tools['tta_uncertainty'], 1)} ms per slice (test-time "
+                     f"augmentation, 6 segmenter passes), {_f(tools['grad_cam'], 1)} ms per slice (Grad-CAM).")
+    steps = b.get("train_step_seconds")
+    if steps:
+        lines.append("Training step, batch 16: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()) + ".")
+    lines.append("")
+    return lines
