@@ -162,7 +162,8 @@ def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split
     models = tiny_models_with_split
     assert _run(["operating-point", "--data", str(demo_dir), "--no-postprocessing"], models) == 0
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- results:start (written by brainseg model-card) -->\nSTALE-SECTION\n<!-- results:end -->\ntail\n")
+    readme.write_text("# x\n<!-- results:start (written by brainseg model-card) -->\nSTALE-SECTION\n"
+                      "<!-- results:end -->\ntail\n")
     assert main(["model-card", "--data", str(demo_dir), "--models-dir", str(models), "--readme", str(readme),
                  "--bench-patients", "1", "--reference-size", "64", "--no-train-steps"]) == 0
     card = json.loads((models / "model_card.json").read_text())
