@@ -13,7 +13,10 @@ from pathlib import Path
 
 from brainseg.errors import BrainsegError
 from brainseg.runtime import import_tensorflow_quietly
-from brainseg.settings import DEFAULT_MODELS_DIR
+from brainseg.settings import configured_models_dir
+
+# $BRAINSEG_MODELS_DIR, else the checkout's models/ (a `pip install .` has none: load errors then name the variable)
+DEFAULT_MODELS_DIR = configured_models_dir()
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -291,6 +294,19 @@ def _run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ui_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui-report", help="write the README's dashboard timings from the browser tests' artifacts")
+    p.add_argument("--artifacts", type=Path, default=Path("test-artifacts"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+
+
+def _run_ui_report(args: argparse.Namespace) -> int:
+    from brainseg.reports.ui_report import update_readme_ui
+
+    print(update_readme_ui(args.readme, args.artifacts))
+    return 0
+
+
 def _write_json(document: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=float) + "\n")
@@ -305,6 +321,7 @@ COMMANDS = {
     "bench": (_add_bench, _run_bench),
     "model-card": (_add_model_card, _run_model_card),
     "ablate": (_add_ablate, _run_ablate),
+    "ui-report": (_add_ui_report, _run_ui_report),
     "split": (_add_split, _run_split),
     "scan": (_add_scan, _run_scan),
 }
@@ -320,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("split", "scan"):
+    if args.command not in ("split", "scan", "ui-report"):
         import_tensorflow_quietly()
     try:
         return COMMANDS[args.command][1](args)

@@ -29,10 +29,16 @@ class SettingsError(BrainsegError):
     """A configured or default location does not exist."""
 
 
+def configured_models_dir() -> Path:
+    """``BRAINSEG_MODELS_DIR`` or the checkout's ``models/``, whether or not it exists."""
+    configured = os.environ.get(MODELS_DIR_ENV)
+    return Path(configured) if configured else DEFAULT_MODELS_DIR
+
+
 def models_dir() -> Path:
     """The models folder; raises SettingsError naming ``BRAINSEG_MODELS_DIR`` when there is none."""
     configured = os.environ.get(MODELS_DIR_ENV)
-    path = Path(configured) if configured else DEFAULT_MODELS_DIR
+    path = configured_models_dir()
     if not (path / "classifier.keras").is_file():
         where = f"${MODELS_DIR_ENV}={configured}" if configured else f"the default {path}"
         raise SettingsError(f"no models in {where}: set {MODELS_DIR_ENV} to a folder holding classifier.keras and "

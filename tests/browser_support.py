@@ -45,6 +45,34 @@ def configure_timeouts(target) -> None:
     target.set_default_navigation_timeout(PAGE_LOAD_MS)
 
 
+FAILURES = ROOT / "test-artifacts" / "failures"
+
+
+@contextmanager
+def saved_on_failure(page, name: str):
+    """On an exception, keep what the (sync API) page showed: test-artifacts/failures/<name>.png and .html."""
+    try:
+        yield
+    except BaseException:
+        FAILURES.mkdir(parents=True, exist_ok=True)
+        try:
+            page.screenshot(path=str(FAILURES / f"{name}.png"), full_page=True)
+            (FAILURES / f"{name}.html").write_text(page.content())
+        except Exception as err:  # the page may be gone; the original error matters more
+            print(f"could not save the failing page: {err}", file=sys.stderr)
+        raise
+
+
+async def save_failure_async(page, name: str) -> None:
+    """The async API's version of ``saved_on_failure``: call it from an ``except`` block."""
+    FAILURES.mkdir(parents=True, exist_ok=True)
+    try:
+        await page.screenshot(path=str(FAILURES / f"{name}.png"), full_page=True)
+        (FAILURES / f"{name}.html").write_text(await page.content())
+    except Exception as err:
+        print(f"could not save the failing page: {err}", file=sys.stderr)
+
+
 def model_loads(server_log: str) -> list[tuple[int, int, str]]:
     """(pid, object id, models path) of every ``brainseg: models loaded`` line in a server log."""
     return [(int(pid), int(obj), path.strip()) for pid, obj, path in MODEL_LOAD_LINE.findall(server_log)]

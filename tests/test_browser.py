@@ -20,11 +20,13 @@ import pytest
 from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    FAILURES,
     IDLE,
     MAIN,
     SIDEBAR,
     configure_timeouts,
     require_chromium,
+    saved_on_failure,
     streamlit_server,
 )
 from conftest import DEMO_DIR, ROOT
@@ -46,6 +48,8 @@ def run_started() -> float:
     for old in SHOTS.glob("*.png"):
         old.unlink()
     TIMINGS.unlink(missing_ok=True)
+    for old in FAILURES.glob("test_every_page_threshold_and_uploads.*"):
+        old.unlink()
     SHOTS.mkdir(parents=True, exist_ok=True)
     return started
 
@@ -107,6 +111,11 @@ def _metric(page, label: str):
 
 
 def test_every_page_threshold_and_uploads(server, page, tmp_path):
+    with saved_on_failure(page, "test_every_page_threshold_and_uploads"):
+        _every_page_threshold_and_uploads(server, page, tmp_path)
+
+
+def _every_page_threshold_and_uploads(server, page, tmp_path) -> None:
     # Timings are recorded for the README (test-artifacts/ui_timings.json), never asserted.
     timings = {}
     start = time.perf_counter()

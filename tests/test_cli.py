@@ -13,7 +13,7 @@ from brainseg.cli import main
     [
         (["scan", "--data", "/no/such/folder"], "dataset folder not found"),
         (["evaluate", "--data", "/no/such", "--out", "x.json"], "dataset folder not found"),
-        (["predict", "/no/such.tif", "--out", "o", "--models-dir", "/no/models"], "model file not found"),
+        (["predict", "/no/such.tif", "--out", "o", "--models-dir", "/no/models"], "models folder not found"),
         (["split", "--data", "/no/such"], "not found"),
     ],
 )
@@ -174,3 +174,23 @@ def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split
     updated = readme.read_text()
     assert "STALE-SECTION" not in updated and updated.endswith("tail\n")
     assert f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in updated
+
+
+def test_ui_report_rewrites_the_readme_section_from_artifacts(tmp_path, capsys):
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "ui_timings.json").write_text(json.dumps({"threshold_change_s": 1.234, "next_slice_s": 0.5}))
+    (artifacts / "concurrency.json").write_text(json.dumps({"sessions": 8, "seconds": 60, "actions": 40,
+                                                            "median_response_seconds": 2.0,
+                                                            "slowest_response_seconds": 9.5,
+                                                            "server_peak_rss_mb": 1500, "model_loads": 1}))
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- ui:start (written by brainseg ui-report) -->\nSTALE\n<!-- ui:end -->\nb\n")
+    assert main(["ui-report", "--artifacts", str(artifacts), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "STALE" not in text and "| threshold change | 1.23 |" in text
+    assert "model loads in the server process: 1" in text
+    assert text.startswith("a\n") and text.endswith("b\n")
+    (artifacts / "ui_timings.json").unlink()
+    assert main(["ui-report", "--artifacts", str(artifacts), "--readme", str(readme)]) == 2
+    assert "run `pytest tests/test_browser.py` first" in capsys.readouterr().err

@@ -23,6 +23,7 @@ import pytest
 from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    FAILURES,
     IDLE,
     MAIN,
     SIDEBAR,
@@ -30,6 +31,7 @@ from browser_support import (
     model_loads,
     peak_rss_mb,
     require_chromium,
+    save_failure_async,
     streamlit_server,
 )
 from conftest import DEMO_DIR, MODELS_DIR, ROOT
@@ -90,6 +92,15 @@ async def _session(browser, url: str, k: int, expected: dict, clock: dict, log: 
     configure_timeouts(context)
     page = await context.new_page()
     configure_timeouts(page)
+    try:
+        await _browse(page, url, k, expected, clock, log)
+    except BaseException:
+        await save_failure_async(page, f"concurrency_session_{k}")
+        raise
+    await context.close()
+
+
+async def _browse(page, url: str, k: int, expected: dict, clock: dict, log: list) -> None:
     start = time.perf_counter()
     await _open_patients(page, url)
     clock["first_page_seconds"][k] = time.perf_counter() - start
@@ -149,7 +160,6 @@ async def _session(browser, url: str, k: int, expected: dict, clock: dict, log: 
         assert abs(shown - expected[(patient, slice_number)]) < 1.5e-3, (k, patient, slice_number, shown)
         threshold = await sidebar_slider.get_attribute("aria-valuetext")
         assert await _metric(page, f"Decision at {threshold}").count() == 1, (k, threshold)
-    await context.close()
 
 
 async def _run_all(url: str, expected: dict) -> tuple[list, dict]:
@@ -163,6 +173,8 @@ async def _run_all(url: str, expected: dict) -> tuple[list, dict]:
 
 
 def test_eight_sessions_at_once(tmp_path, expected_probabilities):
+    for old in FAILURES.glob("concurrency_session_*"):
+        old.unlink()
     server_log = tmp_path / "streamlit.log"
     with streamlit_server(server_log) as (url, process):
         log, first_pages = asyncio.run(_run_all(url, expected_probabilities))

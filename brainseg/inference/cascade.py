@@ -227,6 +227,9 @@ class Cascade:
     def from_dir(cls, models_dir: str | Path, batch_size: int = 16) -> Cascade:
         """Load ``classifier.keras``, ``segmenter.keras`` and the operating point from a models folder."""
         models_dir = Path(models_dir)
+        if not models_dir.is_dir():
+            raise ModelLoadError(f"{models_dir}: models folder not found (point --models-dir or $BRAINSEG_MODELS_DIR "
+                                 "at a folder holding classifier.keras and segmenter.keras)")
         point = read_operating_point(models_dir)
         return cls(load_model(models_dir / "classifier.keras", "classifier"),
                    load_model(models_dir / "segmenter.keras", "segmenter"), batch_size,

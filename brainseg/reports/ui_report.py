@@ -1,0 +1,68 @@
+"""The README's dashboard timings, written from the browser tests' artifacts (never typed by hand).
+
+``tests/test_browser.py`` records ``test-artifacts/ui_timings.json`` and ``tests/test_concurrency.py``
+records ``test-artifacts/concurrency.json``; ``brainseg ui-report`` renders both between the README's
+``ui:start`` / ``ui:end`` markers, with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from brainseg.errors import DataError
+
+UI_START, UI_END = "<!-- ui:start (written by brainseg ui-report) -->", "<!-- ui:end -->"
+
+
+def _cpu() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def ui_markdown(timings: dict, concurrency: dict | None, machine: str) -> str:
+    lines = [
+        f"Recorded by the browser tests on {machine} (headless Chromium on the same machine; recorded, never "
+        "asserted), rendered by `brainseg ui-report`:",
+        "",
+        "| browser test step | seconds |",
+        "|---|---|",
+        *[f"| {name.replace('_s', '').replace('_', ' ')} | {value:.2f} |" for name, value in timings.items()
+          if isinstance(value, int | float)],
+        "",
+    ]
+    if concurrency:
+        lines += [
+            f"Concurrency (`tests/test_concurrency.py`): {concurrency.get('sessions')} browser sessions for "
+            f"{concurrency.get('seconds')} s, {concurrency.get('actions')} actions; median response "
+            f"{concurrency.get('median_response_seconds')} s, slowest {concurrency.get('slowest_response_seconds')} s;"
+            f" server peak memory {concurrency.get('server_peak_rss_mb')} MB"
+            + (f"; model loads in the server process: {concurrency['model_loads']}" if "model_loads" in concurrency
+               else "") + ".",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def update_readme_ui(readme: str | Path, artifacts: str | Path) -> str:
+    """Rewrite the README's ui section from the artifacts folder; returns the new section."""
+    readme, artifacts = Path(readme), Path(artifacts)
+    timings_path, concurrency_path = artifacts / "ui_timings.json", artifacts / "concurrency.json"
+    if not timings_path.is_file():
+        raise DataError(f"{timings_path}: not found; run `pytest tests/test_browser.py` first")
+    text = readme.read_text()
+    if UI_START not in text or UI_END not in text:
+        raise DataError(f"{readme}: no '{UI_START}' ... '{UI_END}' section to rewrite")
+    timings = json.loads(timings_path.read_text())
+    concurrency = json.loads(concurrency_path.read_text()) if concurrency_path.is_file() else None
+    section = ui_markdown(timings, concurrency, f"{_cpu()} ({os.cpu_count()} cores)")
+    head, rest = text.split(UI_START, 1)
+    _, tail = rest.split(UI_END, 1)
+    readme.write_text(head + UI_START + "\n" + section + UI_END + tail)
+    return section
