@@ -138,6 +138,15 @@ def test_upload_real_slice_with_mask_and_bad_files(app):
     assert len(app.get("download_button")) >= 4
 
 
+def _plotly_array(value) -> list:
+    """A trace's array as plain values (plotly ships numeric arrays as base64 'bdata')."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
+
+
 def test_dataset_and_model_card_pages(app):
     from conftest import DEMO_COUNTS, MODELS_DIR
 
@@ -148,7 +157,7 @@ def test_dataset_and_model_card_pages(app):
                f"{DEMO_COUNTS['tumor_slices']} with tumor" in c.value for c in app.caption)
     charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
     balance = next(c for c in charts if "with and without tumor" in c["layout"]["title"]["text"])
-    bars = dict(zip(balance["data"][0]["x"], balance["data"][0]["y"], strict=True))
+    bars = dict(zip(_plotly_array(balance["data"][0]["x"]), _plotly_array(balance["data"][0]["y"]), strict=True))
     assert bars == {"no tumor": DEMO_COUNTS["slices"] - DEMO_COUNTS["tumor_slices"],
                     "tumor": DEMO_COUNTS["tumor_slices"]}
     split_table = app.dataframe[-1].value
