@@ -18,6 +18,10 @@ from conftest import DEMO_DIR, ROOT
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the last script run has finished
+# Streamlit draws most elements with code-split React components: until a component's chunk has loaded,
+# the element is a placeholder skeleton, even after the script run is over (IDLE). A fresh browser context
+# on a warm server shows skeletons for seconds: wait until none is left before reading widgets or metrics.
+SKELETON = "[data-testid='stSkeleton']"
 MAIN = "[data-testid='stMain']"
 SIDEBAR = "[data-testid='stSidebar']"
 

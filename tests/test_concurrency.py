@@ -27,6 +27,7 @@ from browser_support import (
     IDLE,
     MAIN,
     SIDEBAR,
+    SKELETON,
     configure_timeouts,
     model_loads,
     peak_rss_mb,
@@ -60,7 +61,7 @@ def expected_probabilities() -> dict[tuple[str, int], float]:
 
 def _metric(page, label: str):
     return page.locator("[data-testid='stMetric']", has=page.locator("[data-testid='stMetricLabel']",
-                                                                       has_text=label)).first
+                                                                       has_text=label))
 
 
 async def _metric_value(page, label: str) -> str:
@@ -78,6 +79,7 @@ async def _after(page, *expected) -> None:
     for locator in expected:
         await locator.first.wait_for()
     await page.wait_for_selector(IDLE)
+    await page.locator(SKELETON).first.wait_for(state="detached")  # every element's component has loaded
     for locator in expected:
         await locator.first.wait_for()
 
@@ -121,8 +123,8 @@ async def _browse(page, url: str, k: int, expected: dict, clock: dict, log: list
             if (await _showing(page))[0] == patient:
                 continue  # choosing the patient already shown draws nothing new to wait for
             await page.locator(MAIN).get_by_role("combobox", name="Patient (type to search)", exact=True).click()
-            await page.keyboard.type(patient)
-            await page.keyboard.press("Enter")
+            await page.keyboard.type(patient)  # the list filters as one types; pick the option it leaves
+            await page.get_by_role("option").filter(has_text=patient).click()
             await _after(page, page.get_by_text(f"Showing {patient} slice"))
         elif action == "slice":
             patient, number = await _showing(page)

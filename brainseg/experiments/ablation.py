@@ -23,10 +23,25 @@ from brainseg.core import metrics
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.preprocess import InputSpec, resize_images, upsample_maps
 from brainseg.core.split import load_split, select_part
-from brainseg.inference.cascade import CascadeResult, LoadedModel, load_model
+from brainseg.inference.cascade import CascadeResult, LoadedModel, load_model, tumor_called
 
-INFERENCE_DEFAULTS = {"mask_threshold": 0.5, "min_component_pixels": 0, "mirror_tta": False,
-                      "slice_score": "classifier"}
+INFERENCE_DEFAULTS = {"mask_threshold": 0.5, "min_component_pixels": 0, "min_component_voxels_3d": 0,
+                      "mirror_tta": False, "slice_score": "classifier"}
+
+
+def remove_small_components_3d(masks: np.ndarray, min_voxels: int) -> np.ndarray:
+    """(N, H, W) masks of one patient without the 3-D components (26-connected across slices) under ``min_voxels``.
+
+    Evidence only: it depends on which slices the gate passes, so a threshold change would need it redone;
+    the shipped cascade removes small components per slice instead.
+    """
+    if min_voxels <= 1 or not masks.any():
+        return masks
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(masks, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel())
+    return masks & (sizes >= min_voxels)[labels] & (labels > 0)
 
 
 @dataclass
@@ -140,10 +155,13 @@ def score_variant(patients: list[str], truths: list[np.ndarray], classifier: Mod
     labels = np.concatenate([t.any(axis=(1, 2)) for t in truths])
     scores = np.concatenate([r.probabilities for r in results])
     threshold = metrics.threshold_for_sensitivity(labels, scores, target_sensitivity)
-    cascade_dice = [metrics.dice(r.masks(threshold), t) for r, t in zip(results, truths, strict=True)]
+    masks = [remove_small_components_3d(r.masks(threshold), int(settings["min_component_voxels_3d"]))
+             for r in results]
+    cascade_dice = [metrics.dice(m, t) for m, t in zip(masks, truths, strict=True)]
     segmenter_dice = [metrics.dice(r.segmenter_masks(), t) for r, t in zip(results, truths, strict=True)]
-    decisions = np.concatenate([r.decisions(threshold) for r in results])
-    predicted = sum(int(r.masks(threshold)[t.any(axis=(1, 2))].sum()) for r, t in zip(results, truths, strict=True))
+    decisions = np.concatenate([tumor_called(r.gate(threshold), m.sum(axis=(1, 2)))
+                                for r, m in zip(results, masks, strict=True)])
+    predicted = sum(int(m[t.any(axis=(1, 2))].sum()) for m, t in zip(masks, truths, strict=True))
     true_pixels = sum(int(t.sum()) for t in truths)
     gate = metrics.classification_at(labels, scores >= threshold)
     return {
