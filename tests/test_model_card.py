@@ -8,7 +8,8 @@ from conftest import DEMO_DIR, MODELS_DIR
 from brainseg.core.data import scan_dataset
 from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade, sha256_of
-from brainseg.reports.model_card import CHECKED_KEYS, dig
+from brainseg.reports.card_markdown import dig
+from brainseg.reports.model_card import CHECKED_KEYS
 
 
 @pytest.fixture(scope="module")

@@ -270,7 +270,7 @@ def render_markdown(card: dict) -> str:
         *_speed_lines(card),
         "## Demo cases (checked by the test suite)",
         "The four shipped demo patients (from the test split) give: " + ", ".join(
-            f"{k} {_f(_dig(card['demo_cases'], k), 4)}" for k in card.get("checked_keys", [])) + ".",
+            f"{k} {_f(dig(card['demo_cases'], k), 4)}" for k in card.get("checked_keys", [])) + ".",
         "`tests/test_model_card.py` recomputes these from the weights.",
         "",
         "## Limitations",
@@ -290,7 +290,8 @@ def render_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def _dig(report: dict, dotted: str):
+def dig(report: dict, dotted: str):
+    """``report['a']['b']`` for ``'a.b'``."""
     node = report
     for key in dotted.split("."):
         node = node[key]

@@ -33,13 +33,6 @@ CHECKED_KEYS = (
 )
 
 
-def dig(report: dict, dotted: str):
-    node = report
-    for key in dotted.split("."):
-        node = node[key]
-    return node
-
-
 def _strip(report: dict) -> dict:
     """An evaluate report without the bulky per-patient tables."""
     slim = json.loads(json.dumps(report, default=float))
