@@ -247,3 +247,26 @@ def test_temperature_scaled_reliability_is_offered_when_fitted(app):
     app.toggle(key="show_calibrated").set_value(True).run()
     assert not app.exception
     assert any("ECE after temperature scaling" in c.value for c in app.caption)
+
+
+def test_dashboard_masks_and_dice_equal_evaluate(monkeypatch):
+    """The dashboard's cached outputs give the very masks and Dice `brainseg evaluate` computes."""
+    from conftest import MODELS_DIR
+
+    from brainseg.app import dashboard as dash
+    from brainseg.core import metrics
+    from brainseg.core.data import scan_dataset
+    from brainseg.evaluation.evaluate import predict_patients
+    from brainseg.evaluation.threshold_analysis import metrics_at_threshold
+    from brainseg.inference.cascade import Cascade
+
+    monkeypatch.setenv("BRAINSEG_MODELS_DIR", str(MODELS_DIR))
+    cascade = Cascade.from_dir(MODELS_DIR)
+    threshold = cascade.default_threshold
+    for patient in predict_patients(cascade, scan_dataset(DEMO_DIR)):
+        cached = dash.get_patient_prediction(str(DEMO_DIR), patient.patient_id, dash.models_key())
+        shown = dash.patient_result(cached)
+        assert np.array_equal(shown.masks(threshold), patient.result.masks(threshold))
+        stats = dash.get_patient_stats(str(DEMO_DIR), patient.patient_id, dash.models_key())
+        assert metrics_at_threshold(stats, threshold)["per_patient_dice"][patient.patient_id] == pytest.approx(
+            metrics.dice(patient.result.masks(threshold), patient.truth), abs=1e-12)

@@ -120,8 +120,8 @@ async def _browse(page, url: str, k: int, expected: dict, clock: dict, log: list
         start = time.perf_counter()
         if action == "patient":
             patient = patients[int(rng.integers(len(patients)))]
-            if (await _showing(page))[0] == patient:
-                continue  # choosing the patient already shown draws nothing new to wait for
+            if (await _showing(page))[0] == patient:  # re-choosing it would draw nothing new: take the next one
+                patient = patients[(patients.index(patient) + 1) % len(patients)]
             await page.locator(MAIN).get_by_role("combobox", name="Patient (type to search)", exact=True).click()
             await page.keyboard.type(patient)  # the list filters as one types; pick the option it leaves
             await page.get_by_role("option").filter(has_text=patient).click()
