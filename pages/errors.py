@@ -44,7 +44,7 @@ for position, row in enumerate(rows.itertuples(index=False)):
     base = channel_view(prediction["images"][index], "FLAIR")
     cell = grid[position % 4]
     cell.image(difference_view(base, mask, prediction["truth"][index]), width="stretch",
-               caption=f"{row.kind}: {row.patient_id} slice {row.slice} · P {row.probability:.3f} · "
+               caption=f"{row.kind}: {row.patient_id} slice {row.slice} · score {row.probability:.3f} · "
                        f"truth {row.truth_pixels} px · Dice {row.dice:.2f}")
     cell.button("Open in Patients", key=f"open_{row.patient_id}_{row.slice}", on_click=dash.open_in_patients,
                 args=(row.patient_id, index), width="stretch")

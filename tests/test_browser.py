@@ -148,20 +148,20 @@ def _every_page_threshold_and_uploads(server, page, tmp_path) -> None:
 
     # Move the shared threshold with the keyboard and see the decision label follow it.
     before = _metric(page, "Decision at").locator("[data-testid='stMetricLabel']").inner_text()
+    assert "0.000" not in before, before
     thumb = sidebar.locator("input[type='range']").first
     thumb.focus()
     start = time.perf_counter()
     thumb.press("Home")  # threshold 0: every slice passes the gate
     _after(page, _metric(page, "Decision at 0.000"))
     timings["threshold_change_s"] = time.perf_counter() - start
-    assert "0.000" not in before, before
     start = time.perf_counter()
     page.locator(MAIN).get_by_role("combobox", name="Patient (type to search)", exact=True).click()
     page.keyboard.type("TCGA_HT_7855")  # the list filters as one types; pick the option it leaves
     page.get_by_role("option").filter(has_text="TCGA_HT_7855").click()
     _after(page, page.get_by_text("Showing TCGA_HT_7855 slice"))
     timings["another_patient_first_view_s"] = time.perf_counter() - start
-    _after(page, _metric(page, "Decision at 0.000"))  # the threshold is the session's, kept across patients
+    _metric(page, "Decision at 0.000").wait_for()  # the threshold is the session's, kept across patients
     _no_exception(page)
 
     # Review tools: uncertainty and Grad-CAM overlays, then the 3-D view.
@@ -205,33 +205,35 @@ def _every_page_threshold_and_uploads(server, page, tmp_path) -> None:
     timings["upload_two_slices_s"] = time.perf_counter() - start
     assert "refused" in refusal.inner_text() and "not a TIFF, PNG or JPEG" in refusal.inner_text()
     assert "1 slice(s) are outside the training distribution" in outside.first.inner_text()
+    grid = page.locator(MAIN).locator("[data-testid='stDataFrame'] table[role='grid']")  # the results table
+    assert grid.get_attribute("aria-colcount") == str(len(RESULT_COLUMNS))
+    headers = grid.locator("th[role='columnheader']").all_inner_texts()  # those scrolled into view
+    assert headers and headers == RESULT_COLUMNS[: len(headers)], headers
+    shown = float(score.locator("[data-testid='stMetricValue']").inner_text())
     _no_exception(page)
     _drawn(page)
     page.screenshot(path=str(SHOTS / "upload.png"), full_page=True)
 
-    # The results table, as downloaded: the documented columns, one row per usable slice.
+    # The grayscale slice: no mask, and a warning of its own.
+    page.locator(MAIN).get_by_role("combobox", name="Slice", exact=True).click()
+    page.get_by_role("option", name=gray.name).click()
+    gray_warning = page.locator("[data-testid='stAlert']", has_text=f"{gray.name}: outside the training distribution")
+    _after(page, gray_warning, page.get_by_text("Prediction (green)", exact=True))
+    assert "outside training distribution" in score.inner_text()
+    _no_exception(page)
+
+    # The results table as downloaded: the documented columns, one row per usable slice. Last, because the
+    # download button's rerun draws nothing new to wait for.
     with page.expect_download() as download:
         page.get_by_role("button", name="Download the results table (CSV)").click()
     rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
-    _after(page, paired, score)  # a download button reruns the page
     assert list(rows[0]) == RESULT_COLUMNS
-    grid = page.locator(MAIN).locator("[data-testid='stDataFrame'] table[role='grid']")
-    assert grid.get_attribute("aria-colcount") == str(len(RESULT_COLUMNS))
-    headers = grid.locator("th[role='columnheader']").all_inner_texts()  # those scrolled into view
-    assert headers and headers == RESULT_COLUMNS[: len(headers)], headers
     assert [r["file"] for r in rows] == [slice_path.name, gray.name]
     real, grayscale = rows
     assert real["out_of_distribution"] == "" and "grayscale" in grayscale["out_of_distribution"]
     assert real["true_tumor_pixels"] != "" and grayscale["true_tumor_pixels"] == ""
-    shown = float(score.locator("[data-testid='stMetricValue']").inner_text())
-    assert abs(shown - float(real["slice_score"])) < 1.5e-3, (shown, real)
-
-    # The grayscale slice: no mask, and a warning of its own.
-    page.locator(MAIN).get_by_role("combobox", name="Slice", exact=True).click()
-    page.get_by_role("option", name=gray.name).click()
-    _after(page, page.locator("[data-testid='stAlert']", has_text=f"{gray.name}: outside the training distribution"),
-           page.get_by_text("Prediction (green)", exact=True))
-    assert "outside training distribution" in score.inner_text()
+    assert abs(shown - float(real["slice_score"])) < 1.5e-3, (shown, real)  # the page shows the table's score
+    _after(page, gray_warning)
     _no_exception(page)
     TIMINGS.write_text(json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n")
 

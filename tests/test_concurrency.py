@@ -183,6 +183,7 @@ def test_eight_sessions_at_once(tmp_path, expected_probabilities):
         peak = peak_rss_mb(process.pid)
         server_pid = process.pid
     sessions = {entry["session"] for entry in log}
+    loads = model_loads(server_log.read_text())
     report = {"sessions": SESSIONS, "seconds": SECONDS, "actions": len(log),
               "actions_by_kind": {a: sum(e["action"] == a for e in log) for a in ("patient", "slice", "threshold",
                                                                                   "upload")},
@@ -190,13 +191,13 @@ def test_eight_sessions_at_once(tmp_path, expected_probabilities):
                                      "slowest": round(max(first_pages.values()), 2)},
               "slowest_response_seconds": round(max(entry["seconds"] for entry in log), 2),
               "median_response_seconds": round(float(np.median([e["seconds"] for e in log])), 2),
-              "server_peak_rss_mb": round(peak)}  # recorded, not asserted: weights are small next to TensorFlow
+              "server_peak_rss_mb": round(peak),  # recorded, not asserted: weights are small next to TensorFlow
+              "model_loads": len(loads)}
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     (ROOT / "test-artifacts" / "concurrency.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
     assert sessions == set(range(SESSIONS)), report
 
     # Sharing, checked directly: one model load, in the one server process, for all 8 sessions.
-    loads = model_loads(server_log.read_text())
     assert len(loads) == 1, loads
     assert loads[0][0] == server_pid, (loads, server_pid)

@@ -117,7 +117,8 @@ def _init_state() -> None:
     if "data_dir" not in st.session_state:
         st.session_state["data_dir"] = str(settings.default_data_dir().resolve())
     if "threshold" not in st.session_state:
-        st.session_state["threshold"] = default_threshold()
+        # Start on the slider's step, rounded down: what the slider shows is what the decisions use.
+        st.session_state["threshold"] = floor_to_step(default_threshold())
 
 
 def default_threshold() -> float:
