@@ -51,6 +51,12 @@ class Variant:
     classifier_run: str = "classifier-baseline"
     segmenter_run: str = "segmenter-baseline"
     inference: dict = field(default_factory=dict)
+    # Averaged with ``segmenter_run``'s maps: an ensemble (each member's inference cost is paid)
+    ensemble_with: list[str] = field(default_factory=list)
+
+    @property
+    def segmenter_runs(self) -> list[str]:
+        return [self.segmenter_run, *self.ensemble_with]
 
     @property
     def settings(self) -> dict:
@@ -130,6 +136,14 @@ class ModelOutputs:
     def get(self, tta: bool) -> list[np.ndarray]:
         return [(p + m) / 2 for p, m in zip(self.plain, self.mirrored, strict=True)] if tta else self.plain
 
+    @staticmethod
+    def average(members: list[ModelOutputs]) -> ModelOutputs:
+        """The members' outputs averaged patient by patient (an ensemble of models)."""
+        if len(members) == 1:
+            return members[0]
+        return ModelOutputs([np.mean(maps, axis=0) for maps in zip(*(m.plain for m in members), strict=True)],
+                            [np.mean(maps, axis=0) for maps in zip(*(m.mirrored for m in members), strict=True)])
+
 
 def collect_model_outputs(model: LoadedModel, images: list[np.ndarray]) -> ModelOutputs:
     plain, mirrored = [], []
@@ -191,7 +205,7 @@ def run_ablation(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_
 
     outputs: dict[str, ModelOutputs] = {}
     models: dict[str, dict] = {}
-    needed = dict.fromkeys(r for v in plan.variants for r in (v.classifier_run, v.segmenter_run))
+    needed = dict.fromkeys(r for v in plan.variants for r in (v.classifier_run, *v.segmenter_runs))
     pending = [run for run in needed if not run_is_complete(runs_dir / run)]
     if pending and train:
         raise RuntimeError(f"runs still incomplete after training: {pending}")
@@ -204,13 +218,14 @@ def run_ablation(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_
 
     table = {}
     for variant in plan.variants:
-        if variant.classifier_run in pending or variant.segmenter_run in pending:
+        if any(run in pending for run in (variant.classifier_run, *variant.segmenter_runs)):
             table[variant.name] = {"change": variant.change, "status": "not scored: its training run is incomplete"}
             continue
         table[variant.name] = {
             "change": variant.change, "classifier_run": variant.classifier_run,
-            "segmenter_run": variant.segmenter_run, "inference": variant.settings,
-            **score_variant(patients, truths, outputs[variant.classifier_run], outputs[variant.segmenter_run],
+            "segmenter_runs": variant.segmenter_runs, "inference": variant.settings,
+            **score_variant(patients, truths, outputs[variant.classifier_run],
+                            ModelOutputs.average([outputs[run] for run in variant.segmenter_runs]),
                             variant.settings, plan.target_sensitivity),
         }
     return {
