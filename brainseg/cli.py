@@ -287,7 +287,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, json.JSONDecodeError) as err:
         raise BrainsegError(f"{args.plan}: not a valid ablation plan ({err})") from err
     result = run_ablation(plan, args.data, args.split_file, args.runs_dir, train=not args.no_train)
-    result["command"] = "brainseg ablate --data " + str(args.data)
+    result["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else "brainseg ablate"
     result["plan"] = json.loads(args.plan.read_text())
     _write_json(result, args.out)
     print("\n".join(ablation_markdown(result)))

@@ -88,19 +88,23 @@ def run_is_complete(run_dir: Path) -> bool:
 
 
 def train_missing_runs(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_dir: Path,
-                       verbose: int = 2) -> dict[str, float]:
-    """Train (or resume) every run the plan needs that is not complete; returns each run's training minutes."""
+                       verbose: int = 2) -> None:
+    """Train (or resume) every run the plan needs that is not complete."""
     from brainseg.training.train import config_with_overrides, recipe, train
 
-    minutes = {}
     for name, spec in plan.runs.items():
         run_dir = runs_dir / name
         if not run_is_complete(run_dir):
             config = config_with_overrides(recipe(spec["model"], spec.get("recipe", "cpu")), **spec["overrides"])
             train(config, data_dir, split_file, run_dir, verbose=verbose)
-        seconds = pd.read_csv(run_dir / "epoch_seconds.csv", header=None, names=["epoch", "seconds"])["seconds"]
-        minutes[name] = float(seconds.sum() / 60)
-    return minutes
+
+
+def run_record(run_dir: Path) -> dict:
+    """Epochs run, best epoch (by validation loss) and training minutes (sum of epoch times) of a finished run."""
+    history = pd.read_csv(run_dir / "history.csv")
+    seconds = pd.read_csv(run_dir / "epoch_seconds.csv", header=None, names=["epoch", "seconds"])["seconds"]
+    return {"epochs_run": len(history), "best_epoch": int(history["val_loss"].idxmin()) + 1,
+            "training_minutes_epochs": round(float(seconds.sum() / 60), 1)}
 
 
 def load_run_model(run_dir: Path) -> LoadedModel:
@@ -196,7 +200,8 @@ def run_ablation(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_
                  progress: bool = True, train: bool = True) -> dict:
     runs_dir = Path(runs_dir)
     started = time.perf_counter()
-    training_minutes = train_missing_runs(plan, data_dir, split_file, runs_dir) if train else {}
+    if train:
+        train_missing_runs(plan, data_dir, split_file, runs_dir)
     manifest, _ = load_dataset(data_dir, progress=progress)
     rows = select_part(manifest, load_split(split_file), plan.split)
     patients = list(dict.fromkeys(rows["patient_id"]))
@@ -214,7 +219,8 @@ def run_ablation(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_
             continue
         model = load_run_model(runs_dir / run)
         outputs[run] = collect_model_outputs(model, images)
-        models[run] = {"role": model.role, "sha256": model.sha256, "overrides": plan.runs[run]["overrides"]}
+        models[run] = {"role": model.role, "sha256": model.sha256, "overrides": plan.runs[run]["overrides"],
+                       **run_record(runs_dir / run)}
 
     table = {}
     for variant in plan.variants:
@@ -236,7 +242,6 @@ def run_ablation(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_
         "target_sensitivity": plan.target_sensitivity,
         "runs": models,
         "pending_runs": pending,
-        "training_minutes": training_minutes,
         "variants": table,
         "wall_seconds": time.perf_counter() - started,
     }
