@@ -39,7 +39,7 @@ if not uploaded:
 with st.spinner(f"Reading {len(uploaded)} file(s) and running the cascade…"):
     prediction = predict_uploads(cascade, [(f.name, f.getvalue()) for f in uploaded], threshold)
 for name, message in prediction.refused:
-    st.error(f"**{name}** refused: {message}")
+    st.error(f"**{name}** refused: {message.removeprefix(f'{name}: ')}")
 if not prediction.slices:
     st.warning("None of the uploaded files could be used.")
     st.stop()

@@ -179,7 +179,8 @@ def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split
 def test_ui_report_rewrites_the_readme_section_from_artifacts(tmp_path, capsys):
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    (artifacts / "ui_timings.json").write_text(json.dumps({"threshold_change_s": 1.234, "next_slice_s": 0.5}))
+    (artifacts / "ui_timings.json").write_text(json.dumps({"threshold_change_s": 1.234, "next_slice_s": 0.5,
+                                                            "first_view_s (cold server)": 9.0}))
     (artifacts / "concurrency.json").write_text(json.dumps({"sessions": 8, "seconds": 60, "actions": 40,
                                                             "median_response_seconds": 2.0,
                                                             "slowest_response_seconds": 9.5,
@@ -188,7 +189,8 @@ def test_ui_report_rewrites_the_readme_section_from_artifacts(tmp_path, capsys):
     readme.write_text("a\n<!-- ui:start (written by brainseg ui-report) -->\nSTALE\n<!-- ui:end -->\nb\n")
     assert main(["ui-report", "--artifacts", str(artifacts), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert "STALE" not in text and "| threshold change | 1.23 |" in text
+    assert "STALE" not in text and "| threshold change | 1.23 |" in text and "| next slice | 0.50 |" in text
+    assert "| first view (cold server) | 9.00 |" in text
     assert "model loads in the server process: 1" in text
     assert text.startswith("a\n") and text.endswith("b\n")
     (artifacts / "ui_timings.json").unlink()

@@ -147,12 +147,13 @@ def data_dir() -> str:
     return str(st.session_state["data_dir"])
 
 
-def threshold_control(container, key: str, label: str = "Tumor probability threshold") -> None:
+def threshold_control(container, key: str, label: str = "Tumor score threshold") -> None:
     """A slider bound to the session's one threshold (any number of pages may show one)."""
     st.session_state[key] = threshold()
     container.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=key,
                      on_change=lambda: set_threshold(st.session_state[key]),
-                     help="Slices whose classifier probability is at least this are passed to the segmenter.")
+                     help="Slices whose slice score is at least this keep the segmenter's mask (see the Model card "
+                          "for what the score combines).")
 
 
 def _apply_data_dir() -> None:

@@ -26,14 +26,20 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _step_name(key: str) -> str:
+    """``next_slice_s`` -> ``next slice``; ``first_view_s (note)`` -> ``first view (note)``."""
+    head, _, note = key.partition(" ")
+    return (head.removesuffix("_s").replace("_", " ") + (" " + note if note else "")).strip()
+
+
 def ui_markdown(timings: dict, concurrency: dict | None, machine: str) -> str:
     lines = [
-        f"Recorded by the browser tests on {machine} (headless Chromium on the same machine; recorded, never "
-        "asserted), rendered by `brainseg ui-report`:",
+        f"Recorded by the browser tests on {machine} with the shipped models and demo cases (headless Chromium on "
+        "the same machine; recorded, never asserted), rendered by `brainseg ui-report`:",
         "",
         "| browser test step | seconds |",
         "|---|---|",
-        *[f"| {name.replace('_s', '').replace('_', ' ')} | {value:.2f} |" for name, value in timings.items()
+        *[f"| {_step_name(name)} | {value:.2f} |" for name, value in timings.items()
           if isinstance(value, int | float)],
         "",
     ]
