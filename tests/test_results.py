@@ -8,8 +8,9 @@ import pytest
 
 from brainseg.core import metrics
 from brainseg.evaluation.patient_summary import decision_note, summarize_patient
-from brainseg.evaluation.threshold_analysis import gated_counts, metrics_at_threshold, slice_stats
+from brainseg.evaluation.threshold_analysis import metrics_at_threshold, slice_stats
 from brainseg.inference.cascade import CascadeResult, remove_small_components, tumor_called
+from brainseg.inference.counts import gated_counts
 from brainseg.inference.results import SLICE_RESULT_COLUMNS, slice_results
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core import metrics
-from brainseg.inference.cascade import CascadeResult, passes_gate, tumor_called
+from brainseg.inference.cascade import CascadeResult
+from brainseg.inference.counts import gated_counts
 
 
 def slice_stats(patient_id: str, institution: str, slices, result: CascadeResult, truth: np.ndarray) -> pd.DataFrame:
@@ -26,20 +27,6 @@ def slice_stats(patient_id: str, institution: str, slices, result: CascadeResult
         "segmenter_pixels": seg.sum(axis=(1, 2)),
         "overlap_pixels": (seg & truth).sum(axis=(1, 2)),
     })
-
-
-def gated_counts(stats: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Per slice at ``threshold``: passed_gate, called, predicted and overlap pixels after the gate, slice Dice.
-
-    The count-based twin of ``CascadeResult.masks``/``decisions``: the same gate and decision rule.
-    """
-    passed = passes_gate(stats["probability"].to_numpy(), threshold)
-    predicted = np.where(passed, stats["segmenter_pixels"].to_numpy(), 0)
-    overlap = np.where(passed, stats["overlap_pixels"].to_numpy(), 0)
-    truth = stats["truth_pixels"].to_numpy()
-    return pd.DataFrame({"passed_gate": passed, "called": tumor_called(passed, predicted), "predicted": predicted,
-                         "overlap": overlap, "truth": truth,
-                         "dice": metrics.dice_from_counts(overlap, predicted, truth)}, index=stats.index)
 
 
 def metrics_at_threshold(stats: pd.DataFrame, threshold: float) -> dict:

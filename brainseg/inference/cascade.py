@@ -7,7 +7,6 @@ model again. The segmenter runs on every slice, not just those above today's thr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import InputSpec, resize_images, scale_images, upsample_maps
 from brainseg.errors import ModelLoadError
 
@@ -50,15 +50,6 @@ class LoadedModel:
 
             self._infer = infer
         return self._infer(images).numpy()
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file: the identity of a weights file in sidecars, the model card and the review log."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_model(path: str | Path, role: str) -> LoadedModel:

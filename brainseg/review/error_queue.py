@@ -3,7 +3,7 @@
 Order: false-negative slices first (tumor missed by the gate, then tumor the segmenter did not draw),
 then false-positive slices (most confident first), then tumor slices found but drawn badly (lowest
 Dice first). Built from the per-slice counts of ``brainseg.evaluation.threshold_analysis.slice_stats``,
-through the same gate and decision rule as every other figure (``gated_counts``).
+through the same gate and decision rule as every other figure (``brainseg.inference.counts``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brainseg.evaluation.threshold_analysis import gated_counts
+from brainseg.inference.counts import gated_counts
 
 KINDS = ("missed by gate", "missed by segmenter", "false positive", "low Dice")
 

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core.data import load_dataset, load_slices
+from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
 from brainseg.core.split import load_split, select_part
 from brainseg.errors import DataError
-from brainseg.inference.cascade import sha256_of
 
 ModelKind = Literal["classifier", "segmenter"]
 
