@@ -1,11 +1,12 @@
 """brainseg: review AI tumor detection and segmentation on brain MRI (LGG).
 
-Modules, in the order data flows through them: ``data`` (Kaggle-layout reading), ``split``
-(patient-level split), ``preprocess`` (the one preprocessing path), ``models``, ``losses``, ``train``,
-``cascade`` (batched classifier + segmenter), ``metrics``, ``evaluate``, ``review`` (any-threshold
-figures), ``bench``, ``predict``, ``model_card``; reviewer tools ``error_queue``, ``calibration``,
-``uncertainty``, ``saliency``, ``export``, ``review_log``; the app's ``dashboard``, ``overlays`` and
-``figures``.
+Subpackages, in the order data flows through them (each imports only those before it):
+``core`` (Kaggle-layout data, patient split, the one preprocessing path, networks, losses, metrics),
+``training``, ``inference`` (model loading, the cascade and its rules, results table, user files),
+``review`` (error queue, TTA uncertainty, Grad-CAM, review log), ``evaluation`` (figures, bootstrap
+CIs, operating point, calibration, speed), ``experiments`` (the ablation), ``reports`` (overlays,
+figures, exports, model card) and ``app`` (Streamlit glue). ``settings`` says where models and data are;
+``cli`` is the ``brainseg`` command.
 """
 
 __version__ = "0.1.0"
