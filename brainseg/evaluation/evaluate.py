@@ -7,7 +7,6 @@ whatever the folder's size. See ``brainseg.core.metrics`` for the metric definit
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,19 +31,22 @@ class PatientPrediction:
     seconds: float  # cascade time on the decoded slices
 
 
-def predict_patients(
-    cascade: Cascade, manifest: pd.DataFrame, on_patient: Callable[[int, int, str], None] | None = None
-):
-    """Yield a PatientPrediction per patient of ``manifest`` (in patient order)."""
+def predict_patients(cascade: Cascade, manifest: pd.DataFrame, progress: str | None = None):
+    """Yield a PatientPrediction per patient of ``manifest`` (in patient order).
+
+    ``progress``: the description of a progress bar over the patients (None: no bar).
+    """
     patients = list(dict.fromkeys(manifest["patient_id"]))
-    for i, patient in enumerate(patients):
+    if progress is not None:
+        from tqdm import tqdm
+
+        patients = tqdm(patients, desc=progress, unit="patient")
+    for patient in patients:
         rows = manifest[manifest["patient_id"] == patient]
         images, truth = load_slices(rows)
         start = time.perf_counter()
         result = cascade.predict(images)
         seconds = time.perf_counter() - start
-        if on_patient is not None:
-            on_patient(i + 1, len(patients), patient)
         yield PatientPrediction(patient, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(), truth, result,
                                 seconds)
 
@@ -66,12 +68,7 @@ def evaluate(
     hd95_values: dict[str, list[float]] = {"cascade": [], "segmenter": []}
     seconds = 0.0
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=manifest["patient_id"].nunique(), desc="evaluating", unit="patient")
-    for patient in predict_patients(cascade, manifest, on_patient=(lambda *_: bar.update()) if bar else None):
+    for patient in predict_patients(cascade, manifest, progress="evaluating" if progress else None):
         truth, result = patient.truth, patient.result
         seconds += patient.seconds
         # The segmenter alone is the cascade with every slice through the gate.
@@ -90,8 +87,6 @@ def evaluate(
             volumes[name][patient.patient_id] = {"dice": m.dice(masks, truth), "iou": m.iou(masks, truth)}
             hd95_values[name] += [m.hd95(p, t) for p, t in zip(masks, truth, strict=True) if t.any()]
         per_slice.append(table)
-    if bar is not None:
-        bar.close()
 
     slices = pd.concat(per_slice, ignore_index=True)
     labels, scores = slices["has_tumor"].to_numpy(), slices["probability"].to_numpy()

@@ -1,9 +1,10 @@
 """Choosing the cascade's operating point on the validation split, and the temperature, never on test.
 
-The operating point is three numbers, all chosen on validation patients and stored with how they were
+The operating point is a score kind and three numbers, all chosen on validation patients and stored with how they were
 chosen in ``models/operating_point.json``:
-- ``threshold``: the slice gate, the highest classifier probability cut that reaches a target slice
-  sensitivity, rounded *down* to 6 decimals so the stored value never passes the chosen one;
+- ``threshold``: the slice gate, the highest cut on the slice score (``slice_score``: the classifier's
+  P(tumor), or combined with the segmenter's peak) that reaches a target slice sensitivity, rounded
+  *down* to 6 decimals so the stored value never passes the chosen one;
 - ``mask_threshold``: the per-pixel cut on the segmenter's map;
 - ``min_component_pixels``: 2-D components smaller than this are removed from each slice's mask.
 The last two maximise the cascade's mean Dice per volume on validation at that gate.
@@ -69,18 +70,11 @@ class ValidationOutputs:
 
 
 def collect_outputs(cascade: Cascade, manifest: pd.DataFrame, progress: bool = False) -> ValidationOutputs:
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=manifest["patient_id"].nunique(), desc="running the cascade", unit="patient")
     ids, truths, results = [], [], []
-    for patient in predict_patients(cascade, manifest, on_patient=(lambda *_: bar.update()) if bar else None):
+    for patient in predict_patients(cascade, manifest, progress="running the cascade" if progress else None):
         ids.append(patient.patient_id)
         truths.append(patient.truth)
         results.append(patient.result)
-    if bar is not None:
-        bar.close()
     return ValidationOutputs(ids, truths, results)
 
 

@@ -23,25 +23,25 @@ from brainseg.core import metrics
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.preprocess import InputSpec, resize_images, upsample_maps
 from brainseg.core.split import load_split, select_part
-from brainseg.inference.cascade import CascadeResult, LoadedModel, load_model, tumor_called
+from brainseg.inference.cascade import (
+    CascadeResult,
+    LoadedModel,
+    load_model,
+    remove_small_components,
+    tumor_called,
+)
 
 INFERENCE_DEFAULTS = {"mask_threshold": 0.5, "min_component_pixels": 0, "min_component_voxels_3d": 0,
                       "mirror_tta": False, "slice_score": "classifier"}
 
 
 def remove_small_components_3d(masks: np.ndarray, min_voxels: int) -> np.ndarray:
-    """(N, H, W) masks of one patient without the 3-D components (26-connected across slices) under ``min_voxels``.
+    """One patient's masks without the 3-D components (through neighbouring slices) under ``min_voxels``.
 
     Evidence only: it depends on which slices the gate passes, so a threshold change would need it redone;
     the shipped cascade removes small components per slice instead.
     """
-    if min_voxels <= 1 or not masks.any():
-        return masks
-    from scipy import ndimage
-
-    labels, _ = ndimage.label(masks, structure=np.ones((3, 3, 3), bool))
-    sizes = np.bincount(labels.ravel())
-    return masks & (sizes >= min_voxels)[labels] & (labels > 0)
+    return remove_small_components(masks, min_voxels, across_slices=True)
 
 
 @dataclass
@@ -111,8 +111,7 @@ def load_run_model(run_dir: Path) -> LoadedModel:
     """A run's best checkpoint with the input spec its config trained it with."""
     config = json.loads((run_dir / "config.json").read_text())["config"]
     model = load_model(run_dir / "best.keras", config["model"])
-    model.spec = InputSpec(int(config["input_size"]), config["scaling"])
-    model._infer = None
+    model.spec = InputSpec(int(config["input_size"]), config["scaling"])  # before the first infer() traces it
     return model
 
 

@@ -11,6 +11,7 @@ import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -121,24 +122,23 @@ def slice_scores(probabilities: np.ndarray, maps: np.ndarray, kind: str = "class
     raise ValueError(f"unknown slice score {kind!r}; choose one of {SLICE_SCORES}")
 
 
-def remove_small_components(masks: np.ndarray, min_pixels: int) -> np.ndarray:
-    """(N, H, W) bool masks without the 8-connected 2-D components smaller than ``min_pixels``.
+def remove_small_components(masks: np.ndarray, min_size: int, across_slices: bool = False) -> np.ndarray:
+    """(N, H, W) bool masks without the connected components smaller than ``min_size`` pixels.
 
-    Per slice, never "largest only": gliomas can be multifocal. Per slice (not 3-D) so that the result
-    does not depend on which slices the gate lets through, and thresholds keep re-gating stored counts.
+    Never "largest only": gliomas can be multifocal. By default components are 8-connected within each
+    slice, so the result does not depend on which slices the gate lets through and thresholds keep
+    re-gating stored counts; ``across_slices`` joins them through neighbouring slices too (26-connected).
     """
-    if min_pixels <= 1:
+    if min_size <= 1 or not masks.any():
         return masks
     from scipy import ndimage
 
-    kept = masks.copy()
-    eight_connected = np.ones((3, 3), bool)
-    for mask in kept:  # views into ``kept``
-        if mask.any():
-            labels, _ = ndimage.label(mask, structure=eight_connected)
-            sizes = np.bincount(labels.ravel())
-            mask &= (sizes >= min_pixels)[labels] & (labels > 0)
-    return kept
+    structure = np.ones((3, 3, 3), bool)
+    if not across_slices:
+        structure[[0, 2]] = False  # neighbours in the same slice only
+    labels, _ = ndimage.label(masks, structure=structure)
+    sizes = np.bincount(labels.ravel())
+    return masks & (sizes >= min_size)[labels] & (labels > 0)
 
 
 @dataclass
@@ -161,25 +161,21 @@ class CascadeResult:
     def __len__(self) -> int:
         return len(self.classifier_probabilities)
 
-    @property
+    @cached_property
     def probabilities(self) -> np.ndarray:
         """(N,) the slice score the gate thresholds (the classifier's P(tumor) unless combined)."""
-        cached = self.__dict__.get("_scores")
-        if cached is None:
-            cached = slice_scores(self.classifier_probabilities, self.maps, self.slice_score)
-            self.__dict__["_scores"] = cached
-        return cached
+        return slice_scores(self.classifier_probabilities, self.maps, self.slice_score)
+
+    @cached_property
+    def _segmenter_masks(self) -> np.ndarray:
+        return remove_small_components(self.maps >= self.mask_threshold, self.min_component_pixels)
 
     def segmenter_masks(self) -> np.ndarray:
         """(N, H, W) bool: the segmenter alone, without the classifier gate (computed once, then reused)."""
-        cached = self.__dict__.get("_segmenter_masks")
-        if cached is None:
-            cached = remove_small_components(self.maps >= self.mask_threshold, self.min_component_pixels)
-            self.__dict__["_segmenter_masks"] = cached
-        return cached
+        return self._segmenter_masks
 
     def gate(self, threshold: float) -> np.ndarray:
-        """(N,) bool: slices whose classifier probability passes ``threshold``."""
+        """(N,) bool: slices whose slice score passes ``threshold``."""
         return passes_gate(self.probabilities, threshold)
 
     def masks(self, threshold: float) -> np.ndarray:
