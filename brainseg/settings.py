@@ -84,10 +84,11 @@ def allowed_data_dir(path: str | Path) -> Path:
     return resolved
 
 
-def data_folder_choices() -> list[Path]:
-    """Kaggle-layout folders a visitor may choose: each root, and its sub-folders that hold patient folders."""
+def data_folder_choices(roots: list[Path] | None = None) -> list[Path]:
+    """Kaggle-layout folders a visitor may choose: each root (default: ``data_roots()``), and its sub-folders
+    that hold patient folders."""
     choices: list[Path] = []
-    for root in data_roots():
+    for root in data_roots() if roots is None else roots:
         for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
             if folder not in choices and _looks_like_dataset(folder):
                 choices.append(folder)

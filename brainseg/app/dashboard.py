@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -171,7 +172,7 @@ def sidebar() -> None:
     side.warning(RESEARCH_NOTICE)
     threshold_control(side, "_threshold_sidebar")
     # Only folders under the configured roots are offered: a visitor never types a server path.
-    choices = [str(p) for p in settings.data_folder_choices()]
+    choices = list(data_folder_choices(tuple(str(root) for root in settings.data_roots())))
     if data_dir() not in choices:
         choices.insert(0, data_dir())
     st.session_state["_data_dir_choice"] = data_dir()
@@ -179,6 +180,13 @@ def sidebar() -> None:
                    on_change=_apply_data_dir, format_func=_folder_label,
                    help=f"Folders under ${settings.DATA_ROOTS_ENV} (default: the demo cases and "
                         f"${settings.DATA_DIR_ENV}).")
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def data_folder_choices(roots: tuple[str, ...]) -> list[str]:
+    """The Kaggle-layout folders under ``roots``; listed at most every 30 s, not on every rerun
+    (a threshold move reruns the sidebar, and the listing walks the roots' folders)."""
+    return [str(p) for p in settings.data_folder_choices([Path(r) for r in roots])]
 
 
 def _folder_label(path: str) -> str:

@@ -24,6 +24,7 @@ import brainseg
 from brainseg.core.data import load_slices
 from brainseg.core.preprocess import InputSpec
 from brainseg.inference.cascade import Cascade, LoadedModel
+from brainseg.runtime import cpu_name
 
 PATIENT_OVER_REFERENCE_GOAL = 0.5  # the project's speed goal: median patient <= 0.5x the reference
 
@@ -53,14 +54,8 @@ def peak_rss_mb() -> float:
 def machine_description() -> dict:
     import tensorflow as tf
 
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
-            "platform": platform.platform()}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "platform": platform.platform()}
 
 
 REFERENCE_BATCH_SIZE = 16  # fixed, not the cascade's batch size: the reference must be the same workload everywhere

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 
 from brainseg.errors import DataError
+from brainseg.runtime import cpu_name
 
 UI_START, UI_END = "<!-- ui:start (written by brainseg ui-report) -->", "<!-- ui:end -->"
-
-
-def _cpu() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def _step_name(key: str) -> str:
@@ -67,7 +58,7 @@ def update_readme_ui(readme: str | Path, artifacts: str | Path) -> str:
         raise DataError(f"{readme}: no '{UI_START}' ... '{UI_END}' section to rewrite")
     timings = json.loads(timings_path.read_text())
     concurrency = json.loads(concurrency_path.read_text()) if concurrency_path.is_file() else None
-    section = ui_markdown(timings, concurrency, f"{_cpu()} ({os.cpu_count()} cores)")
+    section = ui_markdown(timings, concurrency, f"{cpu_name()} ({os.cpu_count()} cores)")
     head, rest = text.split(UI_START, 1)
     _, tail = rest.split(UI_END, 1)
     readme.write_text(head + UI_START + "\n" + section + UI_END + tail)
