@@ -1,7 +1,7 @@
 """Threshold analysis for the dashboard: every metric at any threshold from small per-slice counts.
 
-The cascade runs once per slice; what the metrics need afterwards is, per slice, the classifier
-probability and three pixel counts (truth, segmenter mask, their overlap). Any threshold's slice-,
+The cascade runs once per slice; what the metrics need afterwards is, per slice, the slice score
+(what the gate thresholds) and three pixel counts (truth, segmenter mask, their overlap). Any threshold's slice-,
 patient- and volume-level figures follow from those counts without touching images or models.
 """
 
