@@ -39,7 +39,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--loss", choices=["focal_tversky", "dice_bce", "binary_crossentropy"],
                    help="segmenter loss (default: the recipe's, focal Tversky)")
-    p.add_argument("--tversky-alpha", type=float, help="focal Tversky weight of missed pixels (recipe: 0.7)")
+    p.add_argument("--tversky-alpha", type=float, help="focal Tversky weight of missed pixels (cpu recipe: 0.5)")
+    p.add_argument("--empty-fraction", type=float,
+                   help="segmenter: tumor-free slices trained on, as a share of the tumor slices (cpu recipe: 0.25)")
     p.add_argument("--run-name", help="run folder name under --runs-dir (default: <model>-<recipe>)")
     p.add_argument("--limit-slices", type=int, help="cap train/val slices (smoke tests only)")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
@@ -56,6 +58,7 @@ def _run_train(args: argparse.Namespace) -> int:
             input_size=args.input_size, width=args.width, learning_rate=args.learning_rate, seed=args.seed,
             loss=args.loss if model == "segmenter" else None,
             tversky_alpha=args.tversky_alpha if model == "segmenter" else None,
+            empty_fraction=args.empty_fraction if model == "segmenter" else None,
         )
         run_dir = args.runs_dir / (args.run_name or f"{model}-{args.recipe}")
         print(f"training {model} ({args.recipe} recipe) in {run_dir}", flush=True)
