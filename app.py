@@ -11,6 +11,7 @@ st.set_page_config(page_title="brainseg · LGG MRI review", page_icon=":material
 pages = st.navigation([
     st.Page("pages/patients.py", title="Patients", icon=":material/person_search:", default=True),
     st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
+    st.Page("pages/study.py", title="Study (NIfTI / DICOM)", icon=":material/deployed_code:"),
     st.Page("pages/errors.py", title="Error browser", icon=":material/error:"),
     st.Page("pages/threshold.py", title="Threshold & metrics", icon=":material/tune:"),
     st.Page("pages/dataset.py", title="Dataset", icon=":material/bar_chart:"),

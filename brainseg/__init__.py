@@ -2,7 +2,8 @@
 
 Subpackages, in the order data flows through them (each imports only those before it):
 ``core`` (Kaggle-layout data, patient split, the one preprocessing path, networks, losses, metrics),
-``training``, ``inference`` (model loading, the cascade and its rules, results table, user files),
+``training``, ``inference`` (model loading, the cascade and its rules, results table, user files, the
+prediction store), ``scoring`` (batch scoring into the store, in process or on Ray),
 ``review`` (error queue, TTA uncertainty, Grad-CAM, review log), ``evaluation`` (figures, bootstrap
 CIs, operating point, calibration, speed), ``experiments`` (the ablation), ``reports`` (overlays,
 figures, exports, model card) and ``app`` (Streamlit glue). ``settings`` says where models and data are;

@@ -46,9 +46,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit-slices", type=int, help="cap train/val slices (smoke tests only)")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
                    help="0 silent, 1 progress bar per epoch, 2 one line per epoch (for log files)")
+    from brainseg.training.distribute import STRATEGIES  # light: TensorFlow is imported only when training
+
+    p.add_argument("--strategy", default="default", choices=STRATEGIES,
+                   help="tf.distribute: 'mirrored' on this host's GPUs, 'multiworker' on the hosts TF_CONFIG names; "
+                   "--batch-size stays the global batch, split across the replicas")
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from brainseg.training.distribute import is_chief
     from brainseg.training.train import config_with_overrides, export_model, recipe, train
 
     models = ["classifier", "segmenter"] if args.model == "both" else [args.model]
@@ -62,8 +68,9 @@ def _run_train(args: argparse.Namespace) -> int:
         )
         run_dir = args.runs_dir / (args.run_name or f"{model}-{args.recipe}")
         print(f"training {model} ({args.recipe} recipe) in {run_dir}", flush=True)
-        train(config, args.data, args.split_file, run_dir, verbose=args.verbose, limit_slices=args.limit_slices)
-        if args.export_dir is not None:
+        train(config, args.data, args.split_file, run_dir, verbose=args.verbose, limit_slices=args.limit_slices,
+              strategy=args.strategy)
+        if args.export_dir is not None and is_chief(args.strategy):  # one export per cluster
             path = export_model(run_dir, args.export_dir / f"{model}.keras")
             print(f"exported {path}", flush=True)
     return 0
@@ -132,15 +139,19 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.add_argument("--out", type=Path, required=True, help="report JSON; a .txt summary is written beside it")
     p.add_argument("--threshold", type=float, help="slice gate (default: models/operating_point.json)")
+    p.add_argument("--store", type=Path, help="prediction store: read stored outputs (patients missing from it are "
+                   "scored into it first), see `brainseg score`")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from brainseg.evaluation.evaluate import evaluate, format_report
     from brainseg.inference.cascade import Cascade
+    from brainseg.inference.store import PredictionStore
 
     manifest = _select(args)
     cascade = Cascade.from_dir(args.models_dir)
-    report = evaluate(cascade, manifest, threshold=args.threshold, progress=True)
+    store = PredictionStore(args.store) if args.store else None
+    report = evaluate(cascade, manifest, threshold=args.threshold, progress=True, store=store)
     report["data"] = {"folder": str(args.data), "split": args.split, "split_file": str(args.split_file)}
     report["models"] = {m.role: {"file": m.path.name, "sha256": m.sha256}
                         for m in (cascade.classifier, cascade.segmenter)}
@@ -148,6 +159,32 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     text = format_report(report)
     args.out.with_suffix(".txt").write_text(text + "\n")
     print(text)
+    return 0
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="fill a prediction store with the cascade's outputs (resumable; local or Ray)",
+                       description="Run the cascade on every patient the store lacks (or holds for other models or "
+                       "changed slices) and store its outputs; patients already stored are skipped.")
+    _add_data_args(p)
+    p.add_argument("--store", type=Path, required=True, help="prediction store folder (created if missing)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: the cascade in this process; ray: Ray Data with an actor pool (default: local)")
+    p.add_argument("--ray-address", help="Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--actors", type=int, help="ray: at most this many model-holding actors (default: one per CPU)")
+    p.add_argument("--num-cpus", type=int, help="ray: CPUs of a local Ray (default: all of this machine)")
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from brainseg.inference.store import PredictionStore
+    from brainseg.scoring.engines import score_folder
+
+    store = PredictionStore(args.store)  # a bad store path fails before the folder scan
+    summary = score_folder(_select(args), store, args.models_dir, engine=args.engine,
+                           batch_size=args.batch_size, ray_address=args.ray_address, num_cpus=args.num_cpus,
+                           actors=args.actors)
+    print(json.dumps(summary.to_dict()))
     return 0
 
 
@@ -226,8 +263,13 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="masks (PNG + TIFF) and a CSV of probabilities for slices or a patient")
-    p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders (e.g. a patient folder)")
+    p = sub.add_parser("predict", help="masks (PNG + TIFF) and a CSV of probabilities for slices or a patient, "
+                       "or a NIfTI / DICOM study (--flair)")
+    p.add_argument("inputs", nargs="*", type=Path, help="image files and/or folders (e.g. a patient folder)")
+    p.add_argument("--flair", type=Path, help="a study instead: FLAIR as a NIfTI file or a DICOM series folder; "
+                   "writes mask.nii.gz in its grid, seg.dcm (DICOM) and summary.json")
+    p.add_argument("--pre", type=Path, help="with --flair: the pre-contrast sequence (default: FLAIR in its place)")
+    p.add_argument("--post", type=Path, help="with --flair: the post-contrast sequence (default: FLAIR in its place)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--threshold", type=float, help="slice gate (default: models/operating_point.json)")
@@ -237,8 +279,20 @@ def _run_predict(args: argparse.Namespace) -> int:
     from brainseg.inference.cascade import Cascade
     from brainseg.inference.predict import predict_files
 
+    if (args.flair is None) == (not args.inputs) or (args.flair is None and (args.pre or args.post)):
+        raise BrainsegError("give either slice files/folders or --flair (with optional --pre/--post), not both")
     cascade = Cascade.from_dir(args.models_dir)
     threshold = cascade.default_threshold if args.threshold is None else args.threshold
+    if args.flair is not None:
+        from brainseg.studies.outputs import predict_study_files
+
+        summary = predict_study_files(cascade, args.flair, args.pre, args.post, args.out, threshold, progress=True)
+        for warning in summary["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"{len(summary['slices'])} slices, {summary['slices_called_tumor']} called tumor at threshold "
+              f"{threshold:.3f}; tumor volume {summary['tumor_volume_ml']:.2f} mL; "
+              f"{', '.join(f for f in summary['outputs'].values() if f)} and summary.json in {args.out}")
+        return 0
     table = predict_files(cascade, args.inputs, args.out, threshold)
     print(f"{len(table)} slices, {int(table['tumor_called'].sum())} called tumor at threshold {threshold:.3f}; "
           f"masks and predictions.csv in {args.out}")
@@ -310,6 +364,74 @@ def _run_ui_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_corrections(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("corrections", help="reviewers' mask corrections: export them to train on or to view")
+    actions = p.add_subparsers(dest="action", required=True)
+    e = actions.add_parser("export", help="latest version per slice: Kaggle layout (+ corrections.json) and NIfTI",
+                           description="Write <out>/kaggle_3m/<case>/<case>_<n>.tif + _mask.tif and "
+                           "<out>/nifti/<case>.nii.gz from the review store ($BRAINSEG_REVIEW_DB).")
+    e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--data", type=Path, action="append",
+                   help="folder(s) holding the original slices (default: the dashboard's data folders)")
+    e.add_argument("--format", choices=["kaggle", "nifti", "both"], default="both")
+    e.add_argument("--patient", action="append", help="only these patients (repeatable)")
+    e.add_argument("--review-db", help="a SQLite file or SQLAlchemy URL (default: $BRAINSEG_REVIEW_DB or the "
+                   "user's data folder)")
+
+
+def _run_corrections(args: argparse.Namespace) -> int:
+    from brainseg import settings
+    from brainseg.review.corrections import export_kaggle, export_nifti
+    from brainseg.review.review_log import ReviewLog
+
+    log = ReviewLog(args.review_db or settings.review_db())
+    folders = args.data or [settings.default_data_dir(), *settings.data_folder_choices()]
+    summary = {}
+    if args.format in ("kaggle", "both"):
+        out = args.out / "kaggle_3m" if args.format == "both" else args.out
+        summary["kaggle_slices"] = len(export_kaggle(log, out, folders, args.patient, progress=True)["slices"])
+        summary["kaggle_dir"] = str(out)
+    if args.format in ("nifti", "both"):
+        out = args.out / "nifti" if args.format == "both" else args.out
+        summary["nifti_cases"] = len(export_nifti(log, out, args.patient)["cases"])
+        summary["nifti_dir"] = str(out)
+    print(json.dumps(summary))
+    return 0
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune the segmenter on corrected slices (+ replay) into a new folder",
+                       description="Fine-tune the segmenter of --models-dir on a Kaggle-layout corrections folder "
+                       "(`brainseg corrections export`) plus a replay sample of the split's train slices; writes "
+                       "a new model folder and its validation Dice before/after (FINETUNE.md).")
+    p.add_argument("--corrections", required=True, type=Path, help="Kaggle-layout folder of corrected slices")
+    p.add_argument("--data", required=True, type=Path, help="the original Kaggle-layout folder (replay, validation)")
+    p.add_argument("--out", required=True, type=Path, help="new model folder (must not exist or be empty)")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="the parent model folder")
+    p.add_argument("--split-file", type=Path, help="default: the parent folder's split.json")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--replay-per-correction", type=float, default=4.0,
+                   help="replayed training slices per corrected slice (default 4)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from brainseg.experiments.finetune_report import finetune_with_report
+    from brainseg.training.finetune import FinetuneConfig
+
+    config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                            replay_per_correction=args.replay_per_correction, seed=args.seed)
+    report = finetune_with_report(args.models_dir, args.corrections, args.data, args.out, config, args.split_file,
+                                  args.verbose)
+    print(json.dumps({"out": str(args.out), "before": report["before"], "after": report["after"],
+                      "corrected_slices": report["provenance"]["corrected_slices"],
+                      "replay_slices": report["provenance"]["replay_slices"]}))
+    return 0
+
+
 def _write_json(document: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=float) + "\n")
@@ -318,6 +440,7 @@ def _write_json(document: dict, path: Path) -> None:
 COMMANDS = {
     "train": (_add_train, _run_train),
     "evaluate": (_add_evaluate, _run_evaluate),
+    "score": (_add_score, _run_score),
     "operating-point": (_add_operating_point, _run_operating_point),
     "calibrate": (_add_calibrate, _run_calibrate),
     "predict": (_add_predict, _run_predict),
@@ -327,6 +450,8 @@ COMMANDS = {
     "ui-report": (_add_ui_report, _run_ui_report),
     "split": (_add_split, _run_split),
     "scan": (_add_scan, _run_scan),
+    "corrections": (_add_corrections, _run_corrections),
+    "finetune": (_add_finetune, _run_finetune),
 }
 
 
@@ -340,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("split", "scan", "ui-report"):
+    if args.command not in ("split", "scan", "ui-report", "corrections"):
         import_tensorflow_quietly()
     try:
         return COMMANDS[args.command][1](args)

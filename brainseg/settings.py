@@ -2,6 +2,9 @@
 
 ``BRAINSEG_MODELS_DIR``: the models folder (default: ``models/`` of this checkout).
 ``BRAINSEG_DATA_DIR``: the data folder the dashboard opens first (default: the shipped demo cases).
+``BRAINSEG_REVIEW_DB``: the review store, a SQLite file or a SQLAlchemy URL (default: the user's data folder).
+``BRAINSEG_STORE``: a prediction store folder the dashboard reads outputs from and scores missing patients into
+(default: none, the cascade runs in the server process for each patient it shows).
 ``BRAINSEG_DATA_ROOTS``: folders (separated by ``os.pathsep``) under which the dashboard may open data;
 by default the demo cases and ``BRAINSEG_DATA_DIR``. A visitor can never make the server read elsewhere.
 
@@ -21,6 +24,7 @@ MODELS_DIR_ENV = "BRAINSEG_MODELS_DIR"
 DATA_DIR_ENV = "BRAINSEG_DATA_DIR"
 DATA_ROOTS_ENV = "BRAINSEG_DATA_ROOTS"
 REVIEW_DB_ENV = "BRAINSEG_REVIEW_DB"
+STORE_ENV = "BRAINSEG_STORE"
 DEMO_DATA_DIR = CHECKOUT_ROOT / "demo" / "kaggle_3m"
 DEFAULT_MODELS_DIR = CHECKOUT_ROOT / "models"
 
@@ -44,6 +48,27 @@ def models_dir() -> Path:
         raise SettingsError(f"no models in {where}: set {MODELS_DIR_ENV} to a folder holding classifier.keras and "
                             "segmenter.keras (a `pip install .` does not copy the repository's models/ folder)")
     return path
+
+
+def is_models_folder(path: Path) -> bool:
+    """A folder holding both networks of the cascade."""
+    return (path / "classifier.keras").is_file() and (path / "segmenter.keras").is_file()
+
+
+def model_folder_choices() -> list[Path]:
+    """Model folders the dashboard may switch between (resolved): the configured one (``BRAINSEG_MODELS_DIR`` or
+    ``models/``), then its sibling folders and its own sub-folders that hold both networks (e.g. a
+    ``brainseg finetune --out models-ft1`` folder beside ``models/``). Only these are offered: a visitor never
+    types a server path."""
+    home = configured_models_dir().resolve()
+    choices = [home] if is_models_folder(home) else []
+    for parent in (home.parent, home):
+        try:
+            folders = sorted(p for p in parent.iterdir() if p.is_dir())
+        except OSError:
+            continue
+        choices.extend(p.resolve() for p in folders if p.resolve() not in choices and is_models_folder(p))
+    return choices
 
 
 def default_data_dir() -> Path:
@@ -102,6 +127,20 @@ def _looks_like_dataset(folder: Path) -> bool:
         return False
 
 
-def review_db() -> Path:
-    """The review log file: ``BRAINSEG_REVIEW_DB`` or ``reviews/review_log.sqlite`` in the checkout."""
-    return Path(os.environ.get(REVIEW_DB_ENV, CHECKOUT_ROOT / "reviews" / "review_log.sqlite"))
+def review_db() -> str:
+    """The review store: ``BRAINSEG_REVIEW_DB`` (a SQLite file path or a SQLAlchemy URL such as
+    ``postgresql+psycopg://user@host/db``), else ``review_log.sqlite`` in the user's data folder
+    (``~/.local/share/brainseg`` on Linux): outside the installed package, so an upgrade or a read-only
+    install never loses or blocks the reviews."""
+    configured = os.environ.get(REVIEW_DB_ENV, "").strip()
+    if configured:
+        return configured
+    import platformdirs
+
+    return str(platformdirs.user_data_path("brainseg") / "review_log.sqlite")
+
+
+def prediction_store() -> Path | None:
+    """The prediction store folder (``BRAINSEG_STORE``; see ``brainseg score``), or None when unset."""
+    configured = os.environ.get(STORE_ENV, "").strip()
+    return Path(configured) if configured else None

@@ -1,6 +1,11 @@
-"""Error browser: missed tumor first, then false alarms, then poorly drawn tumors; jump to any slice."""
+"""Error browser: missed tumor first, then false alarms, then poorly drawn tumors; jump to any slice.
+
+The queue depends on the threshold and the filters: they and the grid are one ``st.fragment``, so moving the
+threshold or a filter redraws only the queue, from the per-slice counts gathered once with the page.
+"""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from brainseg.app import dashboard as dash
@@ -10,41 +15,51 @@ from brainseg.review.error_queue import KINDS, error_queue, filter_queue
 if st.session_state.pop("_go_to_patients", False):
     st.switch_page("pages/patients.py")
 
-manifest, patients, cascade = dash.page_setup("Error browser")
-threshold = dash.threshold()
+manifest, patients, cascade = dash.page_setup("Error browser", threshold_in_fragment=True)
 
-queue = error_queue(dash.collect_stats(patients["patient_id"].tolist()), threshold)
 
-filters = st.columns([3, 2, 3, 2])
-chosen_patients = filters[0].multiselect("Patients", patients["patient_id"].tolist(), key="errors_patients")
-chosen_institutions = filters[1].multiselect("Institutions", sorted(patients["institution"].unique()),
-                                             key="errors_institutions")
-chosen_kinds = filters[2].multiselect("Kinds", KINDS, key="errors_kinds")
-min_size = filters[3].number_input("Min. tumor size (px)", 0, 65536, 0, 50, key="errors_min_size",
-                                   help="hide tumor slices smaller than this (false positives stay)")
-shown = filter_queue(queue, chosen_patients, chosen_institutions, int(min_size), chosen_kinds)
-counts = shown["kind"].value_counts().reindex(KINDS, fill_value=0)
-st.markdown(f"**{len(shown)} slices** at threshold {threshold:.3f}: "
-            + ", ".join(f"{count} {kind}" for kind, count in counts.items()))
-st.markdown(legend_html(DIFFERENCE_COLORS), unsafe_allow_html=True)
-if shown.empty:
-    st.success("No errors under these filters.")
-    st.stop()
+@st.fragment
+def error_grid(stats: pd.DataFrame, patients: pd.DataFrame) -> None:
+    """Filters, counts and the thumbnails of the queue's current page (reruns alone on any of its widgets)."""
+    if st.session_state.pop("_go_to_patients", False):  # an "Open in Patients" click reruns only this fragment
+        st.switch_page("pages/patients.py")
+    dash.sidebar_threshold()
+    threshold = dash.threshold()
+    queue = error_queue(stats, threshold)
 
-per_page = 12
-pages_total = (len(shown) - 1) // per_page + 1
-page = st.number_input("Page", 1, pages_total, 1, key="errors_page") if pages_total > 1 else 1
-rows = shown.iloc[(page - 1) * per_page : page * per_page]
-grid = st.columns(4)
-for position, row in enumerate(rows.itertuples(index=False)):
-    prediction = dash.get_patient_prediction(dash.data_dir(), row.patient_id, dash.models_key())
-    index = int(np.searchsorted(prediction["rows"]["slice"].to_numpy(), row.slice))
-    result = dash.patient_result(prediction)
-    mask = result.masks(threshold)[index]
-    base = channel_view(prediction["images"][index], "FLAIR")
-    cell = grid[position % 4]
-    cell.image(difference_view(base, mask, prediction["truth"][index]), width="stretch",
-               caption=f"{row.kind}: {row.patient_id} slice {row.slice} · score {row.probability:.3f} · "
-                       f"truth {row.truth_pixels} px · Dice {row.dice:.2f}")
-    cell.button("Open in Patients", key=f"open_{row.patient_id}_{row.slice}", on_click=dash.open_in_patients,
-                args=(row.patient_id, index), width="stretch")
+    filters = st.columns([3, 2, 3, 2])
+    chosen_patients = filters[0].multiselect("Patients", patients["patient_id"].tolist(), key="errors_patients")
+    chosen_institutions = filters[1].multiselect("Institutions", sorted(patients["institution"].unique()),
+                                                 key="errors_institutions")
+    chosen_kinds = filters[2].multiselect("Kinds", KINDS, key="errors_kinds")
+    min_size = filters[3].number_input("Min. tumor size (px)", 0, 65536, 0, 50, key="errors_min_size",
+                                       help="hide tumor slices smaller than this (false positives stay)")
+    shown = filter_queue(queue, chosen_patients, chosen_institutions, int(min_size), chosen_kinds)
+    counts = shown["kind"].value_counts().reindex(KINDS, fill_value=0)
+    st.markdown(f"**{len(shown)} slices** at threshold {threshold:.3f}: "
+                + ", ".join(f"{count} {kind}" for kind, count in counts.items()))
+    st.markdown(legend_html(DIFFERENCE_COLORS), unsafe_allow_html=True)
+    if shown.empty:
+        st.success("No errors under these filters.")
+        return
+
+    per_page = 12
+    pages_total = (len(shown) - 1) // per_page + 1
+    page = st.number_input("Page", 1, pages_total, 1, key="errors_page") if pages_total > 1 else 1
+    rows = shown.iloc[(page - 1) * per_page : page * per_page]
+    grid = st.columns(4)
+    for position, row in enumerate(rows.itertuples(index=False)):
+        prediction = dash.get_patient_prediction(dash.data_dir(), row.patient_id, dash.models_key())
+        index = int(np.searchsorted(prediction["rows"]["slice"].to_numpy(), row.slice))
+        result = dash.patient_result(prediction)
+        mask = result.masks(threshold)[index]
+        base = channel_view(prediction["images"][index], "FLAIR")
+        cell = grid[position % 4]
+        cell.image(difference_view(base, mask, prediction["truth"][index]), width="stretch",
+                   caption=f"{row.kind}: {row.patient_id} slice {row.slice} · score {row.probability:.3f} · "
+                           f"truth {row.truth_pixels} px · Dice {row.dice:.2f}")
+        cell.button("Open in Patients", key=f"open_{row.patient_id}_{row.slice}", on_click=dash.open_in_patients,
+                    args=(row.patient_id, index), width="stretch")
+
+
+error_grid(dash.collect_stats(patients["patient_id"].tolist()), patients)

@@ -11,6 +11,16 @@ dash.sidebar()
 st.error("Intended use: research and education on lower-grade glioma FLAIR MRI. Not a medical device; "
          "not for diagnosis or treatment decisions.")
 cascade = dash.require_cascade()
+live = dash.models_dir()
+finetune = cascade.segmenter.metadata.get("finetune") if cascade is not None else None
+st.info(f"Live models folder: `{live}`" + (
+    f" — fine-tuned by `brainseg finetune` on {finetune['corrected_slices']} corrected slices "
+    f"(+{finetune['replay_slices']} replayed training slices, {finetune['epochs']} epochs) from the segmenter "
+    f"`{finetune['parent_segmenter_sha256'][:16]}…` of `{finetune['parent_models_dir']}`." if finetune else
+    " — as trained by `brainseg train` (see the card below)."))
+if (live / "FINETUNE.md").is_file():
+    with st.expander("Fine-tuning record (FINETUNE.md): before / after on the validation split", expanded=True):
+        st.markdown((live / "FINETUNE.md").read_text())
 if cascade is not None:
     cols = st.columns(2)
     for col, model in zip(cols, (cascade.classifier, cascade.segmenter), strict=True):

@@ -1,12 +1,16 @@
 """Patients: browse a patient slice by slice with ground truth and prediction overlays."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from brainseg.app import dashboard as dash
+from brainseg.app.correction import CorrectionContext, correction_panel, corrections_zip
 from brainseg.app.navigation import SliceNavigator
 from brainseg.core import metrics
+from brainseg.errors import BrainsegError
 from brainseg.evaluation.patient_summary import decision_note, summarize_patient
 from brainseg.inference.results import slice_results
 from brainseg.reports.export import case_report_html, masks_to_multipage_tiff, masks_to_nifti, masks_to_png_zip
@@ -175,17 +179,53 @@ with st.expander("Export this patient"):
                             f"{patient_id}_report.html", "text/html", key="export_report")
     st.caption(f"At threshold {threshold:.3f}. Open the report in a browser and print it to PDF.")
 
-with st.expander("Review log: your verdict on this slice", expanded=False):
-    log = dash.review_log()
-    form = st.form("review_form", clear_on_submit=True)
-    verdict = form.radio("Verdict on the prediction", ["agree", "disagree", "unsure"], horizontal=True,
-                         key="review_verdict")
-    comment = form.text_input("Comment", key="review_comment")
-    if form.form_submit_button("Save verdict"):
-        log.add(patient_id, int(slices[i]), verdict, threshold, dash.models_key(), comment)
-        st.success(f"Saved: {verdict} on {patient_id} slice {slices[i]}")
-    entries = log.entries(patient_id)
-    st.dataframe(entries, hide_index=True, width="stretch")
-    st.download_button("Export the whole review log (CSV)", log.to_csv, "review_log.csv", "text/csv",
-                       key="export_review_log")
-    st.caption(f"Stored in `{log.path}` (set $BRAINSEG_REVIEW_DB to move it).")
+with st.expander("Correct the AI's mask on this slice", expanded=st.session_state.get("correction_mode", False)):
+    if st.toggle("Correction mode", key="correction_mode",
+                 help="Brush, eraser, fill, undo and clear over the cascade's mask at the current threshold; each "
+                      "save is a new version in the review store. The expert mask is never changed."):
+        log = dash.require_review_log()
+        if log is not None:
+            context = CorrectionContext(
+                patient_id=patient_id, case_name=str(prediction["rows"]["case"].iloc[i]), slice_number=int(slices[i]),
+                slice_file=Path(prediction["rows"]["image_path"].iloc[i]).name, threshold=threshold,
+                classifier_sha256=cascade.classifier.sha256, segmenter_sha256=cascade.segmenter.sha256)
+            correction_panel(base, masks[i], truth[i], context, log, dash.reviewer())
+
+with st.expander("Review log: verdicts and corrections, who did what", expanded=False):
+    log = dash.require_review_log()
+    if log is not None:
+        reviewer = dash.reviewer()
+        form = st.form("review_form", clear_on_submit=True)
+        verdict = form.radio("Verdict on the prediction", ["agree", "disagree", "unsure"], horizontal=True,
+                             key="review_verdict")
+        comment = form.text_input("Comment", key="review_comment")
+        if form.form_submit_button("Save verdict"):
+            if not reviewer:
+                st.warning("Enter your reviewer name in the sidebar (or log in) first: every verdict records who "
+                           "made it.")
+            else:
+                try:
+                    log.add(patient_id, int(slices[i]), verdict, threshold, dash.models_key(), comment, reviewer)
+                    st.success(f"Saved: {verdict} on {patient_id} slice {slices[i]} by {reviewer}")
+                except BrainsegError as err:
+                    st.error(f"Not saved: {err}")
+        try:
+            filters = st.columns(2)
+            who = filters[0].selectbox("Reviewer", ["everyone", *log.reviewers()], key="review_filter_reviewer")
+            scope = filters[1].radio("Patients", ["this patient", "all"], horizontal=True, key="review_filter_scope")
+            who_filter = None if who == "everyone" else who
+            patient_filter = patient_id if scope == "this patient" else None
+            st.markdown("**Verdicts**")
+            st.dataframe(log.entries(patient_filter, who_filter), hide_index=True, width="stretch")
+            st.markdown("**Corrections** (every version is kept)")
+            st.dataframe(log.corrections(patient_filter, who_filter), hide_index=True, width="stretch")
+            cols = st.columns(2)
+            cols[0].download_button("Export these verdicts (CSV)", lambda: log.to_csv(patient_filter, who_filter),
+                                    "review_log.csv", "text/csv", key="export_review_log")
+            cols[1].download_button("Export corrections (Kaggle layout + NIfTI, zip)",
+                                    lambda: corrections_zip(log, dash.data_dir(), patient_filter),
+                                    "corrections.zip", "application/zip", key="export_corrections",
+                                    disabled=log.corrections(patient_filter).empty)
+        except BrainsegError as err:
+            st.error(f"Cannot read the review store: {err}")
+        st.caption(f"Stored in `{log.location}` (set $BRAINSEG_REVIEW_DB to a file or a PostgreSQL URL to move it).")

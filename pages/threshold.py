@@ -1,4 +1,9 @@
-"""Threshold & metrics: tune the gate and watch slice-, patient- and pixel-level figures change live."""
+"""Threshold & metrics: tune the gate and watch slice-, patient- and pixel-level figures change live.
+
+Everything that depends on the threshold (presets, sliders, the table, ROC / PR with the operating point,
+confusion matrices) is one ``st.fragment``: moving the threshold re-gates the stored per-slice counts and
+redraws that fragment only; the patients' outputs, the reliability diagram and the page around stay as drawn.
+"""
 
 import pandas as pd
 import streamlit as st
@@ -10,7 +15,7 @@ from brainseg.evaluation.calibration import apply_temperature, load_temperature
 from brainseg.evaluation.threshold_analysis import metrics_at_threshold, preset_thresholds
 from brainseg.reports.figures import confusion_figure, precision_recall_figure, reliability_figure, roc_figure
 
-manifest, patients, cascade = dash.page_setup("Threshold & metrics")
+manifest, patients, cascade = dash.page_setup("Threshold & metrics", threshold_in_fragment=True)
 
 try:
     split = load_split(dash.models_dir() / "split.json")
@@ -25,54 +30,69 @@ chosen = (patients["patient_id"].tolist() if scope == choices[0]
 
 stats = dash.collect_stats(chosen)
 
-st.subheader("Operating point")
-presets = preset_thresholds(stats)
-cols = st.columns(len(presets) + 1)
-for col, (name, value) in zip(cols, presets.items(), strict=False):
-    label = f"{name.replace('sensitivity', 'sens.')}: {dash.floor_to_step(value):.3f}"
-    col.button(label, on_click=dash.set_threshold, args=(value,), key=f"preset_{name}", width="stretch")
-cols[-1].button(f"default: {dash.default_threshold():.3f}", on_click=dash.set_threshold,
-                args=(dash.default_threshold(),), key="preset_default", width="stretch")
-dash.threshold_control(st, "_threshold_page", "Threshold (same as the sidebar's)")
-threshold = dash.threshold()
-report = metrics_at_threshold(stats, threshold)
+labels = stats["truth_pixels"].to_numpy() > 0
+scores = stats["probability"].to_numpy()
 
 
 def _fmt(value) -> str:
     return "–" if value != value else f"{value:.3f}"  # NaN (no denominator) shows as a dash
 
 
-rows = []
-for level, key in (("slices: classifier gate", "classifier"), ("slices: cascade (gate + non-empty mask)",
-                                                                 "cascade_slices"), ("patients", "patients")):
-    r = report[key]
-    rows.append({"level": level, "sensitivity": _fmt(r["sensitivity"]), "specificity": _fmt(r["specificity"]),
-                 "precision": _fmt(r["precision"]), "F1": _fmt(r["f1"]), "TP": r["tp"], "FP": r["fp"],
-                 "TN": r["tn"], "FN": r["fn"]})
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+@st.fragment
+def operating_point(stats: pd.DataFrame, labels, scores) -> None:
+    """The threshold-dependent part: a preset click or a slider move reruns only this."""
+    dash.sidebar_threshold()
+    st.subheader("Operating point")
+    presets = preset_thresholds(stats)
+    cols = st.columns(len(presets) + 1)
+    for col, (name, value) in zip(cols, presets.items(), strict=False):
+        label = f"{name.replace('sensitivity', 'sens.')}: {dash.floor_to_step(value):.3f}"
+        col.button(label, on_click=dash.set_threshold, args=(value,), key=f"preset_{name}", width="stretch")
+    cols[-1].button(f"default: {dash.default_threshold():.3f}", on_click=dash.set_threshold,
+                    args=(dash.default_threshold(),), key="preset_default", width="stretch")
+    dash.threshold_control(st, "_threshold_page", "Threshold (same as the sidebar's)")
+    threshold = dash.threshold()
+    report = metrics_at_threshold(stats, threshold)
 
-gate = report["gate_loss"]
-m = st.columns(4)
-m[0].metric("Dice per volume (mean)", _fmt(report["dice_per_volume"]["mean"]))
-m[1].metric("Dice per volume (median)", _fmt(report["dice_per_volume"]["median"]))
-m[2].metric("Tumor slices gated out", gate["tumor_slices_gated_out"],
-            help="tumor slices whose probability is below the threshold: the segmenter never draws on them")
-m[3].metric("Segmented tumor pixels lost to the gate", f"{gate['segmented_tumor_pixels_lost']:,}",
-            f"{100 * gate['share_of_segmented_tumor_pixels_lost']:.1f}% of those found", delta_color="off",
-            help="true tumor pixels the segmenter had found on slices the gate discards")
+    rows = []
+    for level, key in (("slices: classifier gate", "classifier"), ("slices: cascade (gate + non-empty mask)",
+                                                                     "cascade_slices"), ("patients", "patients")):
+        r = report[key]
+        rows.append({"level": level, "sensitivity": _fmt(r["sensitivity"]), "specificity": _fmt(r["specificity"]),
+                     "precision": _fmt(r["precision"]), "F1": _fmt(r["f1"]), "TP": r["tp"], "FP": r["fp"],
+                     "TN": r["tn"], "FN": r["fn"]})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
-labels = stats["truth_pixels"].to_numpy() > 0
-scores = stats["probability"].to_numpy()
+    gate = report["gate_loss"]
+    m = st.columns(4)
+    m[0].metric("Dice per volume (mean)", _fmt(report["dice_per_volume"]["mean"]))
+    m[1].metric("Dice per volume (median)", _fmt(report["dice_per_volume"]["median"]))
+    m[2].metric("Tumor slices gated out", gate["tumor_slices_gated_out"],
+                help="tumor slices whose probability is below the threshold: the segmenter never draws on them")
+    m[3].metric("Segmented tumor pixels lost to the gate", f"{gate['segmented_tumor_pixels_lost']:,}",
+                f"{100 * gate['share_of_segmented_tumor_pixels_lost']:.1f}% of those found", delta_color="off",
+                help="true tumor pixels the segmenter had found on slices the gate discards")
+
+    if not labels.all() and labels.any():
+        left, right = st.columns(2)
+        left.plotly_chart(roc_figure(labels, scores, threshold), width="stretch")
+        right.plotly_chart(precision_recall_figure(labels, scores, threshold), width="stretch")
+        left, right = st.columns(2)
+        left.plotly_chart(confusion_figure(report["classifier"], "Slices (classifier gate)"), width="stretch")
+        right.plotly_chart(confusion_figure(report["patients"], "Patients"), width="stretch")
+    with st.expander("Dice per volume by patient"):
+        st.dataframe(pd.Series(report["per_patient_dice"], name="Dice per volume").round(4), width="stretch")
+
+
+operating_point(stats, labels, scores)
+
+# Calibration does not depend on the threshold: drawn with the page, not with each threshold move.
 if labels.all() or not labels.any():
     st.warning("These patients' slices are all one class: ROC and precision-recall need both.")
 else:
-    left, right = st.columns(2)
-    left.plotly_chart(roc_figure(labels, scores, threshold), width="stretch")
-    right.plotly_chart(precision_recall_figure(labels, scores, threshold), width="stretch")
-    left, middle, right = st.columns(3)
-    left.plotly_chart(confusion_figure(report["classifier"], "Slices (classifier gate)"), width="stretch")
-    middle.plotly_chart(confusion_figure(report["patients"], "Patients"), width="stretch")
-    right.plotly_chart(reliability_figure(labels, scores), width="stretch")
+    st.subheader("Calibration")
+    left, _ = st.columns(2)
+    left.plotly_chart(reliability_figure(labels, scores), width="stretch")
     st.caption(f"Expected calibration error (10 bins): {expected_calibration_error(labels, scores):.3f}. "
                f"{len(stats)} slices of {len(chosen)} patients.")
     temperature = load_temperature(dash.models_dir())
@@ -83,5 +103,3 @@ else:
         left.plotly_chart(reliability_figure(labels, scaled), width="stretch", key="reliability_scaled")
         st.caption(f"ECE after temperature scaling: {expected_calibration_error(labels, scaled):.3f}. "
                    "Scaling keeps the ranking (ROC), so the threshold presets above are unaffected.")
-with st.expander("Dice per volume by patient"):
-    st.dataframe(pd.Series(report["per_patient_dice"], name="Dice per volume").round(4), width="stretch")

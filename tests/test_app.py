@@ -224,6 +224,7 @@ def test_review_tools_on_the_patients_page(app, tmp_path, monkeypatch):
     assert not app.exception
     keys = {b.key for b in app.get("download_button")}
     assert {"export_tiff", "export_nifti", "export_png", "export_csv", "export_report"} <= keys
+    app.sidebar.text_input(key="reviewer_name").set_value("Dr Test").run()  # asked once per session
     app.radio(key="review_verdict").set_value("disagree")
     app.text_input(key="review_comment").set_value("edge too wide")
     app.button(key="FormSubmitter:review_form-Save verdict").click().run()
@@ -231,8 +232,8 @@ def test_review_tools_on_the_patients_page(app, tmp_path, monkeypatch):
     from brainseg.review.review_log import ReviewLog
 
     entries = ReviewLog(tmp_path / "review.sqlite").entries()
-    assert entries[["patient_id", "verdict", "comment"]].values.tolist() == [
-        ["TCGA_CS_6669", "disagree", "edge too wide"]]
+    assert entries[["patient_id", "verdict", "comment", "reviewer"]].values.tolist() == [
+        ["TCGA_CS_6669", "disagree", "edge too wide", "Dr Test"]]
 
 
 def test_temperature_scaled_reliability_is_offered_when_fitted(app):

@@ -238,6 +238,54 @@ def _every_page_threshold_and_uploads(server, page, tmp_path) -> None:
     TIMINGS.write_text(json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n")
 
 
+def test_threshold_page_on_a_prediction_store(page, tmp_path, monkeypatch):
+    """A server reading a filled prediction store ($BRAINSEG_STORE): the Threshold page opens without running the
+    cascade; a preset click and a slider move rerun only the threshold fragment, and the sidebar's slider follows.
+    Timings are added to test-artifacts/ui_timings.json for the README (recorded, never asserted)."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "store"
+    subprocess.run([sys.executable, "-m", "brainseg.cli", "score", "--data", str(DEMO_DIR), "--store", str(store)],
+                   cwd=ROOT, check=True, capture_output=True)
+    monkeypatch.setenv("BRAINSEG_STORE", str(store))
+    timings = {}
+    with streamlit_server(tmp_path / "streamlit.log") as (url, _process):
+        # A second server, the module's browser (one Playwright per thread): a new context is a new visitor.
+        context = page.context.browser.new_context(viewport={"width": 1500, "height": 1100})
+        configure_timeouts(context)
+        page = context.new_page()
+        configure_timeouts(page)
+        with saved_on_failure(page, "test_threshold_page_on_a_prediction_store"):
+            _open(page, url, "Tumor burden across the patient")  # the models load here, not in the timing below
+            start = time.perf_counter()
+            _open(page, f"{url}/threshold", "Expected calibration error")
+            timings["threshold_page_open_with_store_s (models loaded, counts not cached)"] = time.perf_counter() - start
+            _no_exception(page)
+
+            def thumb_values(value: str):
+                return page.locator("[data-testid='stSliderThumbValue']", has_text=value)
+
+            start = time.perf_counter()
+            page.get_by_role("button", name="seed 0.05: 0.050").click()
+            _after(page, page.locator(SIDEBAR).locator("[data-testid='stSliderThumbValue']", has_text="0.050"))
+            timings["threshold_preset_click_s (store)"] = time.perf_counter() - start
+            assert thumb_values("0.050").count() == 2  # the page's slider and the sidebar's, drawn by the fragment
+            thumb = page.locator(MAIN).locator("input[type='range']").first
+            thumb.focus()
+            start = time.perf_counter()
+            thumb.press("ArrowRight")
+            # The sidebar's slider shows it only once the fragment's rerun has drawn it (the page's moves at once).
+            _after(page, page.locator(SIDEBAR).locator("[data-testid='stSliderThumbValue']", has_text="0.051"))
+            timings["threshold_slider_move_s (store)"] = time.perf_counter() - start
+            assert thumb_values("0.051").count() == 2
+            _no_exception(page)
+        context.close()
+    assert not list(store.rglob("*.tmp"))
+    recorded = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+    TIMINGS.write_text(json.dumps({**recorded, **{k: round(v, 2) for k, v in timings.items()}}, indent=2) + "\n")
+
+
 def _write_grayscale_png(slice_path, target) -> None:
     """The FLAIR channel of a demo slice as an 8-bit grayscale PNG."""
     from PIL import Image

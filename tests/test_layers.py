@@ -14,11 +14,13 @@ ALLOWED = {
     "core": set(),
     "training": {"core"},
     "inference": {"core"},
+    "scoring": {"core", "inference"},  # batch scoring into the prediction store (local or Ray)
+    "studies": {"core", "inference"},  # NIfTI / DICOM studies in, masks back in their own grid
     "review": {"core", "inference"},
     "evaluation": {"core", "inference", "review"},  # bench times the review tools
     "experiments": {"core", "training", "inference", "evaluation"},
     "reports": {"core", "training", "inference", "evaluation", "review"},
-    "app": {"core", "inference", "evaluation", "review", "reports"},
+    "app": {"core", "inference", "evaluation", "review", "reports", "studies"},
 }
 
 

@@ -135,7 +135,7 @@ def test_review_log_keeps_every_entry_from_concurrent_writers(tmp_path):
     for w in workers:
         w.start()
     for w in workers:
-        w.join(60)
+        w.join(600)  # generous: each spawned worker imports this module (TensorFlow) on a possibly loaded machine
         assert w.exitcode == 0
     entries = ReviewLog(path).entries()
     assert len(entries) == 100

@@ -25,8 +25,15 @@ RESEARCH_NOTICE = ("**Research use only — not for diagnosis.** Outputs are mod
                    "education, not a medical device.")
 
 
+MODELS_CHOICE_KEY = "models_dir"
+
+
 def models_dir():
-    """The live models folder (raises SettingsError with what to set when there is none)."""
+    """The live models folder: the session's choice among ``settings.model_folder_choices()`` when it made one,
+    else the configured one (raises SettingsError with what to set when there is none)."""
+    chosen = st.session_state.get(MODELS_CHOICE_KEY)
+    if chosen and Path(chosen) in settings.model_folder_choices():
+        return Path(chosen)
     return settings.models_dir()
 
 
@@ -58,8 +65,18 @@ def get_patient_prediction(data_dir: str, patient_id: str, models_key: str) -> d
     manifest, _ = get_dataset(data_dir)
     rows = manifest[manifest["patient_id"] == patient_id]
     images, truth = load_slices(rows)
-    result = get_cascade(str(models_dir())).predict(images)
+    cascade, store = get_cascade(str(models_dir())), prediction_store()
+    # With $BRAINSEG_STORE: the stored outputs, or the patient scored into the store now (the next server too).
+    result = cascade.predict(images) if store is None else store.result_or_score(cascade, rows, images)
     return {"rows": rows.reset_index(drop=True), "images": images, "truth": truth, "result": result}
+
+
+def prediction_store():
+    """The prediction store at $BRAINSEG_STORE, or None (then the cascade runs in this process)."""
+    from brainseg.inference.store import PredictionStore
+
+    folder = settings.prediction_store()
+    return None if folder is None else PredictionStore(folder)
 
 
 def patient_result(prediction: dict) -> CascadeResult:
@@ -68,7 +85,17 @@ def patient_result(prediction: dict) -> CascadeResult:
 
 @st.cache_data(show_spinner=False)
 def get_patient_stats(data_dir: str, patient_id: str, models_key: str) -> pd.DataFrame:
-    """Per-slice counts for the threshold analysis (small; kept for every patient)."""
+    """Per-slice counts for the threshold analysis (small; kept for every patient).
+
+    With a prediction store they are read from it (counted from the stored outputs, and stored, the first time).
+    """
+    store = prediction_store()
+    if store is not None:
+        from brainseg.evaluation.stored_stats import stored_slice_stats
+
+        manifest, _ = get_dataset(data_dir)
+        return stored_slice_stats(store, get_cascade(str(models_dir())),
+                                  manifest[manifest["patient_id"] == patient_id])
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
     rows = prediction["rows"]
     return slice_stats(patient_id, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(),
@@ -94,11 +121,33 @@ def get_grad_cam(data_dir: str, patient_id: str, slice_index: int, models_key: s
     return grad_cam(get_cascade(str(models_dir())).classifier, images)[0]
 
 
-def review_log():
-    """The review log at $BRAINSEG_REVIEW_DB (default: reviews/review_log.sqlite in the project)."""
+@st.cache_resource(show_spinner=False)
+def _open_review_log(location: str):
     from brainseg.review.review_log import ReviewLog
 
-    return ReviewLog(settings.review_db())
+    return ReviewLog(location)
+
+
+def review_log():
+    """The review store at $BRAINSEG_REVIEW_DB (a SQLite file or a SQLAlchemy URL; default: the user's data
+    folder), opened once per process; raises BrainsegError (ReviewStoreError) when it cannot be opened."""
+    return _open_review_log(settings.review_db())
+
+
+def require_review_log():
+    """The review store, or None after showing why it cannot be opened (a message, never a traceback)."""
+    try:
+        return review_log()
+    except BrainsegError as err:
+        st.error(f"The review store is unavailable: {err}")
+        return None
+
+
+def reviewer() -> str:
+    """Who is reviewing in this session (see brainseg.app.identity)."""
+    from brainseg.app.identity import current_reviewer
+
+    return current_reviewer()
 
 
 def open_in_patients(patient_id: str, slice_index: int) -> None:
@@ -157,12 +206,24 @@ def threshold_control(container, key: str, label: str = "Tumor score threshold")
                           "for what the score combines).")
 
 
+_THRESHOLD_SLOT = "_sidebar_threshold_slot"
+
+
+def sidebar_threshold() -> None:
+    """The sidebar's threshold slider, in its usual place, drawn from inside a page's ``st.fragment``: a threshold
+    change (here, a preset or the page's slider) then reruns only that fragment and the sidebar still follows it."""
+    threshold_control(st.session_state[_THRESHOLD_SLOT], "_threshold_sidebar")
+
+
 def _apply_data_dir() -> None:
     st.session_state["data_dir"] = st.session_state["_data_dir_choice"]
 
 
-def sidebar() -> None:
-    """Shown on every page: the research notice, the data folder, the threshold and the models."""
+def sidebar(draw_threshold: bool = True) -> None:
+    """Shown on every page: the research notice, the data folder, the threshold and the models.
+
+    ``draw_threshold=False`` leaves the threshold's place empty for the page's fragment (``sidebar_threshold``).
+    """
     try:
         _init_state()
     except BrainsegError as err:
@@ -170,7 +231,11 @@ def sidebar() -> None:
         st.stop()
     side = st.sidebar
     side.warning(RESEARCH_NOTICE)
-    threshold_control(side, "_threshold_sidebar")
+    slot = side.container()
+    if draw_threshold:
+        threshold_control(slot, "_threshold_sidebar")
+    else:
+        st.session_state[_THRESHOLD_SLOT] = slot
     # Only folders under the configured roots are offered: a visitor never types a server path.
     choices = list(data_folder_choices(tuple(str(root) for root in settings.data_roots())))
     if data_dir() not in choices:
@@ -180,6 +245,33 @@ def sidebar() -> None:
                    on_change=_apply_data_dir, format_func=_folder_label,
                    help=f"Folders under ${settings.DATA_ROOTS_ENV} (default: the demo cases and "
                         f"${settings.DATA_DIR_ENV}).")
+    models_selector(side)
+    from brainseg.app.identity import reviewer_sidebar
+
+    reviewer_sidebar(side)
+
+
+def _apply_models_choice() -> None:
+    st.session_state[MODELS_CHOICE_KEY] = st.session_state["_models_choice"]
+
+
+def models_selector(container) -> None:
+    """A selectbox over the model folders (``settings.model_folder_choices``), shown when there are several."""
+    folders = [str(p) for p in settings.model_folder_choices()]
+    if len(folders) < 2:
+        return
+    try:
+        live = str(Path(models_dir()).resolve())
+    except BrainsegError:
+        return
+    if live not in folders:
+        folders.insert(0, live)
+    st.session_state["_models_choice"] = live
+    container.selectbox("Models folder", folders, key="_models_choice", on_change=_apply_models_choice,
+                        format_func=lambda p: Path(p).name,
+                        help=f"${settings.MODELS_DIR_ENV} (or models/), and the folders beside it or inside it "
+                             "holding classifier.keras and segmenter.keras, e.g. a `brainseg finetune` output. "
+                             "The Model card page says where the live one came from.")
 
 
 @st.cache_data(show_spinner=False, ttl=30)
@@ -193,11 +285,13 @@ def _folder_label(path: str) -> str:
     return "demo cases (shipped)" if path == str(settings.DEMO_DATA_DIR.resolve()) else path
 
 
-def page_setup(title: str, needs_models: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, Cascade | None]:
+def page_setup(title: str, needs_models: bool = True,
+               threshold_in_fragment: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Cascade | None]:
     """A page's common start: title, sidebar, the dataset and the models; stops the page with a message
-    if either cannot be loaded."""
+    if either cannot be loaded. ``threshold_in_fragment``: the page draws the sidebar's threshold slider
+    inside its ``st.fragment`` (``sidebar_threshold``), so that moving it reruns only that fragment."""
     st.title(title)
-    sidebar()
+    sidebar(draw_threshold=not threshold_in_fragment)
     dataset = require_dataset()
     cascade = require_cascade() if needs_models else None
     if dataset is None or (needs_models and cascade is None):
@@ -207,7 +301,8 @@ def page_setup(title: str, needs_models: bool = True) -> tuple[pd.DataFrame, pd.
 
 def collect_stats(patient_ids: list[str]) -> pd.DataFrame:
     """Per-slice counts for several patients, with a progress bar (cached per patient)."""
-    progress = st.progress(0.0, text="Running the cascade…")
+    progress = st.progress(0.0, text="Running the cascade…" if prediction_store() is None else
+                           "Reading the prediction store…")
     frames = []
     for k, patient_id in enumerate(patient_ids, start=1):
         frames.append(get_patient_stats(data_dir(), patient_id, models_key()))

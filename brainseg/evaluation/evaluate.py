@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core import metrics as m
-from brainseg.core.data import load_slices
+from brainseg.core.data import load_slices, read_mask
 from brainseg.inference.cascade import Cascade, CascadeResult
+from brainseg.inference.store import PredictionStore
 
 SEED_THRESHOLDS = {"at_0.5": 0.5, "at_0.05": 0.05}
 
@@ -31,10 +32,13 @@ class PatientPrediction:
     seconds: float  # cascade time on the decoded slices
 
 
-def predict_patients(cascade: Cascade, manifest: pd.DataFrame, progress: str | None = None):
+def predict_patients(cascade: Cascade, manifest: pd.DataFrame, progress: str | None = None,
+                     store: PredictionStore | None = None):
     """Yield a PatientPrediction per patient of ``manifest`` (in patient order).
 
-    ``progress``: the description of a progress bar over the patients (None: no bar).
+    ``progress``: the description of a progress bar over the patients (None: no bar). ``store``: read the
+    outputs from this prediction store instead of running the cascade (only the masks are decoded); a patient
+    missing from it (or stale) is scored into it first. ``seconds`` is then the read (or scoring) time.
     """
     patients = list(dict.fromkeys(manifest["patient_id"]))
     if progress is not None:
@@ -43,6 +47,14 @@ def predict_patients(cascade: Cascade, manifest: pd.DataFrame, progress: str | N
         patients = tqdm(patients, desc=progress, unit="patient")
     for patient in patients:
         rows = manifest[manifest["patient_id"] == patient]
+        if store is not None:
+            start = time.perf_counter()
+            result = store.result_or_score(cascade, rows)
+            seconds = time.perf_counter() - start
+            truth = np.stack([read_mask(path) for path in rows["mask_path"]])
+            yield PatientPrediction(patient, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(), truth,
+                                    result, seconds)
+            continue
         images, truth = load_slices(rows)
         start = time.perf_counter()
         result = cascade.predict(images)
@@ -59,16 +71,20 @@ def evaluate(
     temperature: float | None = None,
     n_resamples: int = 2000,
     seed: int = 0,
+    store: PredictionStore | None = None,
 ) -> dict:
     """All figures for one folder (or split) at the cascade's default threshold and the seed's two,
-    with 95% bootstrap confidence intervals over patients (``n_resamples`` draws; 0 skips them)."""
+    with 95% bootstrap confidence intervals over patients (``n_resamples`` draws; 0 skips them).
+
+    ``store``: take the cascade's outputs from this prediction store (see ``predict_patients``).
+    """
     threshold = cascade.default_threshold if threshold is None else threshold
     per_slice: list[pd.DataFrame] = []
     volumes: dict[str, dict[str, dict[str, float]]] = {"cascade": {}, "segmenter": {}}
     hd95_values: dict[str, list[float]] = {"cascade": [], "segmenter": []}
     seconds = 0.0
 
-    for patient in predict_patients(cascade, manifest, progress="evaluating" if progress else None):
+    for patient in predict_patients(cascade, manifest, progress="evaluating" if progress else None, store=store):
         truth, result = patient.truth, patient.result
         seconds += patient.seconds
         # The segmenter alone is the cascade with every slice through the gate.
@@ -126,7 +142,8 @@ def evaluate(
         }
     report["latency"] = {
         "ms_per_slice": 1000.0 * seconds / max(1, len(slices)),
-        "note": "both models on every slice, batch 16, decoded slices in memory; see `brainseg bench`",
+        "note": "both models on every slice, batch 16, decoded slices in memory; see `brainseg bench`" if store is None
+        else "outputs read from the prediction store (patients missing from it scored first): not model latency",
     }
     report["confidence_intervals"] = _confidence_intervals(slices, volumes, threshold, n_resamples, seed)
     report["by_institution"] = {

@@ -131,6 +131,18 @@ def remove_small_components(masks: np.ndarray, min_size: int, across_slices: boo
     """
     if min_size <= 1 or not masks.any():
         return masks
+    # Label only where there is something: the non-empty slices (per-slice components only) inside the box
+    # bounding every mask pixel. Same result; labelling is the costly step when the dashboard gathers a whole
+    # cohort's counts, and most slices are empty and most of a slice is background.
+    busy = masks.any(axis=(1, 2)) if not across_slices else np.ones(len(masks), bool)
+    rows, cols = np.flatnonzero(masks.any(axis=(0, 2))), np.flatnonzero(masks.any(axis=(0, 1)))
+    box = (busy, slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    kept = np.zeros_like(masks)
+    kept[box] = _remove_small_components(masks[box], min_size, across_slices)
+    return kept
+
+
+def _remove_small_components(masks: np.ndarray, min_size: int, across_slices: bool) -> np.ndarray:
     from scipy import ndimage
 
     structure = np.ones((3, 3, 3), bool)
@@ -226,18 +238,33 @@ class Cascade:
 
     def predict(self, images: np.ndarray) -> CascadeResult:
         """Run both models on (N, H, W, 3) uint8 slices, ``batch_size`` at a time."""
+        probabilities, maps = self.predict_native(images)
+        height, width = np.shape(images)[1:3]
+        return self.result(probabilities, upsample_maps(maps, height, width) if len(maps) else
+                           np.zeros((0, height, width), np.float32))
+
+    def predict_native(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) classifier P(tumor) and (N, s, s) segmenter maps at the segmenter's own input size ``s``.
+
+        What the prediction store keeps: ``predict`` is this plus ``upsample_maps`` to the slices' size. Batches
+        always start at slice 0, so any caller scoring the same slices gets bit-identical outputs (a different
+        batch size can change the last float bits).
+        """
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected (N, H, W, 3) uint8 slices, got {images.shape} {images.dtype}")
-        n, height, width = images.shape[:3]
+        n, size = len(images), self.segmenter.spec.size
         probabilities = np.empty(n, np.float32)
-        maps = np.empty((n, height, width), np.float32)
+        maps = np.empty((n, size, size), np.float32)
         for start in range(0, n, self.batch_size):
             batch = images[start : start + self.batch_size]
             stop = start + len(batch)
             probabilities[start:stop] = self.classifier.infer(resize_images(batch, self.classifier.spec.size))[:, 0]
-            maps[start:stop] = upsample_maps(self.segmenter.infer(resize_images(batch, self.segmenter.spec.size)),
-                                             height, width)
+            maps[start:stop] = self.segmenter.infer(resize_images(batch, size))[..., 0]
+        return probabilities, maps
+
+    def result(self, probabilities: np.ndarray, maps: np.ndarray) -> CascadeResult:
+        """A ``CascadeResult`` for outputs made elsewhere (e.g. the prediction store), with this cascade's rules."""
         return CascadeResult(probabilities, maps, self.mask_threshold, self.min_component_pixels, self.slice_score)
 
 

@@ -24,6 +24,7 @@ from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
 from brainseg.core.split import load_split, select_part
 from brainseg.errors import DataError
+from brainseg.training import distribute
 
 ModelKind = Literal["classifier", "segmenter"]
 
@@ -130,7 +131,7 @@ def build_model(config: TrainConfig) -> keras.Model:
         metrics = [tversky_index, soft_dice]
         loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma)
     optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=distribute.replica_loss_weight(loss))
     return model
 
 
@@ -142,13 +143,17 @@ def train(
     verbose: int = 2,
     limit_slices: int | None = None,
     extra_callbacks: list | None = None,
+    strategy: str = "default",
 ) -> Path:
     """Train (or resume) one model; returns the path of the best checkpoint.
 
-    ``limit_slices`` caps the train and validation sets (for smoke tests only).
+    ``limit_slices`` caps the train and validation sets (for smoke tests only). ``strategy`` distributes
+    training (see brainseg.training.distribute): the batch size stays the global one, split across replicas.
     """
     started = time.perf_counter()
-    run_dir = Path(run_dir)
+    # First, before any TensorFlow op: a multi-worker strategy can only be set up at program start-up.
+    distribution = distribute.make_strategy(strategy)
+    run_dir = distribute.worker_run_dir(Path(run_dir), strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
     if config_path.exists():
@@ -175,6 +180,7 @@ def train(
     train_ds = make_dataset(x_train, y_train, spec, config.batch_size, augment, shuffle=True, seed=config.seed,
                             sample_weights=weights)
     val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
+    train_ds, val_ds = (distribute.distributable(ds, distribution) for ds in (train_ds, val_ds))
 
     config_path.write_text(json.dumps({
         "config": config.to_dict(),
@@ -183,20 +189,23 @@ def train(
         "n_train_slices": len(x_train),
         "n_val_slices": len(x_val),
         "n_train_tumor_slices": int((y_train.reshape(len(y_train), -1).max(axis=1) > 0).sum()),
+        "strategy": distribute.describe(strategy, distribution),
     }, indent=2) + "\n")
 
-    model = build_model(config)
-    epoch_timer = EpochTimer(run_dir / "epoch_seconds.csv")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
-        epoch_timer,
-        *(extra_callbacks or []),
-    ]
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
-              shuffle=False)  # the dataset shuffles itself (seeded)
+    # Model and optimizer are created, the backup restored into them and fit run, inside the strategy's scope.
+    with distribute.strategy_scope(distribution):
+        model = build_model(config)
+        epoch_timer = EpochTimer(run_dir / "epoch_seconds.csv")
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+            keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
+            epoch_timer,
+            *(extra_callbacks or []),
+        ]
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the dataset shuffles itself (seeded)
     from brainseg.training.curves import plot_training_curves
 
     plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)
@@ -252,6 +261,7 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "train_wall_seconds": _wall_seconds(run_dir) or float(epoch_seconds["seconds"].sum()),
         "train_wall_clock_recorded": _wall_seconds(run_dir) is not None,
         "sha256": sha256_of(destination),
+        "strategy": record.get("strategy", {"name": "default", "replicas": 1}),  # runs before it was recorded
     }
     destination.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return destination

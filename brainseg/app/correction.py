@@ -1,0 +1,300 @@
+"""Correction mode: edit the AI's mask on one slice and save it as a new version in the review store.
+
+Drawing goes through Plotly selections in ``st.plotly_chart`` (no custom component): a click stamps a disk of
+the brush size, a box or lasso selection paints (or erases) the region it encloses. Chosen over
+streamlit-drawable-canvas because its latest release (0.13.0) fails at import with this project's Streamlit
+(1.67: its components-v2 registration raises), and a browser component that is not maintained in step
+with Streamlit would break the Patients page; Plotly selections are part of Streamlit itself.
+
+``MaskEditor`` is the pure editing logic (brush, eraser, fill, undo, clear), tested without Streamlit;
+``correction_panel`` draws it for any (image, starting mask, context), so the Patients page and a study page
+share it. The expert's ``_mask.tif`` is never written: corrections live only in the review store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from scipy import ndimage
+from skimage.draw import disk, polygon
+
+from brainseg.core import metrics
+from brainseg.errors import BrainsegError
+from brainseg.review.review_log import ReviewLog
+
+BRUSH, ERASER = "brush", "eraser"
+MODES = (BRUSH, ERASER)
+STATE_KEY = "correction_state"
+AI_OUTLINE_COLOR = (255, 210, 0)  # yellow: not the red of the ground truth nor the green of the edited mask
+GRID_STEP = 4  # the invisible click targets' spacing in pixels: fine enough to place a brush, light to send
+
+
+@dataclass(frozen=True)
+class CorrectionContext:
+    """What a saved correction records besides its mask: which slice, and what the AI showed."""
+
+    patient_id: str
+    case_name: str
+    slice_number: int
+    slice_file: str
+    threshold: float
+    classifier_sha256: str
+    segmenter_sha256: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.patient_id, self.slice_number, round(self.threshold, 6), self.segmenter_sha256)
+
+
+@dataclass
+class MaskEditor:
+    """An editable binary mask with undo: every edit pushes the previous mask on the history."""
+
+    start: np.ndarray
+    parent_version: int | None = None  # None: the cascade's mask
+    mask: np.ndarray = field(init=False)
+    history: list[np.ndarray] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.start = np.asarray(self.start, bool).copy()
+        self.mask = self.start.copy()
+
+    def _apply(self, new_mask: np.ndarray) -> bool:
+        if np.array_equal(new_mask, self.mask):
+            return False
+        self.history.append(self.mask)
+        self.mask = new_mask
+        return True
+
+    def paint(self, region: np.ndarray, mode: str) -> bool:
+        """Add (brush) or remove (eraser) the pixels of ``region``; returns whether the mask changed."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        region = np.asarray(region, bool)
+        return self._apply(self.mask | region if mode == BRUSH else self.mask & ~region)
+
+    def stamp(self, points: list[tuple[float, float]], radius: int, mode: str) -> bool:
+        """Disks of ``radius`` pixels at (x = column, y = row) points: one brush or eraser dab each."""
+        return self.paint(disk_region(points, radius, self.mask.shape), mode)
+
+    def fill(self) -> bool:
+        """Fill the holes inside the mask's outlines (a drawn ring becomes a solid region)."""
+        return self._apply(ndimage.binary_fill_holes(self.mask))
+
+    def clear(self) -> bool:
+        """Empty the mask (undoable)."""
+        return self._apply(np.zeros_like(self.mask))
+
+    def reset(self) -> bool:
+        """Back to the starting mask (undoable)."""
+        return self._apply(self.start.copy())
+
+    def undo(self) -> bool:
+        if not self.history:
+            return False
+        self.mask = self.history.pop()
+        return True
+
+
+def disk_region(points: list[tuple[float, float]], radius: int, shape: tuple[int, int]) -> np.ndarray:
+    region = np.zeros(shape, bool)
+    for x, y in points:
+        rows, cols = disk((float(y), float(x)), max(0, float(radius)) + 0.5, shape=shape)  # r px away included
+        region[rows, cols] = True
+    return region
+
+
+def polygon_region(xs: list[float], ys: list[float], shape: tuple[int, int]) -> np.ndarray:
+    """The pixels inside a lasso path (x = column, y = row)."""
+    region = np.zeros(shape, bool)
+    rows, cols = polygon(np.asarray(ys, float), np.asarray(xs, float), shape=shape)
+    region[rows, cols] = True
+    return region
+
+
+def box_region(xs: list[float], ys: list[float], shape: tuple[int, int]) -> np.ndarray:
+    region = np.zeros(shape, bool)
+    r0, r1 = round(min(ys)), round(max(ys))
+    c0, c1 = round(min(xs)), round(max(xs))
+    region[max(r0, 0) : max(r1 + 1, 0), max(c0, 0) : max(c1 + 1, 0)] = True
+    return region
+
+
+def selection_region(selection: dict, radius: int, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels a Plotly selection event covers: lasso or box geometry, else disks at the clicked points."""
+    region = np.zeros(shape, bool)
+    for lasso in selection.get("lasso", []) or []:
+        region |= polygon_region(lasso.get("x", []), lasso.get("y", []), shape)
+    for box in selection.get("box", []) or []:
+        if box.get("x") and box.get("y"):
+            region |= box_region(box["x"], box["y"], shape)
+    if not region.any():
+        points = [(p["x"], p["y"]) for p in selection.get("points", []) or [] if "x" in p and "y" in p]
+        region |= disk_region(points, radius, shape)
+    return region
+
+
+def compare(mask: np.ndarray, ai_mask: np.ndarray, truth: np.ndarray | None) -> dict[str, float | int | None]:
+    """The correction against the AI's mask and, when there is one, the expert's (Dice, pixels added/removed)."""
+    mask, ai_mask = np.asarray(mask, bool), np.asarray(ai_mask, bool)
+    result: dict[str, float | int | None] = {
+        "dice_vs_ai": metrics.dice(mask, ai_mask),
+        "pixels_added": int((mask & ~ai_mask).sum()),
+        "pixels_removed": int((ai_mask & ~mask).sum()),
+        "dice_vs_expert": None, "ai_dice_vs_expert": None,
+    }
+    if truth is not None:
+        result["dice_vs_expert"] = metrics.dice(mask, truth)
+        result["ai_dice_vs_expert"] = metrics.dice(ai_mask, truth)
+    return result
+
+
+def editor_for(context: CorrectionContext, start: np.ndarray, parent_version: int | None) -> MaskEditor:
+    """The session's editor for this slice (a new one when the slice, threshold, model or start changes)."""
+    state = st.session_state.get(STATE_KEY)
+    key = (*context.key, parent_version)
+    if not isinstance(state, dict) or state.get("key") != key:
+        state = {"key": key, "editor": MaskEditor(start, parent_version), "chart": 0}
+        st.session_state[STATE_KEY] = state
+    return state["editor"]
+
+
+# How a stroke is drawn -> Plotly's drag mode. Streamlit only turns a click into a selection when the chart
+# is not in a select/lasso drag mode, so clicking (brush dabs) uses 'pan'.
+STROKES = {"click": "pan", "lasso": "lasso", "box": "select"}
+
+
+def _edit_figure(base_rgb: np.ndarray, mask: np.ndarray, ai_mask: np.ndarray, stroke: str = "click") -> go.Figure:
+    from brainseg.reports.overlays import PREDICTION_COLOR, paint
+
+    shown = paint(base_rgb, mask, PREDICTION_COLOR, 0.5, "filled")
+    contour = paint(shown, ai_mask, AI_OUTLINE_COLOR, 1.0, "contour")  # the AI's mask outlined, for reference
+    height, width = mask.shape
+    figure = go.Figure(go.Image(z=contour, hoverinfo="skip"))
+    ys, xs = np.mgrid[0:height:GRID_STEP, 0:width:GRID_STEP]
+    figure.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", hoverinfo="none",
+                                marker={"size": GRID_STEP * 2, "opacity": 0.01, "color": f"rgb{PREDICTION_COLOR}"},
+                                showlegend=False))
+    figure.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=560, dragmode=STROKES[stroke],
+                         xaxis={"visible": False, "range": [-0.5, width - 0.5]},
+                         yaxis={"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x"})
+    return figure
+
+
+def _apply_selection(chart_key: str, mode_key: str, size_key: str) -> None:
+    state = st.session_state[STATE_KEY]
+    selection = st.session_state[chart_key].selection
+    editor: MaskEditor = state["editor"]
+    region = selection_region(dict(selection), int(st.session_state[size_key]), editor.mask.shape)
+    if region.any():
+        editor.paint(region, st.session_state[mode_key])
+        state["chart"] += 1  # a fresh chart: the next identical selection is a new event
+
+
+def _act(action: str) -> None:
+    getattr(st.session_state[STATE_KEY]["editor"], action)()
+
+
+SAVED_KEY = "_correction_saved"  # the last save's outcome, shown once
+
+
+def _save(log: ReviewLog, context: CorrectionContext, ai_mask: np.ndarray, reviewer: str,
+          parent: int | None) -> None:
+    editor: MaskEditor = st.session_state[STATE_KEY]["editor"]
+    try:
+        saved = log.save_correction(
+            patient_id=context.patient_id, case_name=context.case_name, slice_number=context.slice_number,
+            slice_file=context.slice_file, mask=editor.mask, ai_mask=ai_mask, reviewer=reviewer,
+            threshold=context.threshold, classifier_sha256=context.classifier_sha256,
+            segmenter_sha256=context.segmenter_sha256, parent_version=parent,
+            comment=str(st.session_state.get("correction_comment", "")))
+    except BrainsegError as err:
+        st.session_state[SAVED_KEY] = ("error", f"Not saved: {err}")
+        return
+    st.session_state["correction_start"] = saved.version  # go on editing from what was just saved
+    st.session_state[SAVED_KEY] = (
+        "ok", f"Saved version {saved.version} of {context.patient_id} slice {context.slice_number} "
+              f"(+{saved.pixels_added} / −{saved.pixels_removed} px vs the AI) as {reviewer}. "
+              "The expert mask is unchanged.")
+
+
+def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarray | None,
+                     context: CorrectionContext, log: ReviewLog, reviewer: str) -> None:
+    """Correction mode for one slice: start from the AI's mask or a saved version, edit, compare, save.
+
+    ``base_rgb``: the slice as shown (H, W, 3) uint8; ``ai_mask``: the cascade's mask at the context's
+    threshold; ``truth``: the expert's mask, or None (uploads, studies without one).
+    """
+    try:
+        history = log.corrections(context.patient_id, slice_number=context.slice_number)
+    except BrainsegError as err:
+        st.error(f"Cannot read the corrections: {err}")
+        return
+    labels: dict[int | None, str] = {None: f"the AI's mask at threshold {context.threshold:.3f}"}
+    for row in history.itertuples():
+        labels[int(row.version)] = (f"version {row.version} by {row.reviewer or '?'} "
+                                    f"({row.created_utc[:16].replace('T', ' ')})")
+    if "correction_start" not in st.session_state or st.session_state["correction_start"] not in labels:
+        st.session_state["correction_start"] = list(labels)[-1]  # the latest version, else the AI's mask
+    parent = st.selectbox("Start from", list(labels), format_func=labels.get, key="correction_start")
+    start = ai_mask if parent is None else log.correction_mask(
+        int(history.loc[history["version"] == parent, "id"].iloc[0]))
+    editor = editor_for(context, start, parent)
+
+    tools = st.columns([2, 3, 3, 1, 1, 1, 1], vertical_alignment="bottom")
+    tools[0].radio("Tool", MODES, horizontal=True, key="correction_mode_tool", format_func=str.capitalize)
+    stroke = tools[1].radio("Draw by", list(STROKES), horizontal=True, key="correction_stroke",
+                            format_func={"click": "clicks (dabs)", "lasso": "lasso", "box": "box"}.get,
+                            help="clicks: one dab of the brush size per click; lasso / box: the whole region "
+                                 "drawn (by dragging) is painted or erased")
+    tools[2].slider("Brush size (pixels, radius)", 1, 30, 6, key="correction_brush_size")
+    tools[3].button("Fill", on_click=_act, args=("fill",), key="correction_fill", help="fill holes inside outlines")
+    tools[4].button("Undo", on_click=_act, args=("undo",), key="correction_undo", disabled=not editor.history)
+    tools[5].button("Clear", on_click=_act, args=("clear",), key="correction_clear", help="empty the mask")
+    tools[6].button("Reset", on_click=_act, args=("reset",), key="correction_reset", help="back to the start")
+    st.caption("Green: your mask; yellow outline: the AI's mask. Undo steps back one edit; Clear empties the mask; "
+               "Reset goes back to the starting mask; Fill fills the holes inside closed outlines.")
+    chart_key = f"correction_chart_{st.session_state[STATE_KEY]['chart']}"
+    st.plotly_chart(_edit_figure(base_rgb, editor.mask, ai_mask, stroke), key=chart_key, on_select=
+                    lambda: _apply_selection(chart_key, "correction_mode_tool", "correction_brush_size"),
+                    selection_mode=("points", "box", "lasso"), width="stretch",
+                    config={"displaylogo": False, "modeBarButtonsToRemove": ["zoom2d", "pan2d", "autoScale2d"]})
+
+    figures = compare(editor.mask, ai_mask, truth)
+    cols = st.columns(5)
+    cols[0].metric("Your mask", f"{int(editor.mask.sum())} px")
+    cols[1].metric("Added vs AI", f"+{figures['pixels_added']} px")
+    cols[2].metric("Removed vs AI", f"−{figures['pixels_removed']} px")
+    cols[3].metric("Dice vs AI", f"{figures['dice_vs_ai']:.3f}")
+    if figures["dice_vs_expert"] is not None:
+        cols[4].metric("Dice vs expert", f"{figures['dice_vs_expert']:.3f}",
+                       f"{figures['dice_vs_expert'] - figures['ai_dice_vs_expert']:+.3f} vs AI", delta_color="normal")
+
+    st.text_input("Note with this version (optional)", key="correction_comment")
+    if not reviewer:
+        st.warning("Enter your reviewer name in the sidebar (or log in) to save corrections.")
+    # Saved in a callback, before the page reruns: the start choices and the history below include the new version.
+    st.button("Save as a new version", type="primary", key="correction_save", disabled=not reviewer,
+              on_click=_save, args=(log, context, ai_mask, reviewer, parent))
+    message = st.session_state.pop(SAVED_KEY, None)
+    if message is not None:
+        (st.success if message[0] == "ok" else st.error)(message[1])
+    if not history.empty:
+        st.dataframe(history[["version", "reviewer", "created_utc", "started_from", "mask_pixels", "pixels_added",
+                              "pixels_removed", "comment"]], hide_index=True, width="stretch")
+
+
+def corrections_zip(log: ReviewLog, data_dir: str, patient_id: str | None = None) -> bytes:
+    """The latest corrections (of one patient, or all) in the Kaggle layout and as NIfTI, zipped for download.
+
+    The original slices are looked up in the session's data folder and the allowed data folders.
+    """
+    from brainseg import settings
+    from brainseg.review.corrections import export_zip
+
+    folders = [Path(data_dir), *settings.data_folder_choices()]
+    return export_zip(log, folders, None if patient_id is None else [patient_id])

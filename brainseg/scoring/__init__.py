@@ -1,0 +1,1 @@
+"""Batch scoring into the prediction store: the cascade in process (``local``) or on Ray Data (``ray``)."""

@@ -1,0 +1,64 @@
+"""Study: a NIfTI volume or a zipped DICOM series in, the cascade's mask back in its own grid, volume in mL."""
+
+import json
+
+import streamlit as st
+
+from brainseg.app import dashboard as dash
+from brainseg.app import study_view
+from brainseg.errors import BrainsegError
+from brainseg.studies.outputs import dicom_seg_bytes, nifti_mask_bytes, summary
+
+st.title("Study (NIfTI / DICOM)")
+dash.sidebar()
+st.markdown(
+    "Upload a whole study: each sequence as a NIfTI file (`.nii`, `.nii.gz`) or as a zip of a folder holding one "
+    "DICOM series. FLAIR is required; pre- and post-contrast are optional (FLAIR is used in their place, as the "
+    "training data did). Volumes are reoriented to axial slices, scaled per volume and resampled to 256×256 for "
+    "the models; the mask comes back in the FLAIR's own voxel grid. Files are read in memory and not kept."
+)
+cascade = dash.require_cascade()
+if cascade is None:
+    st.stop()
+threshold = dash.threshold()
+
+columns = st.columns(3)
+uploads = {}
+for column, (role, label) in zip(columns, study_view.ROLES.items(), strict=True):
+    file = column.file_uploader(label, key=f"study_{role}")
+    if file is not None:
+        uploads[role] = (file.name, file.getvalue())
+if "flair" not in uploads:
+    st.info("Upload at least the FLAIR sequence.")
+    st.stop()
+
+try:
+    with st.spinner("Reading the study and running the cascade…"):
+        prediction = study_view.study_prediction(cascade, uploads, dash.models_key())
+except BrainsegError as err:
+    st.error(str(err))
+    st.stop()
+
+study = prediction.study
+for warning in study.warnings:
+    st.warning(warning)
+cols = st.columns(2)
+cols[0].metric(f"Tumor volume at {threshold:.3f}", f"{prediction.tumor_volume_ml(threshold):.2f} mL",
+               help="Mask voxels in the FLAIR's own grid × the voxel volume from its spacing.")
+cols[1].metric("Slices called tumor", f"{int(prediction.result.decisions(threshold).sum())} / {len(study)}")
+st.caption(f"FLAIR ({study.flair.kind}): {' × '.join(map(str, study.flair.shape))} voxels of "
+           f"{' × '.join(f'{s:.2f}' for s in study.flair.spacing)} mm, stored "
+           f"{study.reorientation.native_axcodes()}; shown as axial slices, inferior to superior.")
+
+study_view.slice_viewer(prediction, threshold)
+
+downloads = st.columns(3)
+downloads[0].download_button("Mask, NIfTI (FLAIR grid)", lambda: nifti_mask_bytes(prediction, threshold),
+                             "brainseg_mask.nii.gz", "application/gzip", key="study_download_nifti")
+if study.flair.kind == "dicom":
+    downloads[1].download_button("Mask, DICOM SEG", lambda: dicom_seg_bytes(prediction, threshold),
+                                 "brainseg_seg.dcm", "application/dicom", key="study_download_seg")
+downloads[2].download_button(
+    "Summary (JSON)", lambda: json.dumps(summary(prediction, cascade, threshold), indent=2, default=float),
+    "brainseg_summary.json", "application/json", key="study_download_summary")
+st.caption("Research use only — not for diagnosis. File names carry no patient information.")

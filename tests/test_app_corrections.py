@@ -1,0 +1,152 @@
+"""Correction mode, reviewer identity, the review log's filters and the model folder selector, through AppTest.
+
+AppTest cannot draw on a Plotly chart (a selection event comes from the browser), so the strokes are made with
+the correction module's own editor, reached through session state (``correction_state``), exactly as the
+chart's selection callback applies them; everything else (the toggle, the reviewer field, Save, the
+history, the store) goes through the page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+from conftest import DEMO_DIR, ROOT
+from streamlit.testing.v1 import AppTest
+
+from brainseg.app.correction import BRUSH, ERASER
+from brainseg.review.review_log import ReviewLog
+
+APP = str(ROOT / "app.py")
+TIMEOUT = 180
+
+
+def _ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> str:
+    location = str(tmp_path / "review.sqlite")
+    monkeypatch.setenv("BRAINSEG_REVIEW_DB", location)
+    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
+    return location
+
+
+def _expert_masks_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(DEMO_DIR.rglob("*_mask.tif")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_a_correction_is_saved_with_its_reviewer_and_version_history(store):
+    expert_before = _expert_masks_digest()
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.sidebar.text_input(key="reviewer_name").set_value("Dr Ann").run()
+    _ok(at.toggle(key="correction_mode").set_value(True).run())
+    assert "Dice vs AI" in [m.label for m in at.metric] and "Dice vs expert" in [m.label for m in at.metric]
+    state = at.session_state["correction_state"]
+    editor = state["editor"]
+    start = editor.mask.copy()
+    editor.stamp([(40, 40)], 6, BRUSH)  # what a click on the chart does
+    added = int((editor.mask & ~start).sum())
+    assert added > 0
+    _ok(at.button(key="correction_save").click().run())
+    assert any("Saved version 1" in s.value and "Dr Ann" in s.value for s in at.success)
+
+    at.session_state["correction_state"]["editor"].stamp([(40, 40)], 3, ERASER)
+    _ok(at.button(key="correction_save").click().run())
+    assert any("Saved version 2" in s.value for s in at.success)
+
+    log = ReviewLog(store)
+    versions = log.corrections()
+    patient = at.session_state["patient_id"]
+    assert versions[["patient_id", "version", "reviewer"]].values.tolist() == [
+        [patient, 1, "Dr Ann"], [patient, 2, "Dr Ann"]]
+    assert versions["pixels_added"].iloc[0] == added and versions["pixels_removed"].iloc[0] == 0
+    first = log.correction_mask(int(versions["id"].iloc[0]))
+    assert int((first & ~start).sum()) == added and not (start & ~first).any()  # version 1 as saved, kept
+    assert int(log.correction_mask(int(versions["id"].iloc[1])).sum()) < int(first.sum())
+    assert versions["started_from"].tolist() == ["cascade", "version 1"]  # the editor went on from version 1
+    assert versions["segmenter_sha256"].str.len().eq(64).all() and versions["threshold"].gt(0).all()
+    assert _expert_masks_digest() == expert_before  # the expert _mask.tif files are never written
+    # The history table and the start choices now list both versions.
+    assert len(at.selectbox(key="correction_start").options) == 3
+
+
+def test_nothing_is_saved_without_a_reviewer(store):
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    _ok(at.toggle(key="correction_mode").set_value(True).run())
+    assert at.button(key="correction_save").disabled
+    assert any("reviewer name" in w.value for w in at.warning)
+    at.button(key="FormSubmitter:review_form-Save verdict").click().run()
+    assert ReviewLog(store).entries().empty
+    assert any("reviewer name" in w.value for w in at.warning)
+
+
+def test_review_log_shows_who_did_what_and_filters_by_reviewer(store):
+    log = ReviewLog(store)
+    log.add("TCGA_CS_6669", 3, "agree", 0.4, "h", reviewer="ann")
+    log.add("TCGA_CS_6669", 4, "disagree", 0.4, "h", reviewer="bob")
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    assert at.selectbox(key="review_filter_reviewer").options == ["everyone", "ann", "bob"]
+    verdicts = at.dataframe[-2].value
+    assert verdicts["reviewer"].tolist() == ["ann", "bob"]
+    _ok(at.selectbox(key="review_filter_reviewer").set_value("bob").run())
+    assert at.dataframe[-2].value["reviewer"].tolist() == ["bob"]
+    assert "export_review_log" in {b.key for b in at.get("download_button")}
+
+
+def test_model_folder_selector_and_card_say_which_folder_is_live(store, tmp_path, monkeypatch, tiny_models_dir):
+    home, tuned = tmp_path / "models", tmp_path / "models-ft1"
+    shutil.copytree(tiny_models_dir, home)
+    shutil.copytree(tiny_models_dir, tuned)
+    sidecar = json.loads((tuned / "segmenter.json").read_text())
+    sidecar["finetune"] = {"corrected_slices": 3, "replay_slices": 12, "epochs": 2,
+                           "parent_segmenter_sha256": "ab" * 32, "parent_models_dir": str(home)}
+    (tuned / "segmenter.json").write_text(json.dumps(sidecar))
+    (tuned / "FINETUNE.md").write_text("# Fine-tuned segmenter\n\nbefore 0.1000, after 0.2000\n")
+    monkeypatch.setenv("BRAINSEG_MODELS_DIR", str(home))
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    selector = at.sidebar.selectbox(key="_models_choice")
+    assert selector.options == ["models", "models-ft1"]  # shown by folder name
+    _ok(selector.set_value(str(tuned.resolve())).run())
+    assert at.session_state["models_dir"] == str(tuned.resolve())
+    at.switch_page("pages/model_card.py")
+    _ok(at.run())
+    live = " ".join(i.value for i in at.info)
+    assert str(tuned.resolve()) in live and "fine-tuned" in live and "3 corrected slices" in live
+    assert any("after 0.2000" in m.value for m in at.markdown)
+
+
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "test-secret", "client_id": "x",
+        "client_secret": "y", "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+
+
+def test_with_an_identity_provider_the_logged_in_user_is_the_reviewer(store):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.secrets["auth"] = AUTH
+    at.user = {"is_logged_in": False}
+    _ok(at.run())
+    assert "reviewer_login" in {b.key for b in at.sidebar.button}
+    assert not [t for t in at.sidebar.text_input if t.key == "reviewer_name"]  # no free-typed name with a login
+    at.user = {"is_logged_in": True, "email": "ann@hospital.example", "name": "Ann"}
+    _ok(at.run())
+    assert any("ann@hospital.example" in c.value for c in at.sidebar.caption)
+    at.radio(key="review_verdict").set_value("agree")
+    _ok(at.button(key="FormSubmitter:review_form-Save verdict").click().run())
+    assert ReviewLog(store).entries()["reviewer"].tolist() == ["ann@hospital.example"]
+
+
+def test_a_broken_review_store_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    monkeypatch.setenv("BRAINSEG_REVIEW_DB", str(blocker / "review.sqlite"))  # its folder is a file
+    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    assert any("review store is unavailable" in e.value for e in at.error)
+    assert any(m.label == "Slice score" for m in at.metric)  # the rest of the page still works
