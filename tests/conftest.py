@@ -30,6 +30,15 @@ def demo_copy(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture
+def demo_split(tmp_path: Path) -> Path:
+    """A split file over the four demo patients (two train, one val, one test), for tiny trainings."""
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"train": ["TCGA_CS_6669", "TCGA_FG_A4MU"], "val": ["TCGA_HT_7855"],
+                                "test": ["TCGA_DU_8165"]}))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
     """A models folder with small, untrained (random-weight) networks at 32x32 and sidecars."""

@@ -60,9 +60,11 @@ def test_cascade_runs_in_batches_and_threshold_changes_run_nothing(tiny_models_d
         result.decisions(threshold)
     assert len(classifier_calls.batches) == 3 and len(segmenter_calls.batches) == 3
 
+    # Another batch size changes only float rounding (oneDNN picks kernels by batch shape: ~1e-5 seen);
+    # a batch misaligned with its slices would differ by orders of magnitude more.
     one_batch = Cascade.from_dir(tiny_models_dir, batch_size=16).predict(images)
-    np.testing.assert_allclose(one_batch.probabilities, result.probabilities, atol=1e-5)
-    np.testing.assert_allclose(one_batch.maps, result.maps, atol=1e-5)
+    np.testing.assert_allclose(one_batch.probabilities, result.probabilities, atol=1e-4)
+    np.testing.assert_allclose(one_batch.maps, result.maps, atol=1e-4)
 
 
 def test_cascade_refuses_non_slices(tiny_models_dir):

@@ -74,14 +74,6 @@ TRAINING_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def demo_split(tmp_path):
-    path = tmp_path / "split.json"
-    path.write_text(json.dumps({"train": ["TCGA_CS_6669", "TCGA_FG_A4MU"], "val": ["TCGA_HT_7855"],
-                                "test": ["TCGA_DU_8165"]}))
-    return path
-
-
 def _demo_inputs(demo_dir: Path, scaling: str) -> np.ndarray:
     from brainseg.core.data import load_slices, scan_dataset
     from brainseg.core.preprocess import resize_images, scale_images

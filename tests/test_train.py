@@ -11,14 +11,6 @@ from brainseg.inference.cascade import load_model
 from brainseg.training.train import TrainConfig, export_model, learning_rate_at, recipe, select_training_slices, train
 
 
-@pytest.fixture
-def demo_split(tmp_path):
-    path = tmp_path / "split.json"
-    path.write_text(json.dumps({"train": ["TCGA_CS_6669", "TCGA_FG_A4MU"], "val": ["TCGA_HT_7855"],
-                                "test": ["TCGA_DU_8165"]}))
-    return path
-
-
 def tiny(model: str, epochs: int = 2) -> TrainConfig:
     base = recipe(model, "cpu")
     return TrainConfig(**{**base.to_dict(), "input_size": 32, "width": 0.125, "epochs": epochs, "batch_size": 4})
