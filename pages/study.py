@@ -50,8 +50,25 @@ st.caption(f"FLAIR ({study.flair.kind}): {' × '.join(map(str, study.flair.shape
            f"{' × '.join(f'{s:.2f}' for s in study.flair.spacing)} mm, stored "
            f"{study.reorientation.native_axcodes()}; shown as axial slices, inferior to superior.")
 
-study_view.slice_viewer(prediction, threshold)
+index = study_view.slice_viewer(prediction, threshold)
+key = study_view.study_key(uploads)
+corrections: dict = {}
+with st.expander("Correct the AI's mask on this slice",
+                 expanded=st.session_state.get("study_correction_mode", False)):
+    if st.toggle("Correction mode", key="study_correction_mode",
+                 help="The same editor as on the Patients page; each save is a new version in the review store, "
+                      "filed under a digest of the FLAIR file (no patient name)."):
+        log = dash.require_review_log()
+        if log is not None:
+            study_view.study_correction(prediction, index, threshold, cascade, log, dash.reviewer(), key)
+            corrections = study_view.study_corrections(log, key)
 
+if corrections:
+    st.info(f"{len(corrections)} slice(s) of this study have saved corrections: the corrected mask below uses the "
+            "latest version on those slices and the AI's mask elsewhere.")
+    st.download_button("Mask with corrections, NIfTI (FLAIR grid)",
+                       lambda: nifti_mask_bytes(prediction, threshold, corrections=corrections),
+                       "brainseg_mask_corrected.nii.gz", "application/gzip", key="study_download_corrected")
 downloads = st.columns(3)
 downloads[0].download_button("Mask, NIfTI (FLAIR grid)", lambda: nifti_mask_bytes(prediction, threshold),
                              "brainseg_mask.nii.gz", "application/gzip", key="study_download_nifti")

@@ -89,10 +89,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(log_path: Path):
-    """Yield (url, process); on exit stop it and fail if its log holds a traceback."""
+def streamlit_server(log_path: Path, settings: dict[str, str] | None = None):
+    """Yield (url, process); on exit stop it and fail if its log holds a traceback.
+
+    ``settings``: environment variables for the server (default: the demo cases as the data folder).
+    """
     port = _free_port()
-    env = {**os.environ, "BRAINSEG_DATA_DIR": str(DEMO_DIR), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "BRAINSEG_DATA_DIR": str(DEMO_DIR), "TF_CPP_MIN_LOG_LEVEL": "2", **(settings or {})}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),

@@ -6,6 +6,8 @@ so each test knows exactly which voxel of the written file is which voxel of the
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import shutil
@@ -522,3 +524,65 @@ def test_study_page_takes_a_zipped_dicom_series_and_offers_the_seg(patient, tmp_
     assert "Mask, DICOM SEG" in labels and "Mask, NIfTI (FLAIR grid)" in labels
     at.file_uploader(key="study_flair").set_value(("junk.zip", b"not a zip", "application/zip")).run()
     assert any("junk.zip: not a zip archive" in e.value for e in at.error)
+
+
+# ---- corrections on a study ---------------------------------------------------------------------------------
+
+
+def test_corrections_replace_the_ai_mask_on_their_slices_only(patient, tmp_path, tiny_cascade):
+    images, _ = patient
+    layout = "RAS (neurological)"
+    paths = _layout_volumes(images, tmp_path, layout, roles=("flair",))
+    prediction = predict_study(tiny_cascade, load_study(paths["flair"]))
+    threshold = tiny_cascade.default_threshold
+    ai = prediction.result.masks(threshold)
+    k = int(np.argmax(ai.sum(axis=(1, 2))))  # the AI's largest slice: the correction removes most of it
+    drawn = np.zeros((256, 256), bool)
+    drawn[100:120, 60:90] = True
+    expected = ai.copy()
+    expected[k] = drawn
+    native = prediction.native_mask(threshold, {k: drawn})
+    np.testing.assert_array_equal(native, _by_hand(expected, layout).astype(np.uint8))
+    assert prediction.tumor_volume_ml(threshold, {k: drawn}) == pytest.approx(expected.sum() * 1.0 * 1.0 * 3.3 / 1000)
+    assert prediction.tumor_volume_ml(threshold, {k: drawn}) != prediction.tumor_volume_ml(threshold)
+    written = nib.Nifti1Image.from_bytes(gzip.decompress(nifti_mask_bytes(prediction, threshold,
+                                                                          corrections={k: drawn})))
+    np.testing.assert_array_equal(written.get_fdata(), native)
+
+
+def test_a_study_correction_is_saved_under_the_study_digest_and_left_out_of_kaggle_exports(
+        patient, tmp_path, tiny_cascade, monkeypatch):
+    from brainseg.app.correction import BRUSH
+    from brainseg.errors import DataError
+    from brainseg.review.corrections import STUDY_PREFIX, export_kaggle
+    from brainseg.review.review_log import ReviewLog
+
+    images, _ = patient
+    paths = _layout_volumes(images, tmp_path, "LPS as trained", roles=("flair",))
+    store = tmp_path / "review.sqlite"
+    monkeypatch.setenv("BRAINSEG_REVIEW_DB", str(store))
+    at = _study_page(monkeypatch, tiny_cascade.classifier.path.parent)
+    flair_bytes = paths["flair"].read_bytes()
+    at.file_uploader(key="study_flair").set_value(("Doe_Jane_FLAIR.nii.gz", flair_bytes, "application/gzip"))
+    at.run()
+    at.sidebar.text_input(key="reviewer_name").set_value("Dr Ann").run()
+    at.toggle(key="study_correction_mode").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    index = int(at.session_state["study_slice_index"])
+    editor = at.session_state["correction_state"]["editor"]
+    start = editor.mask.copy()
+    editor.stamp([(128, 128)], 8, BRUSH)  # what a click on the chart does
+    at.button(key="correction_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Saved version 1" in s.value for s in at.success)
+
+    saved = ReviewLog(str(store)).corrections()
+    key = STUDY_PREFIX + hashlib.sha256(flair_bytes).hexdigest()[:16]
+    assert saved[["patient_id", "slice", "version", "reviewer"]].values.tolist() == [[key, index + 1, 1, "Dr Ann"]]
+    assert "Doe" not in key and saved["slice_file"].iloc[0] == f"slice_{index + 1:03d}"
+    mask = ReviewLog(str(store)).correction_mask(int(saved["id"].iloc[0]))
+    assert mask.sum() > start.sum() and not (start & ~mask).any()
+    assert "study_download_corrected" in {b.key for b in at.get("download_button")}
+    # The study's slices are in no data folder: the Kaggle export leaves them out instead of failing on them.
+    with pytest.raises(DataError, match="no corrections to export"):
+        export_kaggle(ReviewLog(str(store)), tmp_path / "export", [DEMO_DIR])

@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from brainseg.app.correction import CorrectionContext, correction_panel
 from brainseg.app.navigation import SliceNavigator
 from brainseg.inference.cascade import Cascade
 from brainseg.reports.overlays import CHANNEL_VIEWS, channel_view, overlay
+from brainseg.review.corrections import STUDY_PREFIX, latest_masks
+from brainseg.review.review_log import ReviewLog
 from brainseg.studies.archive import extract_dicom_zip
 from brainseg.studies.geometry import StudyError
 from brainseg.studies.study import StudyPrediction, load_study, predict_study
@@ -107,3 +110,26 @@ def slice_viewer(prediction: StudyPrediction, threshold: float) -> int:
                        "radiological: patient's right on the left)")
     right.image(base, caption=f"{view}, no overlay", width="stretch")
     return i
+
+
+def study_key(uploads: dict[str, tuple[str, bytes]]) -> str:
+    """The study's name in the review store: a digest of its FLAIR file (never a patient name or DICOM identifier),
+    so reopening the same file finds its corrections again."""
+    return STUDY_PREFIX + hashlib.sha256(uploads["flair"][1]).hexdigest()[:16]
+
+
+def study_correction(prediction: StudyPrediction, index: int, threshold: float, cascade: Cascade, log: ReviewLog,
+                     reviewer: str, key: str) -> None:
+    """Correction mode on slice ``index`` of the study (as the models saw it: axial, 256x256); saved versions go to
+    the review store under the study's key, slice number ``index + 1``."""
+    context = CorrectionContext(patient_id=key, case_name=key, slice_number=index + 1,
+                                slice_file=f"slice_{index + 1:03d}", threshold=threshold,
+                                classifier_sha256=cascade.classifier.sha256, segmenter_sha256=cascade.segmenter.sha256)
+    view = st.session_state.get("study_view") or next(iter(CHANNEL_VIEWS))
+    correction_panel(channel_view(prediction.study.images[index], view), prediction.result.masks(threshold)[index],
+                     None, context, log, reviewer)
+
+
+def study_corrections(log: ReviewLog, key: str) -> dict[int, np.ndarray]:
+    """Slice index -> the latest corrected mask of this study."""
+    return {number - 1: mask for number, mask in latest_masks(log, key).items()}

@@ -136,8 +136,9 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def precision_recall_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision, recall, thresholds."""
-    return skm.precision_recall_curve(np.asarray(labels, bool), scores)
+    """Precision, recall, thresholds; without the points a plotted curve cannot show (as ``roc_curve`` does),
+    so a cohort's curve sends hundreds of points to the browser instead of one per slice."""
+    return skm.precision_recall_curve(np.asarray(labels, bool), scores, drop_intermediate=True)
 
 
 def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float) -> float:

@@ -28,6 +28,10 @@ from brainseg.inference.uploads import encode_mask_tiff
 from brainseg.review.review_log import ReviewLog
 
 MANIFEST_NAME = "corrections.json"
+# Corrections made on an uploaded study (Study page) are filed under this prefix + a digest of its FLAIR file:
+# their slices are in no data folder, so the Kaggle and NIfTI exports leave them out; the Study page exports
+# them as a NIfTI mask in the study's own grid.
+STUDY_PREFIX = "study-"
 
 
 def find_slice_image(case_name: str, slice_file: str, data_dirs: Iterable[str | Path]) -> Path:
@@ -58,11 +62,19 @@ def _slice_record(log: ReviewLog, row) -> dict:
 
 
 def latest(log: ReviewLog, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """The latest version of each corrected slice (with its mask), optionally for some patients only."""
+    """The latest version of each corrected slice (with its mask) of the cohort's patients (studies' left out),
+    optionally for some patients only."""
     frame = log.latest_corrections()
+    frame = frame[~frame["patient_id"].str.startswith(STUDY_PREFIX)].reset_index(drop=True)
     if patient_ids is not None:
         frame = frame[frame["patient_id"].isin(list(patient_ids))].reset_index(drop=True)
     return frame
+
+
+def latest_masks(log: ReviewLog, patient_id: str) -> dict[int, np.ndarray]:
+    """Slice number -> the latest corrected mask, for one patient or study."""
+    frame = log.latest_corrections(patient_id)
+    return {int(row.slice): row.mask for row in frame.itertuples()}
 
 
 def export_kaggle(log: ReviewLog, out_dir: str | Path, data_dirs: Iterable[str | Path],

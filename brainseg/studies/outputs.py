@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,14 @@ SUMMARY_FILE = "summary.json"
 SEGMENT_LABEL = "FLAIR abnormality (brainseg)"
 
 
-def nifti_mask_bytes(prediction: StudyPrediction, threshold: float | None = None, compressed: bool = True) -> bytes:
-    """The mask as NIfTI-1 uint8 with the FLAIR input's shape and affine (and its qform/sform codes)."""
+def nifti_mask_bytes(prediction: StudyPrediction, threshold: float | None = None, compressed: bool = True,
+                     corrections: Mapping[int, np.ndarray] | None = None) -> bytes:
+    """The mask as NIfTI-1 uint8 with the FLAIR input's shape and affine (and its qform/sform codes);
+    ``corrections`` (slice index -> reviewer's mask) replace the AI's mask on their slices."""
     import nibabel as nib
 
     flair = prediction.study.flair
-    image = nib.Nifti1Image(prediction.native_mask(threshold), flair.affine)
+    image = nib.Nifti1Image(prediction.native_mask(threshold, corrections), flair.affine)
     image.set_qform(flair.affine, code=flair.nifti_codes[0] or flair.nifti_codes[1])
     image.set_sform(flair.affine, code=flair.nifti_codes[1] or flair.nifti_codes[0])
     image.header.set_xyzt_units("mm")

@@ -9,7 +9,7 @@ The dataset put FLAIR in place of a missing sequence; a study without pre- or po
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,13 +151,23 @@ class StudyPrediction:
     result: CascadeResult
     threshold: float
 
-    def native_mask(self, threshold: float | None = None) -> np.ndarray:
-        """The cascade's mask in the FLAIR input's voxel grid (uint8 0/1)."""
-        return self.study.to_native(self.result.masks(self.threshold if threshold is None else threshold))
+    def native_mask(self, threshold: float | None = None,
+                    corrections: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
+        """The cascade's mask in the FLAIR input's voxel grid (uint8 0/1).
 
-    def tumor_volume_ml(self, threshold: float | None = None) -> float:
+        ``corrections``: reviewers' masks (models' grid) by slice index, drawn instead of the AI's on those slices.
+        """
+        masks = self.result.masks(self.threshold if threshold is None else threshold)
+        if corrections:
+            masks = masks.copy()
+            for index, mask in corrections.items():
+                masks[index] = mask
+        return self.study.to_native(masks)
+
+    def tumor_volume_ml(self, threshold: float | None = None,
+                        corrections: Mapping[int, np.ndarray] | None = None) -> float:
         """Mask voxels x one voxel's volume, counted in the FLAIR's own grid (its spacing, not the models')."""
-        return int(self.native_mask(threshold).sum()) * self.study.flair.voxel_ml
+        return int(self.native_mask(threshold, corrections).sum()) * self.study.flair.voxel_ml
 
     def slice_table(self, threshold: float | None = None) -> list[dict]:
         """Per slice (inferior to superior): score, gate, decision, and mask voxels in the FLAIR grid."""
