@@ -29,6 +29,7 @@ from brainseg.review.review_log import ReviewLog
 BRUSH, ERASER = "brush", "eraser"
 MODES = (BRUSH, ERASER)
 STATE_KEY = "correction_state"
+AI_START = 0  # the "Start from" choice meaning the cascade's mask
 AI_OUTLINE_COLOR = (255, 210, 0)  # yellow: not the red of the ground truth nor the green of the edited mask
 GRID_STEP = 4  # the invisible click targets' spacing in pixels: fine enough to place a brush, light to send
 
@@ -234,13 +235,15 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
     except BrainsegError as err:
         st.error(f"Cannot read the corrections: {err}")
         return
-    labels: dict[int | None, str] = {None: f"the AI's mask at threshold {context.threshold:.3f}"}
+    # 0 stands for the AI's mask (versions count from 1): a selectbox shows a None value as "Choose an option".
+    labels: dict[int, str] = {AI_START: f"the AI's mask at threshold {context.threshold:.3f}"}
     for row in history.itertuples():
         labels[int(row.version)] = (f"version {row.version} by {row.reviewer or '?'} "
                                     f"({row.created_utc[:16].replace('T', ' ')})")
     if "correction_start" not in st.session_state or st.session_state["correction_start"] not in labels:
         st.session_state["correction_start"] = list(labels)[-1]  # the latest version, else the AI's mask
-    parent = st.selectbox("Start from", list(labels), format_func=labels.get, key="correction_start")
+    chosen = st.selectbox("Start from", list(labels), format_func=labels.get, key="correction_start")
+    parent = None if chosen == AI_START else chosen
     start = ai_mask if parent is None else log.correction_mask(
         int(history.loc[history["version"] == parent, "id"].iloc[0]))
     editor = editor_for(context, start, parent)
