@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEMO_DIR
 
 from brainseg.cli import main
 from brainseg.core.data import load_slices, scan_dataset
@@ -36,17 +37,25 @@ def tiny_cascade(tiny_models_dir) -> Cascade:
 
 @pytest.fixture(scope="module")
 def confident_models_dir(tiny_models_dir, tmp_path_factory) -> Path:
-    """The tiny models with the segmenter's last layer scaled up 10^4: random but confident maps (nearly all
-    pixels exactly 0 or 1), so no pixel sits within a quantisation step of the mask cut and the store and the
-    live cascade must agree exactly, not just within the step."""
+    """The tiny models with the segmenter's last layer (a 1x1 sigmoid convolution) scaled up 10^4 around the
+    median of its logits on a demo patient: random but confident maps (nearly all pixels exactly 0 or 1, about
+    half of each), so no pixel sits within a quantisation step of the mask cut and the store and the live
+    cascade must agree exactly, not just within the step; centring keeps the maps from being all empty or all
+    full, whatever the random weights."""
     import keras
+
+    from brainseg.core.preprocess import resize_images, scale_images
 
     folder = tmp_path_factory.mktemp("confident_models")
     for name in ("classifier.keras", "classifier.json", "segmenter.json"):
         shutil.copy(tiny_models_dir / name, folder / name)
     segmenter = keras.models.load_model(tiny_models_dir / "segmenter.keras", compile=False)
     last = segmenter.get_layer("tumor_map")
-    last.set_weights([w * 1e4 for w in last.get_weights()])
+    kernel, bias = last.get_weights()
+    images = load_slices(_patient_rows(DEMO_DIR, 0))[0]
+    features = keras.Model(segmenter.inputs, last.input)(scale_images(resize_images(images, 32), "zscore"))
+    logits = np.tensordot(np.asarray(features), kernel[0, 0], axes=1) + bias
+    last.set_weights([kernel * 1e4, (bias - np.median(logits)) * 1e4])
     segmenter.save(folder / "segmenter.keras")
     return folder
 
