@@ -26,6 +26,7 @@ from brainseg.reports.overlays import (
     legend_html,
     overlay,
 )
+from brainseg.review.corrections import cohort_rows
 
 manifest, patients, cascade = dash.page_setup("Patients")
 threshold = dash.threshold()
@@ -225,7 +226,7 @@ with st.expander("Review log: verdicts and corrections, who did what", expanded=
             cols[1].download_button("Export corrections (Kaggle layout + NIfTI, zip)",
                                     lambda: corrections_zip(log, dash.data_dir(), patient_filter),
                                     "corrections.zip", "application/zip", key="export_corrections",
-                                    disabled=log.corrections(patient_filter).empty)
+                                    disabled=cohort_rows(log.corrections(patient_filter)).empty)
         except BrainsegError as err:
             st.error(f"Cannot read the review store: {err}")
         st.caption(f"Stored in `{log.location}` (set $BRAINSEG_REVIEW_DB to a file or a PostgreSQL URL to move it).")

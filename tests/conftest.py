@@ -30,6 +30,19 @@ def demo_copy(tmp_path: Path) -> Path:
     return target
 
 
+def open_app(page: str | None = None):
+    """The dashboard in AppTest, run once (then switched to ``pages/<page>.py`` and run again); fails on an
+    exception. Set the environment (models, data, stores) before calling it."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page is not None:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 @pytest.fixture
 def demo_split(tmp_path: Path) -> Path:
     """A split file over the four demo patients (two train, one val, one test), for tiny trainings."""

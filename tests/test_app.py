@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DEMO_DIR, ROOT
+from conftest import DEMO_DIR, ROOT, open_app
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -18,10 +18,7 @@ TIMEOUT = 180
 @pytest.fixture
 def app(monkeypatch) -> AppTest:
     monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app()
 
 
 def _page(at: AppTest, page: str) -> AppTest:

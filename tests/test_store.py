@@ -264,7 +264,7 @@ def test_evaluate_cli_with_store(demo_dir, tiny_models_dir, tmp_path, capsys):
 def test_dashboard_reads_the_store_and_scores_missing_patients(demo_dir, tiny_models_dir, tmp_path, monkeypatch):
     """With $BRAINSEG_STORE the Threshold page scores what the store lacks into it, and later reads it alone."""
     import streamlit as st
-    from conftest import ROOT
+    from conftest import open_app
     from streamlit.testing.v1 import AppTest
 
     store = tmp_path / "store"
@@ -274,12 +274,7 @@ def test_dashboard_reads_the_store_and_scores_missing_patients(demo_dir, tiny_mo
     st.cache_data.clear()
 
     def threshold_page() -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-        at.run()
-        at.switch_page("pages/threshold.py")
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
+        return open_app("threshold")
 
     first = threshold_page()
     assert len(list(store.rglob("*.npz"))) == 4  # scored on demand into the store

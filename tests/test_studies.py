@@ -461,17 +461,11 @@ def test_zip_bombs_and_oversized_zips_are_refused(tmp_path, monkeypatch):
 
 
 def _study_page(monkeypatch, models_dir: Path):
-    from conftest import ROOT
-    from streamlit.testing.v1 import AppTest
+    from conftest import open_app
 
     monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
     monkeypatch.setenv("BRAINSEG_MODELS_DIR", str(models_dir))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page("pages/study.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app("study")
 
 
 def _volume_metric(at) -> tuple[float, float]:

@@ -61,11 +61,15 @@ def _slice_record(log: ReviewLog, row) -> dict:
             "reviewers": list(row.reviewers), "versions": _history(log, row.patient_id, int(row.slice))}
 
 
+def cohort_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a corrections table that belong to the cohort's patients (uploaded studies' left out)."""
+    return frame[~frame["patient_id"].str.startswith(STUDY_PREFIX)].reset_index(drop=True)
+
+
 def latest(log: ReviewLog, patient_ids: Iterable[str] | None = None) -> pd.DataFrame:
     """The latest version of each corrected slice (with its mask) of the cohort's patients (studies' left out),
     optionally for some patients only."""
-    frame = log.latest_corrections()
-    frame = frame[~frame["patient_id"].str.startswith(STUDY_PREFIX)].reset_index(drop=True)
+    frame = cohort_rows(log.latest_corrections())
     if patient_ids is not None:
         frame = frame[frame["patient_id"].isin(list(patient_ids))].reset_index(drop=True)
     return frame
