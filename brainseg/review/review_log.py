@@ -151,9 +151,17 @@ class ReviewLog:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self.engine = self._create_engine()
-            self._run(lambda: metadata.create_all(self.engine, checkfirst=True))
+            self._run(self._create_tables)
         except (OSError, ModuleNotFoundError) as err:
             raise ReviewStoreError(f"review store {self.location}: cannot be opened ({err})") from err
+
+    def _create_tables(self) -> None:
+        try:
+            metadata.create_all(self.engine, checkfirst=True)
+        except SQLAlchemyError:
+            # Several processes opening a new store at once: another one created a table between this one's
+            # check and its CREATE ("already exists"). Checking again finds it; a real failure fails again.
+            metadata.create_all(self.engine, checkfirst=True)
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
