@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -351,6 +352,78 @@ def _run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_crossval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("crossval", help="patient-level k-fold cross-validation of the shipped recipe (train + val)",
+                       description="Stages: 'folds' writes the folds, 'train' trains each fold's two models "
+                       "(resumable; runs on Keras' JAX backend too, e.g. on a GPU machine), 'evaluate' scores "
+                       "every patient with the fold that held it out; 'all' runs the three in turn.")
+    p.add_argument("--data", required=True, type=Path,
+                   help="Kaggle-layout folder, or for 'train' a slice cache (brainseg cache-slices)")
+    p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
+    p.add_argument("--out", type=Path, default=Path("runs") / "crossval")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--stage", choices=["folds", "train", "evaluate", "all"], default="all")
+    p.add_argument("--fold", type=int, action="append", help="train only these folds (repeatable; default all)")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                   help="whose operating point (target sensitivity, slice score) the folds reproduce")
+    p.add_argument("--report", type=Path, default=DEFAULT_MODELS_DIR / "crossval.json")
+    p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # tests only: both models' epoch count
+
+
+def _run_crossval(args: argparse.Namespace) -> int:
+    from brainseg.experiments import crossval
+
+    if args.stage in ("folds", "all"):
+        document = crossval.write_folds(args.split_file, args.out, args.folds, args.seed)
+        print(f"{document['k']} folds over {document['n_patients']} patients in {args.out}")
+    if args.stage in ("train", "all"):
+        epochs = None if args.epochs is None else {"classifier": args.epochs, "segmenter": args.epochs}
+        for fold in args.fold or range(len(crossval.read_folds(args.out)["folds"])):
+            print(f"fold {fold}: models in {crossval.train_fold(args.data, args.out, fold, epochs)}")
+    if args.stage in ("evaluate", "all"):
+        point = json.loads((args.models_dir / "operating_point.json").read_text())
+        report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]),
+                                         str(point.get("slice_score", "classifier")), progress=True)
+        report["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["crossval"] else \
+            "brainseg crossval"
+        _write_json(report, args.report)
+        f, ci = report["figures"], report["confidence_intervals"]
+        dice = ci.get("cascade_dice_per_volume_mean", {})
+        print(f"out-of-fold, {report['n_patients']} patients: cascade Dice/volume mean "
+              f"{f['cascade_dice_per_volume']['mean']:.3f} [{dice.get('low', float('nan')):.3f}, "
+              f"{dice.get('high', float('nan')):.3f}], pooled ROC AUC {f['roc_auc_pooled']:.4f}; "
+              f"wrote {args.report}")
+    return 0
+
+
+def _add_cache_slices(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache-slices", help="write a compact, exact copy of the slices at one input size "
+                       "(to train elsewhere, e.g. on a GPU machine)")
+    p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder (kaggle_3m)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
+    p.add_argument("--parts", default="train,val", help="split parts to include, comma-separated, or 'all'")
+
+
+def _run_cache_slices(args: argparse.Namespace) -> int:
+    from brainseg.core.data import load_dataset
+    from brainseg.core.slice_cache import write_slice_cache
+    from brainseg.core.split import load_split
+
+    manifest, _ = load_dataset(args.data)
+    if args.parts != "all":
+        split = load_split(args.split_file)
+        keep = {p for part in args.parts.split(",") for p in split[part.strip()]}
+        manifest = manifest[manifest["patient_id"].isin(keep)]
+    write_slice_cache(manifest, args.size, args.out, progress=True)
+    size = sum(f.stat().st_size for f in args.out.iterdir())
+    print(f"{len(manifest)} slices of {manifest['patient_id'].nunique()} patients at {args.size}x{args.size} "
+          f"in {args.out} ({size / 1e6:.1f} MB)")
+    return 0
+
+
 def _add_ui_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ui-report", help="write the README's dashboard timings from the browser tests' artifacts")
     p.add_argument("--artifacts", type=Path, default=Path("test-artifacts"))
@@ -447,6 +520,8 @@ COMMANDS = {
     "bench": (_add_bench, _run_bench),
     "model-card": (_add_model_card, _run_model_card),
     "ablate": (_add_ablate, _run_ablate),
+    "crossval": (_add_crossval, _run_crossval),
+    "cache-slices": (_add_cache_slices, _run_cache_slices),
     "ui-report": (_add_ui_report, _run_ui_report),
     "split": (_add_split, _run_split),
     "scan": (_add_scan, _run_scan),
@@ -465,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("split", "scan", "ui-report", "corrections"):
+    on_tensorflow = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+    if on_tensorflow and args.command not in ("split", "scan", "ui-report", "corrections"):
         import_tensorflow_quietly()
     try:
         return COMMANDS[args.command][1](args)

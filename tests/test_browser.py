@@ -108,6 +108,22 @@ def _no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
 
 
+def _switch_on(page, label: str) -> None:
+    """Turn an ``st.toggle`` on. Under load a click can land while the app is still redrawing and be lost,
+    so the switch's own state is read back and the click repeated until it shows on."""
+    switch = page.get_by_label(label)  # the hidden checkbox input; its label takes the clicks
+    for _attempt in range(4):
+        if switch.is_checked():
+            return
+        page.get_by_text(label).click()
+        try:
+            playwright.expect(switch).to_be_checked(timeout=15_000)
+            return
+        except AssertionError:
+            page.wait_for_selector(IDLE)
+    raise AssertionError(f"the {label!r} switch did not turn on after four clicks")
+
+
 def _metric(page, label: str):
     return page.locator("[data-testid='stMetric']", has=page.locator("[data-testid='stMetricLabel']",
                                                                        has_text=label))
@@ -174,7 +190,7 @@ def _every_page_threshold_and_uploads(server, page, tmp_path) -> None:
     page.get_by_text("Review tools").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "review_tools.png"), full_page=True)
     page.get_by_text("3-D view: ground truth and prediction").click()  # an expander: opens in the browser only
-    page.get_by_text("Build the 3-D view").click()
+    _switch_on(page, "Build the 3-D view")
     volume = page.locator("[data-testid='stExpander']", has_text="3-D view").locator("[data-testid='stPlotlyChart']")
     _after(page, page.get_by_text("Surfaces from the stacked masks"), volume.locator(".gl-container canvas"))
     _drawn(page)

@@ -10,11 +10,13 @@ Model outputs come back to the slice's size with ``upsample_maps``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 Scaling = Literal["unit", "zscore"]
 SCALINGS: tuple[str, ...] = ("unit", "zscore")
@@ -98,6 +100,8 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 def scale_images(images: tf.Tensor, scaling: Scaling) -> tf.Tensor:
     """Intensity scaling of (N, s, s, 3) slices with values in 0..255; the models' only normalization."""
+    import tensorflow as tf
+
     images = tf.cast(images, tf.float32)
     if scaling == "unit":
         return images / 255.0
@@ -112,23 +116,26 @@ def augment(
 
     ``image``: (s, s, 3) float32 in 0..255; ``mask``: (s, s, 1) float32 or None; ``seed``: (2,) int.
     """
-    size = tf.shape(image)[0]
-    stacked = image if mask is None else tf.concat([image, mask], axis=-1)
+    import tensorflow as tf
+
     seeds = tf.random.experimental.stateless_split(seed, 8)
-
-    if config.flip_left_right:
-        flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
-        stacked = tf.cond(flip, lambda: tf.reverse(stacked, axis=[1]), lambda: stacked)
-
+    flip = tf.random.stateless_uniform([], seeds[0]) < 0.5 if config.flip_left_right else tf.constant(False)
     angle = tf.random.stateless_uniform([], seeds[1], -1.0, 1.0) * config.max_rotation_deg * np.pi / 180
     scale = 1.0 + tf.random.stateless_uniform([], seeds[2], -1.0, 1.0) * config.max_scale_delta
     shift = tf.random.stateless_uniform([2], seeds[3], -1.0, 1.0) * config.max_shift_fraction
-    centre = (tf.cast(size, tf.float32) - 1.0) / 2.0
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    # Output pixel (x, y) samples input at R(-angle)/scale about the centre, plus a shift.
-    tx = centre - cos * centre - sin * centre + shift[0] * tf.cast(size, tf.float32)
-    ty = centre + sin * centre - cos * centre + shift[1] * tf.cast(size, tf.float32)
-    transform = tf.stack([cos, sin, tx, -sin, cos, ty, 0.0, 0.0])[None]
+    contrast = 1.0 + tf.random.stateless_uniform([1, 1, 3], seeds[4], -1.0, 1.0) * config.max_contrast_delta
+    brightness = tf.random.stateless_uniform([1, 1, 3], seeds[5], -1.0, 1.0) * config.max_brightness * 255.0
+    return apply_augmentation(image, mask, flip, angle, scale, shift, contrast, brightness)
+
+
+def apply_augmentation(image, mask, flip, angle, scale, shift, contrast, brightness) -> tuple:
+    """``augment``'s transform for given parameters (TensorFlow ops; a test holds the numpy twin to it)."""
+    import tensorflow as tf
+
+    size = tf.shape(image)[0]
+    stacked = image if mask is None else tf.concat([image, mask], axis=-1)
+    stacked = tf.cond(flip, lambda: tf.reverse(stacked, axis=[1]), lambda: stacked)
+    transform = tf.stack(affine_coefficients(tf.cast(size, tf.float32), angle, scale, shift, tf.cos, tf.sin))[None]
     stacked = tf.raw_ops.ImageProjectiveTransformV3(
         images=stacked[None],
         transforms=transform,
@@ -137,14 +144,21 @@ def augment(
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )[0]
-
-    image = stacked[..., :3]
-    contrast = 1.0 + tf.random.stateless_uniform([1, 1, 3], seeds[4], -1.0, 1.0) * config.max_contrast_delta
-    brightness = tf.random.stateless_uniform([1, 1, 3], seeds[5], -1.0, 1.0) * config.max_brightness * 255.0
-    image = tf.clip_by_value(image * contrast + brightness, 0.0, 255.0)
+    image = tf.clip_by_value(stacked[..., :3] * contrast + brightness, 0.0, 255.0)
     if mask is None:
         return image, None
     return image, tf.cast(stacked[..., 3:] > 0.5, tf.float32)
+
+
+def affine_coefficients(size, angle, scale, shift, cos=np.cos, sin=np.sin) -> list:
+    """The 8 projective coefficients (output pixel -> input pixel) of a rotation about the centre by
+    ``angle``, zoom by ``scale`` and ``shift`` (fractions of ``size``); works on numbers or tensors."""
+    centre = (size - 1.0) / 2.0
+    c, s = cos(angle) / scale, sin(angle) / scale
+    # Output pixel (x, y) samples input at R(-angle)/scale about the centre, plus a shift.
+    tx = centre - c * centre - s * centre + shift[0] * size
+    ty = centre + s * centre - c * centre + shift[1] * size
+    return [c, s, tx, -s, c, ty, 0.0, 0.0]
 
 
 def make_dataset(
@@ -157,13 +171,25 @@ def make_dataset(
     seed: int = 0,
     sample_weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """tf.data pipeline over already-resized uint8 slices.
+    """Training/validation batches over already-resized uint8 slices.
 
     ``targets`` is either (N,) labels (classifier) or (N, s, s, 1) masks (segmenter); masks are
     transformed with their image. Yields (scaled images, targets[, sample_weights]) batches.
+
+    On Keras' TensorFlow backend this is a tf.data pipeline (what the shipped models were trained with).
+    On the JAX or PyTorch backends, e.g. a GPU machine without TensorFlow, it is the numpy/OpenCV twin in
+    ``brainseg.core.numpy_batches``: same transforms and parameter ranges, another random stream.
     """
     if images.shape[1:3] != (spec.size, spec.size):
         raise ValueError(f"images are {images.shape[1:3]}, the model expects {spec.size}x{spec.size}")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from brainseg.core.numpy_batches import SliceBatches
+
+        return SliceBatches(images, targets, spec, batch_size, augment_config, shuffle, seed, sample_weights)
+    import tensorflow as tf
+
     is_mask = targets.ndim == 4
     tensors: tuple = (images, targets.astype(np.float32))
     if sample_weights is not None:

@@ -114,7 +114,11 @@ def replica_loss_weight(loss) -> float | None:
     Weighting such a loss by 1 / replicas restores both. Each replica still computes its index over its own
     share of the global batch, so the loss is the replicas' mean of the per-share loss.
     """
+    import keras
     import numpy as np
+
+    if keras.backend.backend() != "tensorflow":  # strategies are tf.distribute's; other backends train alone
+        return None
     import tensorflow as tf
 
     replicas = tf.distribute.get_strategy().num_replicas_in_sync

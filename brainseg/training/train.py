@@ -22,6 +22,7 @@ import pandas as pd
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
+from brainseg.core.slice_cache import is_slice_cache, read_slice_cache
 from brainseg.core.split import load_split, select_part
 from brainseg.errors import DataError
 from brainseg.training import distribute
@@ -108,9 +109,20 @@ def select_training_slices(manifest: pd.DataFrame, config: TrainConfig, rng: np.
     return pd.concat([tumor, healthy.iloc[np.sort(keep)]]).sort_index()
 
 
-def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded, resized slices and their targets (labels or masks) for one model."""
-    images, masks = load_slices(manifest, progress=progress)
+def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
+                   cache: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded, resized slices and their targets (labels or masks) for one model.
+
+    ``cache``: the (images, masks) of a slice cache, which ``manifest``'s index points into.
+    """
+    if cache is None:
+        images, masks = load_slices(manifest, progress=progress)
+    else:
+        rows = manifest.index.to_numpy()
+        images, masks = cache[0][rows], cache[1][rows]
+        if images.shape[1] != config.input_size:
+            raise DataError(f"the slice cache holds {images.shape[1]}x{images.shape[1]} slices; this recipe "
+                            f"trains at {config.input_size}x{config.input_size}")
     images = resize_images(images, config.input_size)
     if config.model == "classifier":
         return images, manifest["has_tumor"].to_numpy(np.float32)
@@ -160,7 +172,11 @@ def train(
         previous = json.loads(config_path.read_text())
         if previous.get("config") != config.to_dict():
             raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
-    manifest, _ = load_dataset(data_dir, progress=verbose > 0)
+    cache = None
+    if is_slice_cache(data_dir):  # the arrays themselves, already at the input size (see core.slice_cache)
+        manifest, *cache = read_slice_cache(data_dir)
+    else:
+        manifest, _ = load_dataset(data_dir, progress=verbose > 0)
     split = load_split(split_file)
     rng = np.random.default_rng(config.seed)
     parts = {}
@@ -168,7 +184,7 @@ def train(
         rows = select_training_slices(select_part(manifest, split, part), config, rng)
         if limit_slices is not None:
             rows = rows.sample(n=min(limit_slices, len(rows)), random_state=config.seed).sort_index()
-        parts[part] = prepare_arrays(rows, config, progress=verbose > 0)
+        parts[part] = prepare_arrays(rows, config, progress=verbose > 0, cache=cache)
 
     (x_train, y_train), (x_val, y_val) = parts["train"], parts["val"]
     weights = None
@@ -190,6 +206,8 @@ def train(
         "n_val_slices": len(x_val),
         "n_train_tumor_slices": int((y_train.reshape(len(y_train), -1).max(axis=1) > 0).sum()),
         "strategy": distribute.describe(strategy, distribution),
+        "keras_backend": keras.backend.backend(),
+        "devices": _device_names(),
     }, indent=2) + "\n")
 
     # Model and optimizer are created, the backup restored into them and fit run, inside the strategy's scope.
@@ -262,9 +280,19 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "train_wall_clock_recorded": _wall_seconds(run_dir) is not None,
         "sha256": sha256_of(destination),
         "strategy": record.get("strategy", {"name": "default", "replicas": 1}),  # runs before it was recorded
+        "keras_backend": record.get("keras_backend", "tensorflow"),
+        "devices": record.get("devices", []),
     }
     destination.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return destination
+
+
+def _device_names() -> list[str]:
+    """The accelerators (or CPU) this run trained on, as the backend names them, for the record."""
+    try:
+        return [str(d) for d in keras.distribution.list_devices()]
+    except Exception:  # a record, not a requirement: never fail a training run over it
+        return []
 
 
 def _wall_seconds(run_dir: Path) -> float | None:

@@ -1,0 +1,184 @@
+"""Patient-level k-fold cross-validation of the shipped recipe over the train + validation patients.
+
+The test split is never touched: folds are made from the recorded split's train and validation patients.
+Each fold holds out about 1/k of them; of the rest, the recorded split's validation share becomes the
+fold's inner validation set (checkpoint selection and the operating point, as for the shipped models) and
+the remainder its training set. Three stages, each resumable and runnable on its own:
+
+1. ``folds``: ``<out>/folds.json`` and a split file per fold (``<out>/fold-<i>/split.json``);
+2. ``train``: both models of a fold with the shipped recipes (``brainseg.training.train``), exported to
+   ``<out>/fold-<i>/models``. Needs no TensorFlow: on a GPU machine Keras runs on JAX, and the data can be a
+   slice cache (``brainseg.core.slice_cache``);
+3. ``evaluate`` (TensorFlow, like the shipped cascade): per fold, the operating point is chosen on the inner
+   validation patients exactly as ``brainseg operating-point`` chooses it, then the held-out patients are
+   scored. Every train + validation patient is scored once, by models that never saw it; the figures pool
+   those out-of-fold outputs, with 95% bootstrap intervals over patients.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brainseg.core import metrics
+from brainseg.core.split import check_disjoint, load_split, select_part
+from brainseg.errors import DataError
+
+DEFAULT_FOLDS = 5
+FOLDS_FILE = "folds.json"
+
+
+def make_folds(split: dict[str, list[str]], k: int = DEFAULT_FOLDS, seed: int = 42) -> dict:
+    """Fold splits over ``split``'s train + val patients (see the module docstring); test is left out."""
+    patients = sorted(set(split["train"]) | set(split["val"]))
+    if k < 2 or k > len(patients):
+        raise DataError(f"cross-validation needs 2 <= folds <= {len(patients)} patients, got {k}")
+    rng = np.random.default_rng(seed)
+    held_out = [sorted(chunk.tolist()) for chunk in np.array_split(rng.permutation(patients), k)]
+    val_share = len(split["val"]) / len(patients)
+    folds = []
+    for test in held_out:
+        rest = sorted(set(patients) - set(test))
+        n_val = max(1, round(val_share * len(rest)))
+        val = sorted(rng.choice(rest, size=n_val, replace=False).tolist())
+        fold = {"train": sorted(set(rest) - set(val)), "val": val, "test": test}
+        check_disjoint(fold)
+        folds.append(fold)
+    return {"k": k, "seed": seed, "n_patients": len(patients), "validation_share": val_share,
+            "method": "seeded permutation of the train + val patients cut into k held-out groups; per fold, an "
+                      "inner validation set of the recorded split's validation share drawn from the rest",
+            "folds": folds}
+
+
+def write_folds(split_file: str | Path, out_dir: str | Path, k: int = DEFAULT_FOLDS, seed: int = 42) -> dict:
+    """Make the folds and write them (idempotent: an existing, identical ``folds.json`` is kept)."""
+    out_dir = Path(out_dir)
+    document = {**make_folds(load_split(split_file), k, seed), "source_split": str(split_file)}
+    path = out_dir / FOLDS_FILE
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing["folds"] != document["folds"]:
+            raise DataError(f"{path} holds other folds; choose a new --out or delete it")
+        return existing
+    for i, fold in enumerate(document["folds"]):
+        (out_dir / f"fold-{i}").mkdir(parents=True, exist_ok=True)
+        (out_dir / f"fold-{i}" / "split.json").write_text(json.dumps(fold, indent=2) + "\n")
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def read_folds(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / FOLDS_FILE
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the 'folds' stage first")
+    return json.loads(path.read_text())
+
+
+def train_fold(data: str | Path, out_dir: str | Path, fold: int, epochs: dict[str, int] | None = None,
+               verbose: int = 2, limit_slices: int | None = None) -> Path:
+    """Train (or resume) fold ``fold``'s classifier and segmenter with the shipped ('cpu') recipes.
+
+    ``epochs``: per-role overrides, for tests only (the recipes' own counts otherwise).
+    """
+    from brainseg.training.train import config_with_overrides, export_model, recipe, train
+
+    fold_dir = Path(out_dir) / f"fold-{fold}"
+    if not (fold_dir / "split.json").is_file():
+        raise DataError(f"{fold_dir / 'split.json'} not found: run the 'folds' stage first")
+    for role in ("classifier", "segmenter"):
+        config = config_with_overrides(recipe(role, "cpu"), epochs=(epochs or {}).get(role))
+        run_dir = fold_dir / "runs" / role
+        train(config, data, fold_dir / "split.json", run_dir, verbose=verbose, limit_slices=limit_slices)
+        export_model(run_dir, fold_dir / "models" / f"{role}.keras")
+    return fold_dir / "models"
+
+
+def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: float, slice_score: str,
+                   n_resamples: int = 2000, seed: int = 0, progress: bool = False) -> dict:
+    """Out-of-fold figures (see the module docstring); every fold must be trained."""
+    from brainseg.core.data import load_dataset
+    from brainseg.evaluation import bootstrap as b
+    from brainseg.evaluation.operating_point import choose_operating_point, collect_outputs, save_operating_point
+    from brainseg.inference.cascade import Cascade, load_model
+
+    out_dir = Path(out_dir)
+    document = read_folds(out_dir)
+    manifest, _ = load_dataset(data)
+    volumes, tables, per_fold = [], [], []
+    for i, fold in enumerate(document["folds"]):
+        models = out_dir / f"fold-{i}" / "models"
+        if not all((models / f"{role}.keras").is_file() for role in ("classifier", "segmenter")):
+            raise DataError(f"{models}: fold {i} is not trained yet (run the 'train' stage)")
+        cascade = Cascade(load_model(models / "classifier.keras", "classifier"),
+                          load_model(models / "segmenter.keras", "segmenter"), slice_score=slice_score)
+        val_rows = select_part(manifest, fold, "val")
+        val = collect_outputs(cascade, val_rows, progress=progress)
+        point = choose_operating_point(val, target_sensitivity, slice_score=slice_score, chosen_on={
+            "split": f"fold-{i} inner val", "n_patients": len(val.patient_ids), "n_slices": len(val_rows)})
+        save_operating_point(point, models)
+        held_out = collect_outputs(cascade, select_part(manifest, fold, "test"), progress=progress)
+        results = held_out.with_postprocessing(point["mask_threshold"], point["min_component_pixels"], slice_score)
+        threshold = point["threshold"]
+        for patient, truth, result in zip(held_out.patient_ids, held_out.truths, results, strict=True):
+            volumes.append({"patient_id": patient, "fold": i,
+                            "cascade_dice": metrics.dice(result.masks(threshold), truth),
+                            "segmenter_dice": metrics.dice(result.segmenter_masks(), truth)})
+            tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "has_tumor": truth.any(axis=(1, 2)),
+                                        "probability": result.probabilities,
+                                        "passed_gate": result.probabilities >= threshold,
+                                        "cascade_called": result.decisions(threshold)}))
+        fold_slices = pd.concat(tables[-len(results):], ignore_index=True)
+        sidecars = {role: json.loads((models / f"{role}.json").read_text()) for role in ("classifier", "segmenter")}
+        per_fold.append({
+            "fold": i, "n_test_patients": len(held_out.patient_ids), "operating_point": {
+                k: point[k] for k in ("threshold", "mask_threshold", "min_component_pixels", "slice_score")},
+            "roc_auc": metrics.roc_auc(fold_slices["has_tumor"].to_numpy(), fold_slices["probability"].to_numpy()),
+            "cascade_dice_per_volume_mean": float(np.mean([v["cascade_dice"] for v in volumes[-len(results):]])),
+            "training": {role: {k: s.get(k) for k in ("epochs_run", "best_epoch", "train_wall_seconds",
+                                                       "keras_backend", "devices", "sha256")}
+                         for role, s in sidecars.items()},
+        })
+
+    per_patient = pd.DataFrame(volumes)
+    slices = pd.concat(tables, ignore_index=True)
+    labels, scores = slices["has_tumor"].to_numpy(), slices["probability"].to_numpy()
+    common = {"n_resamples": n_resamples, "seed": seed}
+    figures = {
+        "cascade_dice_per_volume": metrics.summarize(per_patient["cascade_dice"].to_numpy()),
+        "segmenter_dice_per_volume": metrics.summarize(per_patient["segmenter_dice"].to_numpy()),
+        "roc_auc_pooled": metrics.roc_auc(labels, scores),
+        "roc_auc_per_fold": metrics.summarize([f["roc_auc"] for f in per_fold]),
+        "gate_at_each_folds_threshold": metrics.classification_at(labels, slices["passed_gate"].to_numpy()),
+        "cascade_slice_decisions": metrics.classification_at(labels, slices["cascade_called"].to_numpy()),
+    }
+    intervals = {}
+    if n_resamples > 0:
+        intervals = {
+            "cascade_dice_per_volume_mean": b.patient_bootstrap(per_patient, b.mean_of_column("cascade_dice"),
+                                                                **common),
+            "segmenter_dice_per_volume_mean": b.patient_bootstrap(per_patient, b.mean_of_column("segmenter_dice"),
+                                                                  **common),
+            "roc_auc_pooled": b.patient_bootstrap(slices, b.roc_auc_statistic, **common),
+            "gate_sensitivity": b.patient_bootstrap(slices, partial(b.sensitivity_statistic,
+                                                                    called_column="passed_gate"), **common),
+            "gate_specificity": b.patient_bootstrap(slices, partial(b.specificity_statistic,
+                                                                    called_column="passed_gate"), **common),
+        }
+    return {
+        "k": document["k"], "seed": document["seed"], "n_patients": int(per_patient["patient_id"].nunique()),
+        "n_slices": len(slices), "n_tumor_slices": int(labels.sum()),
+        "target_sensitivity": target_sensitivity, "slice_score": slice_score,
+        "definitions": {
+            "dice_per_volume": "2|P∩T| / (|P|+|T|) over all of a patient's slices at once; 1.0 when both are "
+                               "empty (no patient here is tumor-free)",
+            "roc_auc_pooled": "slice-level ROC AUC over all out-of-fold slices pooled; the folds' models differ, "
+                              "so per-fold AUCs are given too",
+            "gate": "each fold's own threshold, chosen on its inner validation patients",
+        },
+        "figures": figures, "confidence_intervals": intervals, "per_fold": per_fold,
+        "per_patient": per_patient.to_dict(orient="records"),
+    }

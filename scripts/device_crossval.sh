@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Train the cross-validation folds in parallel on one GPU machine that has no TensorFlow (Keras on JAX).
+#
+# Prepared here (see README "Cross-validation"):
+#   brainseg cache-slices --data data/kaggle_3m --out .gpu/cache128           # train + val patients, ~50 MB
+#   brainseg crossval --data data/kaggle_3m --out .gpu/cv --stage folds        # the folds, made here
+#   .gpu/whl: wheels of keras, optree and namex (the machine's image lacks them)
+# Then, on the machine, from the repository root:  bash scripts/device_crossval.sh
+# Each fold's models and run records come back as $OUT/fold-<i>.tgz; `brainseg crossval --stage evaluate`
+# scores them here with the TensorFlow cascade.
+set -u
+OUT=${OUT:-/tmp/out}
+DATA=${DATA:-.gpu/cache128}
+CV=${CV:-.gpu/cv}
+FOLDS=${FOLDS:-"0 1 2 3 4"}
+TRAIN_LIMIT_S=${TRAIN_LIMIT_S:-450}
+EXTRA=${EXTRA:-}   # e.g. "--epochs 1" for a dry run
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+if [ -d .gpu/whl ] && ! "$PYTHON" -c "import keras" 2>/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl || exit 3
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+# Several processes share the GPU: no process may take most of its memory up front (JAX's default).
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+nvidia-smi -L 2>/dev/null
+"$PYTHON" -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 4
+start=$(date +%s)
+for fold in $FOLDS; do
+  timeout "$TRAIN_LIMIT_S" "$PYTHON" -m brainseg.cli crossval --data "$DATA" --out "$CV" --stage train \
+    --fold "$fold" $EXTRA > "$OUT/train-fold-$fold.log" 2>&1 &
+done
+wait
+echo "training wall clock: $(( $(date +%s) - start )) s"
+for fold in $FOLDS; do
+  dir="$CV/fold-$fold"
+  tail -n 3 "$OUT/train-fold-$fold.log"
+  # Models, sidecars and run records; not the resumable backups (three times the size). A fold stopped by
+  # the time limit keeps its runs' best checkpoints instead, so its epochs so far are not lost.
+  if [ -f "$dir/models/segmenter.keras" ]; then skip=best.keras; else skip=none; echo "fold $fold: unfinished"; fi
+  tar czf "$OUT/fold-$fold.tgz" --exclude=backup --exclude="$skip" "$dir"
+done
+cat "$OUT"/train-fold-*.log > "$OUT/train.log"; rm -f "$OUT"/train-fold-*.log
+ls -la "$OUT"
