@@ -365,6 +365,8 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stage", choices=["folds", "train", "evaluate", "all"], default="all")
     p.add_argument("--fold", type=int, action="append", help="train only these folds (repeatable; default all)")
+    p.add_argument("--role", choices=["classifier", "segmenter"], action="append",
+                   help="train only this model of each fold (repeatable; default both)")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
                    help="whose operating point (target sensitivity, slice score) the folds reproduce")
     p.add_argument("--report", type=Path, default=DEFAULT_MODELS_DIR / "crossval.json")
@@ -378,9 +380,10 @@ def _run_crossval(args: argparse.Namespace) -> int:
         document = crossval.write_folds(args.split_file, args.out, args.folds, args.seed)
         print(f"{document['k']} folds over {document['n_patients']} patients in {args.out}")
     if args.stage in ("train", "all"):
-        epochs = None if args.epochs is None else {"classifier": args.epochs, "segmenter": args.epochs}
+        overrides = None if args.epochs is None else {"epochs": args.epochs}
         for fold in args.fold or range(len(crossval.read_folds(args.out)["folds"])):
-            print(f"fold {fold}: models in {crossval.train_fold(args.data, args.out, fold, epochs)}")
+            roles = tuple(args.role or ("classifier", "segmenter"))
+            print(f"fold {fold}: models in {crossval.train_fold(args.data, args.out, fold, overrides, roles=roles)}")
     if args.stage in ("evaluate", "all"):
         point = json.loads((args.models_dir / "operating_point.json").read_text())
         report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]),

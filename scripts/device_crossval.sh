@@ -28,18 +28,22 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 nvidia-smi -L 2>/dev/null
 "$PYTHON" -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" || exit 4
 start=$(date +%s)
+# One process per fold and model (the two models of a fold are independent): ten processes share the GPU.
 for fold in $FOLDS; do
-  timeout "$TRAIN_LIMIT_S" "$PYTHON" -m brainseg.cli crossval --data "$DATA" --out "$CV" --stage train \
-    --fold "$fold" $EXTRA > "$OUT/train-fold-$fold.log" 2>&1 &
+  for role in classifier segmenter; do
+    timeout "$TRAIN_LIMIT_S" "$PYTHON" -m brainseg.cli crossval --data "$DATA" --out "$CV" --stage train \
+      --fold "$fold" --role "$role" $EXTRA > "$OUT/train-fold-$fold-$role.log" 2>&1 &
+  done
 done
 wait
 echo "training wall clock: $(( $(date +%s) - start )) s"
 for fold in $FOLDS; do
   dir="$CV/fold-$fold"
-  tail -n 3 "$OUT/train-fold-$fold.log"
+  tail -n 2 "$OUT"/train-fold-$fold-*.log
   # Models, sidecars and run records; not the resumable backups (three times the size). A fold stopped by
   # the time limit keeps its runs' best checkpoints instead, so its epochs so far are not lost.
-  if [ -f "$dir/models/segmenter.keras" ]; then skip=best.keras; else skip=none; echo "fold $fold: unfinished"; fi
+  if [ -f "$dir/models/segmenter.keras" ] && [ -f "$dir/models/classifier.keras" ]; then skip=best.keras
+  else skip=none; echo "fold $fold: unfinished"; fi
   tar czf "$OUT/fold-$fold.tgz" --exclude=backup --exclude="$skip" "$dir"
 done
 cat "$OUT"/train-fold-*.log > "$OUT/train.log"; rm -f "$OUT"/train-fold-*.log

@@ -66,8 +66,15 @@ def write_slice_cache(manifest: pd.DataFrame, size: int, out_dir: str | Path, pr
     return out_dir
 
 
+CACHE_ROW = "cache_row"
+
+
 def read_slice_cache(cache_dir: str | Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """(manifest, (N, s, s, 3) uint8 images, (N, s, s) bool masks), checked against ``meta.json``."""
+    """(manifest, (N, s, s, 3) uint8 images, (N, s, s) bool masks), checked against ``meta.json``.
+
+    The manifest's ``cache_row`` column is each slice's row in the arrays: it survives the filtering and
+    re-indexing that selecting a split part does (a DataFrame index does not).
+    """
     cache_dir = Path(cache_dir)
     try:
         meta = json.loads((cache_dir / META).read_text())
@@ -84,4 +91,4 @@ def read_slice_cache(cache_dir: str | Path) -> tuple[pd.DataFrame, np.ndarray, n
     if hashlib.sha256(images.tobytes()).hexdigest() != meta["images_sha256"] or \
             hashlib.sha256(masks.tobytes()).hexdigest() != meta["masks_sha256"]:
         raise DataError(f"{cache_dir}: slice cache content does not match its meta.json checksums")
-    return manifest, images, masks
+    return manifest.assign(**{CACHE_ROW: np.arange(n)}), images, masks

@@ -78,21 +78,22 @@ def read_folds(out_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def train_fold(data: str | Path, out_dir: str | Path, fold: int, epochs: dict[str, int] | None = None,
-               verbose: int = 2, limit_slices: int | None = None) -> Path:
+def train_fold(data: str | Path, out_dir: str | Path, fold: int, overrides: dict | None = None,
+               verbose: int = 2, roles: tuple[str, ...] = ("classifier", "segmenter")) -> Path:
     """Train (or resume) fold ``fold``'s classifier and segmenter with the shipped ('cpu') recipes.
 
-    ``epochs``: per-role overrides, for tests only (the recipes' own counts otherwise).
+    ``overrides``: TrainConfig fields changed for both models (tests train tiny ones); none for real runs.
+    ``roles``: train only these (the two models of a fold are independent: separate processes may train them).
     """
     from brainseg.training.train import config_with_overrides, export_model, recipe, train
 
     fold_dir = Path(out_dir) / f"fold-{fold}"
     if not (fold_dir / "split.json").is_file():
         raise DataError(f"{fold_dir / 'split.json'} not found: run the 'folds' stage first")
-    for role in ("classifier", "segmenter"):
-        config = config_with_overrides(recipe(role, "cpu"), epochs=(epochs or {}).get(role))
+    for role in roles:
+        config = config_with_overrides(recipe(role, "cpu"), **(overrides or {}))
         run_dir = fold_dir / "runs" / role
-        train(config, data, fold_dir / "split.json", run_dir, verbose=verbose, limit_slices=limit_slices)
+        train(config, data, fold_dir / "split.json", run_dir, verbose=verbose)
         export_model(run_dir, fold_dir / "models" / f"{role}.keras")
     return fold_dir / "models"
 

@@ -22,7 +22,7 @@ import pandas as pd
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
-from brainseg.core.slice_cache import is_slice_cache, read_slice_cache
+from brainseg.core.slice_cache import CACHE_ROW, is_slice_cache, read_slice_cache
 from brainseg.core.split import load_split, select_part
 from brainseg.errors import DataError
 from brainseg.training import distribute
@@ -113,12 +113,12 @@ def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
                    cache: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decoded, resized slices and their targets (labels or masks) for one model.
 
-    ``cache``: the (images, masks) of a slice cache, which ``manifest``'s index points into.
+    ``cache``: the (images, masks) of a slice cache, which ``manifest``'s ``cache_row`` column points into.
     """
     if cache is None:
         images, masks = load_slices(manifest, progress=progress)
     else:
-        rows = manifest.index.to_numpy()
+        rows = manifest[CACHE_ROW].to_numpy()
         images, masks = cache[0][rows], cache[1][rows]
         if images.shape[1] != config.input_size:
             raise DataError(f"the slice cache holds {images.shape[1]}x{images.shape[1]} slices; this recipe "

@@ -1,0 +1,140 @@
+"""Cross-validation folds, the slice cache, and a tiny end-to-end `crossval` (2 folds over the demo patients)."""
+
+from __future__ import annotations
+
+import json
+import lzma
+
+import numpy as np
+import pytest
+from conftest import DEMO_COUNTS, MODELS_DIR
+
+from brainseg.cli import main
+from brainseg.core.data import load_dataset, load_slices
+from brainseg.core.preprocess import resize_images, resize_masks
+from brainseg.core.slice_cache import read_slice_cache, write_slice_cache
+from brainseg.core.split import load_split
+from brainseg.errors import DataError
+from brainseg.experiments import crossval
+
+TINY = {"input_size": 32, "width": 0.125, "epochs": 1, "batch_size": 8}
+
+
+@pytest.fixture
+def four_patient_split(tmp_path):
+    """All four demo patients in train + val (cross-validation never uses the test part)."""
+    path = tmp_path / "split4.json"
+    path.write_text(json.dumps({"train": ["TCGA_CS_6669", "TCGA_FG_A4MU", "TCGA_HT_7855"],
+                                "val": ["TCGA_DU_8165"], "test": []}))
+    return path
+
+
+def test_folds_hold_out_every_train_and_val_patient_once_and_never_touch_test():
+    split = load_split(MODELS_DIR / "split.json")
+    document = crossval.make_folds(split, k=5, seed=42)
+    pool = set(split["train"]) | set(split["val"])
+    held_out = [p for fold in document["folds"] for p in fold["test"]]
+    assert sorted(held_out) == sorted(pool)  # each exactly once
+    for fold in document["folds"]:
+        parts = [set(fold[name]) for name in ("train", "val", "test")]
+        assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+        assert set().union(*parts) == pool
+        assert not set().union(*parts) & set(split["test"])
+        assert abs(len(fold["val"]) / (len(fold["train"]) + len(fold["val"])) - document["validation_share"]) < 0.05
+    sizes = [len(fold["test"]) for fold in document["folds"]]
+    assert max(sizes) - min(sizes) <= 1
+    assert crossval.make_folds(split, 5, 42) == document
+    assert crossval.make_folds(split, 5, 7)["folds"] != document["folds"]
+    with pytest.raises(DataError, match="folds"):
+        crossval.make_folds(split, 1)
+
+
+def test_write_folds_keeps_identical_folds_and_refuses_others(tmp_path):
+    split_file = MODELS_DIR / "split.json"
+    first = crossval.write_folds(split_file, tmp_path, k=3, seed=1)
+    assert crossval.write_folds(split_file, tmp_path, k=3, seed=1)["folds"] == first["folds"]
+    assert json.loads((tmp_path / "fold-2" / "split.json").read_text()) == first["folds"][2]
+    with pytest.raises(DataError, match="other folds"):
+        crossval.write_folds(split_file, tmp_path, k=3, seed=2)
+
+
+def test_slice_cache_holds_exactly_the_resized_slices(tmp_path, demo_dir):
+    manifest, _ = load_dataset(demo_dir)
+    write_slice_cache(manifest, 64, tmp_path / "cache")
+    cached, images, masks = read_slice_cache(tmp_path / "cache")
+    assert len(cached) == DEMO_COUNTS["slices"] and images.shape == (DEMO_COUNTS["slices"], 64, 64, 3)
+    assert cached["has_tumor"].sum() == DEMO_COUNTS["tumor_slices"]  # from the full-size masks
+    originals, truths = load_slices(manifest)
+    assert np.array_equal(images, resize_images(originals, 64))
+    assert np.array_equal(masks, resize_masks(truths, 64)[..., 0] > 0.5)
+    with pytest.raises(DataError, match="not empty"):
+        write_slice_cache(manifest, 64, tmp_path / "cache")
+
+    broken = tmp_path / "cache" / "images.u8.xz"
+    raw = bytearray(lzma.decompress(broken.read_bytes()))
+    raw[1000] ^= 0xFF  # one flipped pixel: the checksum must catch it
+    broken.write_bytes(lzma.compress(bytes(raw)))
+    with pytest.raises(DataError, match="checksums"):
+        read_slice_cache(tmp_path / "cache")
+
+
+def test_training_from_a_slice_cache_sees_the_same_arrays(tmp_path, demo_dir, demo_split, monkeypatch):
+    from brainseg.training import train as train_module
+
+    manifest, _ = load_dataset(demo_dir)
+    write_slice_cache(manifest, 32, tmp_path / "cache")
+    seen = {}
+    original = train_module.make_dataset
+
+    def recording(images, targets, *args, **kwargs):
+        seen.setdefault(kwargs.get("shuffle", False), []).append((images.copy(), targets.copy()))
+        return original(images, targets, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "make_dataset", recording)
+    config = train_module.config_with_overrides(train_module.recipe("segmenter", "cpu"), **TINY)
+    for source, run in ((demo_dir, "from_folder"), (tmp_path / "cache", "from_cache")):
+        train_module.train(config, source, demo_split, tmp_path / run, verbose=0)
+    (folder_x, folder_y), (cache_x, cache_y) = seen[True]
+    assert len(folder_x) > 0 and np.array_equal(folder_x, cache_x) and np.array_equal(folder_y, cache_y)
+    assert json.loads((tmp_path / "from_cache" / "config.json").read_text())["keras_backend"] == "tensorflow"
+
+    wrong_size = config_at(config, 64)
+    with pytest.raises(DataError, match="slice cache holds 32x32"):
+        train_module.train(wrong_size, tmp_path / "cache", demo_split, tmp_path / "wrong", verbose=0)
+
+
+def config_at(config, size):
+    from dataclasses import replace
+
+    return replace(config, input_size=size)
+
+
+def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_patient_split):
+    out = tmp_path / "cv"
+    assert main(["crossval", "--data", str(demo_dir), "--split-file", str(four_patient_split), "--out", str(out),
+                 "--folds", "2", "--stage", "folds"]) == 0
+    # Not trained yet: the evaluate stage says so (exit 2), it does not score half a cross-validation.
+    assert main(["crossval", "--data", str(demo_dir), "--out", str(out), "--stage", "evaluate",
+                 "--report", str(tmp_path / "r.json")]) == 2
+    for fold in (0, 1):
+        crossval.train_fold(demo_dir, out, fold, overrides=TINY, verbose=0)
+    report = crossval.evaluate_folds(demo_dir, out, target_sensitivity=0.98, slice_score="classifier+segmenter",
+                                     n_resamples=200)
+
+    assert report["n_patients"] == DEMO_COUNTS["patients"] and report["n_slices"] == DEMO_COUNTS["slices"]
+    scored = [row["patient_id"] for row in report["per_patient"]]
+    assert sorted(scored) == sorted(set(scored))  # each patient once, by the fold that held it out
+    folds = json.loads((out / "folds.json").read_text())["folds"]
+    for row in report["per_patient"]:
+        assert row["patient_id"] in folds[row["fold"]]["test"]
+        assert 0.0 <= row["cascade_dice"] <= 1.0
+    for fold in report["per_fold"]:
+        point = json.loads((out / f"fold-{fold['fold']}" / "models" / "operating_point.json").read_text())
+        assert point["chosen_on"]["split"] == f"fold-{fold['fold']} inner val"
+        assert point["threshold"] == fold["operating_point"]["threshold"]
+        assert fold["training"]["segmenter"]["keras_backend"] == "tensorflow"
+        assert fold["training"]["classifier"]["epochs_run"] == 1
+    dice = report["confidence_intervals"]["cascade_dice_per_volume_mean"]
+    assert dice["low"] <= report["figures"]["cascade_dice_per_volume"]["mean"] <= dice["high"]
+    pooled = report["figures"]["gate_at_each_folds_threshold"]
+    assert pooled["tp"] + pooled["fn"] == DEMO_COUNTS["tumor_slices"]
