@@ -41,6 +41,16 @@ if bench_path.is_file():
     cols[4].metric("peak memory (MB)", f"{bench['peak_rss_mb']:.0f}")
     st.caption(f"Measured with `brainseg bench` on {bench['machine']['cpu']} ({bench['machine']['cores']} cores); "
                "absolute times differ up to 3× between machines, the ratio does not.")
+crossval_path = dash.models_dir() / "crossval.json"
+if crossval_path.is_file():
+    import pandas as pd
+
+    from brainseg.reports.card_markdown import GOALS
+    from brainseg.reports.figures import crossval_dice_figure
+
+    per_patient = pd.DataFrame(json.loads(crossval_path.read_text())["per_patient"])
+    if "tumor_pixels" in per_patient:
+        st.plotly_chart(crossval_dice_figure(per_patient, goal=GOALS["dice"]), width="stretch")
 card = dash.models_dir() / "MODEL_CARD.md"
 if card.is_file():
     st.markdown(card.read_text())

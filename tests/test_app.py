@@ -165,6 +165,11 @@ def test_dataset_and_model_card_pages(app):
         assert sha256_of(MODELS_DIR / f"{role}.keras") in codes
     card = json.loads((MODELS_DIR / "model_card.json").read_text())
     assert any(f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in m.value for m in app.markdown)
+    crossval = json.loads((MODELS_DIR / "crossval.json").read_text())
+    chart = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
+                 if "Cross-validation" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    plotted = sorted(d for trace in chart["data"] if trace.get("mode") == "markers" for d in _plotly_array(trace["y"]))
+    assert plotted == pytest.approx(sorted(row["cascade_dice"] for row in crossval["per_patient"]))
 
 
 def test_data_folder_is_chosen_among_allowed_roots(monkeypatch, tmp_path):

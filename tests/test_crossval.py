@@ -94,8 +94,9 @@ def test_training_from_a_slice_cache_sees_the_same_arrays(tmp_path, demo_dir, de
     config = train_module.config_with_overrides(train_module.recipe("segmenter", "cpu"), **TINY)
     for source, run in ((demo_dir, "from_folder"), (tmp_path / "cache", "from_cache")):
         train_module.train(config, source, demo_split, tmp_path / run, verbose=0)
-    (folder_x, folder_y), (cache_x, cache_y) = seen[True]
-    assert len(folder_x) > 0 and np.array_equal(folder_x, cache_x) and np.array_equal(folder_y, cache_y)
+    for shuffled in (True, False):  # the training and the validation arrays
+        (folder_x, folder_y), (cache_x, cache_y) = seen[shuffled]
+        assert len(folder_x) > 0 and np.array_equal(folder_x, cache_x) and np.array_equal(folder_y, cache_y)
     assert json.loads((tmp_path / "from_cache" / "config.json").read_text())["keras_backend"] == "tensorflow"
 
     wrong_size = config_at(config, 64)

@@ -46,3 +46,14 @@ def test_readme_results_are_the_cards():
     readme = (MODELS_DIR.parent / "README.md").read_text()
     section = readme.split(RESULTS_START, 1)[1].split(RESULTS_END, 1)[0]
     assert section.strip() == results_markdown(card).strip()
+
+
+def test_card_cross_validation_is_the_recorded_one_and_covers_train_and_val_once(card):
+    from brainseg.core.split import load_split
+
+    record = json.loads((MODELS_DIR / "crossval.json").read_text())
+    assert card["crossval"] == record
+    assert f"{record['figures']['cascade_dice_per_volume']['mean']:.3f}" in (MODELS_DIR / "MODEL_CARD.md").read_text()
+    split = load_split(MODELS_DIR / "split.json")
+    scored = [row["patient_id"] for row in record["per_patient"]]
+    assert sorted(scored) == sorted(split["train"] + split["val"])  # each once; no test patient

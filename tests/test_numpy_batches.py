@@ -301,3 +301,33 @@ def test_make_dataset_is_tf_data_on_tensorflow_backend():
     assert not isinstance(dataset, SliceBatches)
     x, y = next(iter(dataset))
     assert x.shape == (2, 32, 32, 3) and y.shape == (2, 32, 32, 1)
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0])
+def test_missing_sequence_augmentation_copies_flair_in_both_pipelines(probability):
+    """At probability 1 both pipelines give slices whose three channels are FLAIR (as the dataset stores a
+    patient lacking pre- and post-contrast); at 0 the channels stay as they were."""
+    from brainseg.core.preprocess import AugmentConfig, augment
+
+    image = np.random.default_rng(3).uniform(0, 255, (24, 24, 3)).astype(np.float32)
+    still = AugmentConfig(flip_left_right=False, max_rotation_deg=0, max_scale_delta=0, max_shift_fraction=0,
+                          max_brightness=0, max_contrast_delta=0, missing_sequence_prob=probability)
+    tf_out, _ = augment(tf.constant(image), None, tf.constant([1, 2]), still)
+    np_out, _ = augment_numpy(image, None, np.random.default_rng(0), still)
+    expected = np.repeat(image[..., 1:2], 3, axis=2) if probability else image
+    for out in (tf_out.numpy(), np_out):
+        assert np.allclose(out, expected, atol=1e-3)
+
+
+def test_missing_sequence_augmentation_draws_each_sequence_independently():
+    from brainseg.core.preprocess import AugmentConfig
+
+    image = np.stack([np.full((8, 8), v, np.float32) for v in (10.0, 100.0, 200.0)], axis=-1)
+    config = AugmentConfig(flip_left_right=False, max_rotation_deg=0, max_scale_delta=0, max_shift_fraction=0,
+                           max_brightness=0, max_contrast_delta=0, missing_sequence_prob=0.5)
+    seen = set()
+    for seed in range(60):
+        out, _ = augment_numpy(image, None, np.random.default_rng(seed), config)
+        seen.add((bool(out[0, 0, 0] == 100.0), bool(out[0, 0, 2] == 100.0)))
+        assert out[0, 0, 1] == 100.0
+    assert seen == {(False, False), (True, False), (False, True), (True, True)}

@@ -15,7 +15,7 @@ import cv2
 import keras
 import numpy as np
 
-from brainseg.core.preprocess import AugmentConfig, InputSpec, affine_coefficients
+from brainseg.core.preprocess import AugmentConfig, InputSpec, affine_coefficients, replace_missing_sequences
 
 
 def scale_images_numpy(images: np.ndarray, scaling: str) -> np.ndarray:
@@ -61,6 +61,8 @@ def augment_numpy(
     shift = rng.uniform(-1.0, 1.0, 2) * config.max_shift_fraction
     contrast = 1.0 + rng.uniform(-1.0, 1.0, (1, 1, 3)) * config.max_contrast_delta
     brightness = rng.uniform(-1.0, 1.0, (1, 1, 3)) * config.max_brightness * 255.0
+    if config.missing_sequence_prob > 0:
+        image = replace_missing_sequences(image, rng.uniform(size=2) < config.missing_sequence_prob)
     return apply_augmentation_numpy(image, mask, flip, angle, scale, shift, contrast, brightness)
 
 

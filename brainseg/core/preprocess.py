@@ -54,6 +54,9 @@ class AugmentConfig:
     max_shift_fraction: float = 0.05
     max_brightness: float = 0.05  # additive, fraction of the 0..255 range
     max_contrast_delta: float = 0.10  # multiplicative, per channel (sequence)
+    # Chance that pre-contrast, and independently post-contrast, is replaced by FLAIR: what the dataset does for
+    # patients lacking a sequence (6 of its 95 patients have all three channels equal to FLAIR).
+    missing_sequence_prob: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +128,25 @@ def augment(
     shift = tf.random.stateless_uniform([2], seeds[3], -1.0, 1.0) * config.max_shift_fraction
     contrast = 1.0 + tf.random.stateless_uniform([1, 1, 3], seeds[4], -1.0, 1.0) * config.max_contrast_delta
     brightness = tf.random.stateless_uniform([1, 1, 3], seeds[5], -1.0, 1.0) * config.max_brightness * 255.0
+    if config.missing_sequence_prob > 0:  # skipped at 0: runs without it stay bit-identical to before it existed
+        missing = tf.random.stateless_uniform([2], seeds[6]) < config.missing_sequence_prob
+        image = replace_missing_sequences(image, missing)
     return apply_augmentation(image, mask, flip, angle, scale, shift, contrast, brightness)
+
+
+def replace_missing_sequences(image, missing):
+    """``image`` (s, s, 3: pre, FLAIR, post) with pre (``missing[0]``) and post (``missing[1]``) set to FLAIR.
+
+    ``image`` is a numpy array (the numpy pipeline) or a TensorFlow tensor (the tf.data pipeline).
+    """
+    flair = image[..., 1:2]
+    if isinstance(image, np.ndarray):
+        return np.concatenate([np.where(missing[0], flair, image[..., 0:1]), flair,
+                               np.where(missing[1], flair, image[..., 2:3])], axis=-1)
+    import tensorflow as tf
+
+    return tf.concat([tf.where(missing[0], flair, image[..., 0:1]), flair,
+                      tf.where(missing[1], flair, image[..., 2:3])], axis=-1)
 
 
 def apply_augmentation(image, mask, flip, angle, scale, shift, contrast, brightness) -> tuple:

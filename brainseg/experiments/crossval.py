@@ -127,7 +127,9 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         for patient, truth, result in zip(held_out.patient_ids, held_out.truths, results, strict=True):
             volumes.append({"patient_id": patient, "fold": i,
                             "cascade_dice": metrics.dice(result.masks(threshold), truth),
-                            "segmenter_dice": metrics.dice(result.segmenter_masks(), truth)})
+                            "segmenter_dice": metrics.dice(result.segmenter_masks(), truth),
+                            "tumor_slices": int(truth.any(axis=(1, 2)).sum()), "tumor_pixels": int(truth.sum()),
+                            "predicted_pixels": int(result.masks(threshold).sum())})
             tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "has_tumor": truth.any(axis=(1, 2)),
                                         "probability": result.probabilities,
                                         "passed_gate": result.probabilities >= threshold,

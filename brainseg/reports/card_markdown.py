@@ -95,6 +95,7 @@ def results_markdown(card: dict) -> str:
         f"prediction on an empty truth counts 1.0. With {t['n_patients']} test patients the intervals are wide: "
         "read the goals against them, not against the point estimates alone.",
         "",
+        *_crossval_summary(card.get("crossval")),
         "Speed, from the same command (`brainseg bench` inside it; absolute times differ up to 3x between machines "
         "of this kind, the ratio to the reference workload timed in the same process does not):",
         "",
@@ -267,6 +268,7 @@ def render_markdown(card: dict) -> str:
             f"{k} {_f(v['cascade_dice_per_volume_mean'])} ({v['n_patients']} pts)"
             for k, v in t["by_institution"].items()),
         "",
+        *crossval_lines(card.get("crossval")),
         *_calibration_lines(card),
         *_speed_lines(card),
         "## Demo cases (checked by the test suite)",
@@ -342,6 +344,83 @@ def _ablation_lines(card: dict) -> list[str]:
         *card.get("ablation_decision", []),
         "",
     ]
+
+
+def _crossval_summary(cv: dict | None) -> list[str]:
+    if not cv:
+        return []
+    f, ci = cv["figures"], cv["confidence_intervals"]
+    dice, auc = ci["cascade_dice_per_volume_mean"], ci["roc_auc_pooled"]
+    gate = f["gate_at_each_folds_threshold"]
+    return [
+        f"Patient-level {cv['k']}-fold cross-validation of the same recipe over the {cv['n_patients']} train + "
+        f"validation patients (`brainseg crossval`, out-of-fold; details in the model card): cascade Dice per "
+        f"volume {_f(f['cascade_dice_per_volume']['mean'])} [{_f(dice['low'])}, {_f(dice['high'])}], slice ROC AUC "
+        f"{_f(f['roc_auc_pooled'], 4)} [{_f(auc['low'], 4)}, {_f(auc['high'], 4)}], gate sensitivity / "
+        f"specificity {_f(gate['sensitivity'])} / {_f(gate['specificity'])} at each fold's own threshold.",
+        "",
+    ]
+
+
+def crossval_lines(cv: dict | None) -> list[str]:
+    """The out-of-fold figures of ``brainseg crossval`` (``models/crossval.json``), if it was run."""
+    if not cv:
+        return ["## Cross-validation", "Not run: no `models/crossval.json` beside the weights.", ""]
+    f, ci = cv["figures"], cv["confidence_intervals"]
+
+    def interval(name: str, digits: int = 3) -> str:
+        r = ci.get(name)
+        return f"[{_f(r['low'], digits)}, {_f(r['high'], digits)}]" if r else "n/a"
+
+    training = [fold["training"][role] for fold in cv["per_fold"] for role in ("classifier", "segmenter")]
+    backends = sorted({t.get("keras_backend") or "tensorflow" for t in training})
+    devices = sorted({d for t in training for d in (t.get("devices") or [])})
+    run_minutes = [(t.get("train_wall_seconds") or 0.0) / 60 for t in training]
+    gate, decisions = f["gate_at_each_folds_threshold"], f["cascade_slice_decisions"]
+    lines = [
+        f"## Cross-validation ({cv['k']} folds by patient over the {cv['n_patients']} train + validation patients)",
+        f"`{cv.get('command', 'brainseg crossval')}` (`models/crossval.json`; folds in its `per_fold`, seed "
+        f"{cv['seed']}). Each fold trains both models with the shipped recipes on about 4/5 of the patients, "
+        "picks checkpoints and its own operating point (same rule, same target sensitivity "
+        f"{cv['target_sensitivity']}) on an inner validation set, and scores the patients it held out: every "
+        f"patient is scored once, by models that never saw it ({cv['n_slices']} slices, {cv['n_tumor_slices']} "
+        "with tumor). The test split is not used. These figures describe the **recipe** (how well models trained "
+        "this way generalise, over five times as many patients as the test split), not the shipped weights.",
+        "",
+        "| out-of-fold figure | value | 95% CI (bootstrap over patients) |",
+        "|---|---|---|",
+        f"| cascade Dice per volume, mean (median) | {_f(f['cascade_dice_per_volume']['mean'])} "
+        f"({_f(f['cascade_dice_per_volume']['median'])}) | {interval('cascade_dice_per_volume_mean')} |",
+        f"| segmenter alone, Dice per volume, mean | {_f(f['segmenter_dice_per_volume']['mean'])} | "
+        f"{interval('segmenter_dice_per_volume_mean')} |",
+        f"| slice ROC AUC, pooled (per fold: {_f(f['roc_auc_per_fold']['min'], 4)} to "
+        f"{_f(f['roc_auc_per_fold']['max'], 4)}) | {_f(f['roc_auc_pooled'], 4)} | {interval('roc_auc_pooled', 4)} |",
+        f"| gate sensitivity / specificity at each fold's threshold | {_f(gate['sensitivity'])} / "
+        f"{_f(gate['specificity'])} | {interval('gate_sensitivity')} / {interval('gate_specificity')} |",
+        f"| cascade slice decisions: sensitivity / specificity | {_f(decisions['sensitivity'])} / "
+        f"{_f(decisions['specificity'])} | |",
+        "",
+        "Per fold, cascade Dice per volume (mean): " + ", ".join(
+            f"fold {fold['fold']} {_f(fold['cascade_dice_per_volume_mean'])} ({fold['n_test_patients']} pts)"
+            for fold in cv["per_fold"]) + ".",
+        "",
+        "Lowest out-of-fold cascade Dice per volume: " + ", ".join(
+            f"{row['patient_id']} {_f(row['cascade_dice'])} ({row.get('tumor_slices', '?')} tumor slices, "
+            f"{row.get('tumor_pixels', '?')} px in truth, {row.get('predicted_pixels', '?')} predicted)"
+            for row in sorted(cv["per_patient"], key=lambda r: r["cascade_dice"])[:5]) + ".",
+        "",
+        f"Trained with Keras on {', '.join(backends)}"
+        + (f" on {', '.join(devices)}" if devices else "")
+        + f"; each of the {len(training)} runs took {min(run_minutes):.1f} to {max(run_minutes):.1f} min of wall "
+        "clock"
+        + (" (all ten side by side on one lent GPU; on this project's 2-core CPU they take about five hours in "
+           "all). Off TensorFlow the training "
+           "input pipeline is its numpy/OpenCV twin (same transforms, held to the TensorFlow one by "
+           "`tests/test_numpy_batches.py`; another random stream), so fold models are not bit-for-bit what the "
+           "CPU command would train." if "jax" in backends or "torch" in backends else "."),
+        "",
+    ]
+    return lines
 
 
 def _calibration_lines(card: dict) -> list[str]:

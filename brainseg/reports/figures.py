@@ -153,3 +153,22 @@ def volume_figure(images: np.ndarray, truth: np.ndarray | None, prediction: np.n
                       scene={"aspectmode": "data", "xaxis_title": "column (px)", "yaxis_title": "row (px)",
                              "zaxis_title": f"slices ({slice_spacing:g} px apart)"})
     return fig
+
+
+def crossval_dice_figure(per_patient: pd.DataFrame, goal: float | None = None) -> go.Figure:
+    """Out-of-fold cascade Dice per volume against tumor size, one point per patient, coloured by fold."""
+    fig = go.Figure()
+    for fold, rows in per_patient.groupby("fold"):
+        fig.add_scatter(x=rows["tumor_pixels"], y=rows["cascade_dice"], mode="markers", name=f"fold {fold}",
+                        text=rows["patient_id"], marker={"size": 9, "opacity": 0.8},
+                        hovertemplate="%{text}<br>Dice %{y:.3f}<br>%{x} tumor px<extra></extra>")
+    mean = float(per_patient["cascade_dice"].mean())
+    fig.add_hline(y=mean, line={"dash": "dot", "color": "#555"}, annotation_text=f"mean {mean:.3f}")
+    if goal is not None:
+        fig.add_hline(y=goal, line={"dash": "dash", "color": "#d62728"}, annotation_text=f"goal {goal}",
+                      annotation_position="bottom right")
+    fig.update_layout(title=f"Cross-validation: cascade Dice per volume, {len(per_patient)} patients out of fold",
+                      xaxis={"title": "tumor pixels in the expert masks (256x256 slices)", "type": "log"},
+                      yaxis={"title": "Dice per volume", "range": [-0.03, 1.03]}, height=380,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

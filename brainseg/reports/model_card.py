@@ -79,6 +79,8 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
                         if (models_dir / "calibration.json").is_file() else None),
         "ablation": (json.loads((models_dir / "ablation.json").read_text())
                      if (models_dir / "ablation.json").is_file() else None),
+        "crossval": (json.loads((models_dir / "crossval.json").read_text())
+                     if (models_dir / "crossval.json").is_file() else None),
         "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
         "test": _strip(test_report),
         "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},

@@ -170,7 +170,7 @@ def train(
     config_path = run_dir / "config.json"
     if config_path.exists():
         previous = json.loads(config_path.read_text())
-        if previous.get("config") != config.to_dict():
+        if with_augment_defaults(previous.get("config") or {}) != config.to_dict():
             raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
     cache = None
     if is_slice_cache(data_dir):  # the arrays themselves, already at the input size (see core.slice_cache)
@@ -287,9 +287,20 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
     return destination
 
 
+def with_augment_defaults(config: dict) -> dict:
+    """A recorded config with augmentation fields added since it was written set to their defaults (off)."""
+    if config.get("augment") is None:
+        return config
+    return {**config, "augment": AugmentConfig(**config["augment"]).to_dict()}
+
+
 def _device_names() -> list[str]:
     """The accelerators (or CPU) this run trained on, as the backend names them, for the record."""
     try:
+        if keras.backend.backend() == "jax":  # JAX names the hardware itself (e.g. 'gpu:0 NVIDIA H100 80GB HBM3')
+            import jax
+
+            return [f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices()]
         return [str(d) for d in keras.distribution.list_devices()]
     except Exception:  # a record, not a requirement: never fail a training run over it
         return []
