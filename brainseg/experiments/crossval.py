@@ -124,23 +124,26 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         held_out = collect_outputs(cascade, select_part(manifest, fold, "test"), progress=progress)
         results = held_out.with_postprocessing(point["mask_threshold"], point["min_component_pixels"], slice_score)
         threshold = point["threshold"]
+        fold_volumes, fold_tables = [], []
         for patient, truth, result in zip(held_out.patient_ids, held_out.truths, results, strict=True):
-            volumes.append({"patient_id": patient, "fold": i,
-                            "cascade_dice": metrics.dice(result.masks(threshold), truth),
-                            "segmenter_dice": metrics.dice(result.segmenter_masks(), truth),
-                            "tumor_slices": int(truth.any(axis=(1, 2)).sum()), "tumor_pixels": int(truth.sum()),
-                            "predicted_pixels": int(result.masks(threshold).sum())})
-            tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "has_tumor": truth.any(axis=(1, 2)),
-                                        "probability": result.probabilities,
-                                        "passed_gate": result.probabilities >= threshold,
-                                        "cascade_called": result.decisions(threshold)}))
-        fold_slices = pd.concat(tables[-len(results):], ignore_index=True)
+            masks = result.masks(threshold)
+            fold_volumes.append({"patient_id": patient, "fold": i, "cascade_dice": metrics.dice(masks, truth),
+                                 "segmenter_dice": metrics.dice(result.segmenter_masks(), truth),
+                                 "tumor_slices": int(truth.any(axis=(1, 2)).sum()),
+                                 "tumor_pixels": int(truth.sum()), "predicted_pixels": int(masks.sum())})
+            fold_tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "has_tumor": truth.any(axis=(1, 2)),
+                                             "probability": result.probabilities,
+                                             "passed_gate": result.probabilities >= threshold,
+                                             "cascade_called": result.decisions(threshold)}))
+        volumes += fold_volumes
+        tables += fold_tables
+        fold_slices = pd.concat(fold_tables, ignore_index=True)
         sidecars = {role: json.loads((models / f"{role}.json").read_text()) for role in ("classifier", "segmenter")}
         per_fold.append({
             "fold": i, "n_test_patients": len(held_out.patient_ids), "operating_point": {
                 k: point[k] for k in ("threshold", "mask_threshold", "min_component_pixels", "slice_score")},
             "roc_auc": metrics.roc_auc(fold_slices["has_tumor"].to_numpy(), fold_slices["probability"].to_numpy()),
-            "cascade_dice_per_volume_mean": float(np.mean([v["cascade_dice"] for v in volumes[-len(results):]])),
+            "cascade_dice_per_volume_mean": float(np.mean([v["cascade_dice"] for v in fold_volumes])),
             "training": {role: {k: s.get(k) for k in ("epochs_run", "best_epoch", "train_wall_seconds",
                                                        "keras_backend", "devices", "sha256")}
                          for role, s in sidecars.items()},
