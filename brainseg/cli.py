@@ -43,6 +43,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tversky-alpha", type=float, help="focal Tversky weight of missed pixels (cpu recipe: 0.5)")
     p.add_argument("--empty-fraction", type=float,
                    help="segmenter: tumor-free slices trained on, as a share of the tumor slices (cpu recipe: 0.25)")
+    p.add_argument("--fit-on", choices=["train", "train+val"],
+                   help="'train' (default): validation picks the checkpoint; 'train+val': a final fit, which needs "
+                   "--stop-epoch")
+    p.add_argument("--stop-epoch", type=int,
+                   help="stop after this many epochs of the recipe's schedule (a final fit's fixed epoch count)")
     p.add_argument("--run-name", help="run folder name under --runs-dir (default: <model>-<recipe>)")
     p.add_argument("--limit-slices", type=int, help="cap train/val slices (smoke tests only)")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
@@ -66,6 +71,7 @@ def _run_train(args: argparse.Namespace) -> int:
             loss=args.loss if model == "segmenter" else None,
             tversky_alpha=args.tversky_alpha if model == "segmenter" else None,
             empty_fraction=args.empty_fraction if model == "segmenter" else None,
+            fit_on=args.fit_on, stop_epoch=args.stop_epoch,
         )
         run_dir = args.runs_dir / (args.run_name or f"{model}-{args.recipe}")
         print(f"training {model} ({args.recipe} recipe) in {run_dir}", flush=True)
@@ -201,10 +207,11 @@ def _add_operating_point(sub: argparse._SubParsersAction) -> None:
 
 
 def _validation_outputs(args: argparse.Namespace, what: str):
-    from brainseg.evaluation.operating_point import collect_outputs, refuse_test_split
+    from brainseg.evaluation.operating_point import collect_outputs, refuse_test_split, refuse_trained_on
     from brainseg.inference.cascade import Cascade
 
     refuse_test_split(args.split, what)
+    refuse_trained_on(args.models_dir, args.split, what)
     manifest = _select(args)
     outputs = collect_outputs(Cascade.from_dir(args.models_dir), manifest, progress=True)
     chosen_on = {"split": args.split, "n_patients": int(manifest["patient_id"].nunique()), "n_slices": len(manifest)}
@@ -400,6 +407,35 @@ def _run_crossval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_final_fit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("final-fit", help="train both models on train + val with the cross-validation's epoch counts, "
+                       "operating point and temperature (resumable)",
+                       description="The shipped recipe on all train + validation patients. With no validation "
+                       "patients left, each model stops at the median of the folds' best epochs and the operating "
+                       "point and temperature are those chosen on the pooled out-of-fold outputs; all three come "
+                       "from the cross-validation report (brainseg crossval). The test split is not used.")
+    p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder, or a slice cache")
+    p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
+    p.add_argument("--crossval", type=Path, default=DEFAULT_MODELS_DIR / "crossval.json",
+                   help="cross-validation report holding final_fit_choices")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs") / "final-fit")
+    p.add_argument("--export-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                   help="where the models, operating_point.json and calibration.json go")
+    p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
+    p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # tests only: the schedule's length
+    p.add_argument("--limit-slices", type=int, help=argparse.SUPPRESS)  # tests only
+
+
+def _run_final_fit(args: argparse.Namespace) -> int:
+    from brainseg.experiments.final_fit import run_final_fit
+
+    overrides = {"epochs": args.epochs} if args.epochs is not None else None
+    out = run_final_fit(args.data, args.split_file, args.crossval, args.runs_dir, args.export_dir,
+                        verbose=args.verbose, overrides=overrides, limit_slices=args.limit_slices)
+    print(f"final fit: models, operating point and temperature in {out}", flush=True)
+    return 0
+
+
 def _add_cache_slices(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache-slices", help="write a compact, exact copy of the slices at one input size "
                        "(to train elsewhere, e.g. on a GPU machine)")
@@ -524,6 +560,7 @@ COMMANDS = {
     "model-card": (_add_model_card, _run_model_card),
     "ablate": (_add_ablate, _run_ablate),
     "crossval": (_add_crossval, _run_crossval),
+    "final-fit": (_add_final_fit, _run_final_fit),
     "cache-slices": (_add_cache_slices, _run_cache_slices),
     "ui-report": (_add_ui_report, _run_ui_report),
     "split": (_add_split, _run_split),

@@ -17,7 +17,7 @@ st.info(f"Live models folder: `{live}`" + (
     f" — fine-tuned by `brainseg finetune` on {finetune['corrected_slices']} corrected slices "
     f"(+{finetune['replay_slices']} replayed training slices, {finetune['epochs']} epochs) from the segmenter "
     f"`{finetune['parent_segmenter_sha256'][:16]}…` of `{finetune['parent_models_dir']}`." if finetune else
-    " — as trained by `brainseg train` (see the card below)."))
+    f" — as trained by `{dash.training_command(cascade)}` (see the card below)."))
 if (live / "FINETUNE.md").is_file():
     with st.expander("Fine-tuning record (FINETUNE.md): before / after on the validation split", expanded=True):
         st.markdown((live / "FINETUNE.md").read_text())
@@ -46,11 +46,16 @@ if crossval_path.is_file():
     import pandas as pd
 
     from brainseg.reports.card_markdown import GOALS
-    from brainseg.reports.figures import crossval_dice_figure
+    from brainseg.reports.figures import crossval_dice_figure, gate_tradeoff_figure
 
-    per_patient = pd.DataFrame(json.loads(crossval_path.read_text())["per_patient"])
+    crossval = json.loads(crossval_path.read_text())
+    per_patient = pd.DataFrame(crossval["per_patient"])
     if "tumor_pixels" in per_patient:
         st.plotly_chart(crossval_dice_figure(per_patient, goal=GOALS["dice"]), width="stretch")
+    tradeoff = crossval.get("final_fit_choices", {}).get("gate_tradeoff")
+    if tradeoff:
+        st.plotly_chart(gate_tradeoff_figure(tradeoff, cascade.default_threshold if cascade else None),
+                        width="stretch")
 card = dash.models_dir() / "MODEL_CARD.md"
 if card.is_file():
     st.markdown(card.read_text())

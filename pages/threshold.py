@@ -11,7 +11,7 @@ import streamlit as st
 from brainseg.app import dashboard as dash
 from brainseg.core.metrics import expected_calibration_error
 from brainseg.core.split import PARTS, load_split
-from brainseg.evaluation.calibration import apply_temperature, load_temperature
+from brainseg.evaluation.calibration import apply_temperature, fitted_on_words, load_calibration
 from brainseg.evaluation.threshold_analysis import metrics_at_threshold, preset_thresholds
 from brainseg.reports.figures import confusion_figure, precision_recall_figure, reliability_figure, roc_figure
 
@@ -95,9 +95,10 @@ else:
     left.plotly_chart(reliability_figure(labels, scores), width="stretch")
     st.caption(f"Expected calibration error (10 bins): {expected_calibration_error(labels, scores):.3f}. "
                f"{len(stats)} slices of {len(chosen)} patients.")
-    temperature = load_temperature(dash.models_dir())
+    calibration = load_calibration(dash.models_dir())
+    temperature = None if calibration is None else float(calibration["temperature"])
     if temperature is not None and st.toggle(f"Show the temperature-scaled classifier (T = {temperature:.2f}, "
-                                             "fitted on the validation split)", key="show_calibrated"):
+                                             f"fitted on {fitted_on_words(calibration)})", key="show_calibrated"):
         scaled = apply_temperature(scores, temperature)
         left, _ = st.columns(2)
         left.plotly_chart(reliability_figure(labels, scaled), width="stretch", key="reliability_scaled")

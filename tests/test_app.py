@@ -170,6 +170,12 @@ def test_dataset_and_model_card_pages(app):
                  if "Cross-validation" in json.loads(c.proto.spec)["layout"]["title"]["text"])
     plotted = sorted(d for trace in chart["data"] if trace.get("mode") == "markers" for d in _plotly_array(trace["y"]))
     assert plotted == pytest.approx(sorted(row["cascade_dice"] for row in crossval["per_patient"]))
+    tradeoff = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
+                    if "gate costs" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    rows = crossval["final_fit_choices"]["gate_tradeoff"]
+    for trace, column in zip(tradeoff["data"], ("gate_specificity", "cascade_specificity", "cascade_sensitivity"),
+                             strict=True):
+        assert _plotly_array(trace["y"]) == pytest.approx([row[column] for row in rows])
 
 
 def test_data_folder_is_chosen_among_allowed_roots(monkeypatch, tmp_path):

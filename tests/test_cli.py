@@ -158,6 +158,18 @@ def test_calibrate_fits_on_val_and_refuses_test(demo_dir, tiny_models_with_split
     assert record["fitted_on"]["nll_after"] <= record["fitted_on"]["nll_before"] + 1e-9
 
 
+def test_choices_on_patients_the_models_trained_on_are_refused(demo_dir, tiny_models_with_split, capsys):
+    models = tiny_models_with_split
+    for role in ("classifier", "segmenter"):  # as a final fit records it
+        sidecar = json.loads((models / f"{role}.json").read_text())
+        sidecar["train_config"]["fit_on"] = "train+val"
+        (models / f"{role}.json").write_text(json.dumps(sidecar))
+    for command in ("operating-point", "calibrate"):
+        assert _run([command, "--data", str(demo_dir), "--split", "val"], models) == 2
+        assert "trained on the 'val' patients" in capsys.readouterr().err
+    assert not (models / "operating_point.json").exists() and not (models / "calibration.json").exists()
+
+
 def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split, tmp_path):
     models = tiny_models_with_split
     assert _run(["operating-point", "--data", str(demo_dir), "--no-postprocessing"], models) == 0

@@ -139,3 +139,47 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert dice["low"] <= report["figures"]["cascade_dice_per_volume"]["mean"] <= dice["high"]
     pooled = report["figures"]["gate_at_each_folds_threshold"]
     assert pooled["tp"] + pooled["fn"] == DEMO_COUNTS["tumor_slices"]
+    choices = report["final_fit_choices"]
+    assert choices["stop_epochs"]["segmenter"]["stop_epoch"] == 1  # every fold trained 1 epoch
+    point = choices["operating_point"]
+    assert point["chosen_on"]["n_patients"] == DEMO_COUNTS["patients"]  # pooled out of fold, not one fold's val
+    assert point["at_threshold_on_that_split"]["sensitivity"] >= 0.98
+    assert [row["target_sensitivity"] for row in choices["gate_tradeoff"]] == list(crossval.TRADEOFF_SENSITIVITIES)
+    assert all(row["gate_sensitivity"] >= row["target_sensitivity"] for row in choices["gate_tradeoff"])
+    assert choices["calibration"]["temperature"] > 0
+
+    # The final fit takes those choices: both models on train + val, stopped at the chosen epoch.
+    report_path = tmp_path / "crossval.json"
+    report_path.write_text(json.dumps({**report, "command": "brainseg crossval"}, default=float))
+    models = tmp_path / "final"
+    assert main(["final-fit", "--data", str(demo_dir), "--split-file", str(four_patient_split), "--crossval",
+                 str(report_path), "--runs-dir", str(tmp_path / "runs"), "--export-dir", str(models),
+                 "--epochs", "2", "--limit-slices", "24", "--verbose", "0"]) == 0
+    for role in ("classifier", "segmenter"):
+        sidecar = json.loads((models / f"{role}.json").read_text())
+        assert sidecar["fit_on"] == "train+val" and sidecar["epochs_run"] == 1
+        assert sidecar["n_train_slices"] == json.loads((tmp_path / "runs" / role / "config.json").read_text())[
+            "n_train_slices"]
+    shipped = json.loads((models / "operating_point.json").read_text())
+    assert shipped["threshold"] == point["threshold"] and shipped["source"]["report"] == str(report_path)
+    temperature = json.loads((models / "calibration.json").read_text())
+    assert temperature["temperature"] == choices["calibration"]["temperature"]
+    assert temperature["fitted_on"]["split"] == "cross-validation out-of-fold"
+
+
+def test_final_fit_epoch_count_is_the_median_of_the_folds_best_epochs():
+    folds = [{"training": {"classifier": {"best_epoch": b}, "segmenter": {"best_epoch": s}}}
+             for b, s in ((21, 19), (14, 22), (21, 29), (26, 30), (30, 27))]
+    counts = crossval.fixed_epoch_counts(folds)
+    assert counts["classifier"]["stop_epoch"] == 21 and counts["segmenter"]["stop_epoch"] == 27
+    assert crossval.fixed_epoch_counts(folds[:2])["segmenter"]["stop_epoch"] == 20  # (19 + 22) / 2, rounded down
+
+
+def test_final_fit_refuses_a_report_without_its_choices(tmp_path):
+    from brainseg.experiments.final_fit import read_choices
+
+    with pytest.raises(DataError, match="not found"):
+        read_choices(tmp_path / "missing.json")
+    (tmp_path / "old.json").write_text(json.dumps({"k": 5, "n_patients": 81}))
+    with pytest.raises(DataError, match="final_fit_choices"):
+        read_choices(tmp_path / "old.json")

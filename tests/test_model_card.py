@@ -57,3 +57,20 @@ def test_card_cross_validation_is_the_recorded_one_and_covers_train_and_val_once
     split = load_split(MODELS_DIR / "split.json")
     scored = [row["patient_id"] for row in record["per_patient"]]
     assert sorted(scored) == sorted(split["train"] + split["val"])  # each once; no test patient
+
+
+def test_shipped_operating_point_and_epochs_come_from_where_the_models_allow(card):
+    """A final fit (trained on val too) must ship the cross-validation's choices; other models choose on val."""
+    sidecars = {role: json.loads((MODELS_DIR / f"{role}.json").read_text()) for role in ("classifier", "segmenter")}
+    point = json.loads((MODELS_DIR / "operating_point.json").read_text())
+    if all(s["train_config"].get("fit_on") == "train+val" for s in sidecars.values()):
+        choices = json.loads((MODELS_DIR / "crossval.json").read_text())["final_fit_choices"]
+        assert point["threshold"] == choices["operating_point"]["threshold"]
+        assert point["chosen_on"]["split"] == "cross-validation out-of-fold"
+        for role, sidecar in sidecars.items():
+            assert sidecar["epochs_run"] == sidecar["train_config"]["stop_epoch"] == choices["stop_epochs"][role][
+                "stop_epoch"]
+        assert "final fit" in (MODELS_DIR / "MODEL_CARD.md").read_text()
+    else:
+        assert all(s["train_config"].get("fit_on", "train") == "train" for s in sidecars.values())
+        assert point["chosen_on"]["split"] == "val"

@@ -8,7 +8,16 @@ import pytest
 
 from brainseg.errors import DataError
 from brainseg.inference.cascade import load_model
-from brainseg.training.train import TrainConfig, export_model, learning_rate_at, recipe, select_training_slices, train
+from brainseg.training.train import (
+    TrainConfig,
+    export_model,
+    learning_rate_at,
+    recipe,
+    run_is_complete,
+    select_training_slices,
+    train,
+    with_recorded_defaults,
+)
 
 
 def tiny(model: str, epochs: int = 2) -> TrainConfig:
@@ -75,3 +84,77 @@ def test_slice_selection_rules(demo_dir):
     assert seed_segmenter["has_tumor"].all() and len(seed_segmenter) == n_tumor
     cpu_segmenter = select_training_slices(manifest, recipe("segmenter", "cpu"), np.random.default_rng(0))
     assert (~cpu_segmenter["has_tumor"]).sum() == round(0.25 * n_tumor)
+
+
+class KeepFinalWeights(keras.callbacks.Callback):
+    """Remembers each epoch's learning rate and the model's weights when training ends."""
+
+    def __init__(self):
+        super().__init__()
+        self.learning_rates = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.learning_rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    def on_train_end(self, logs=None):
+        self.weights = [w.copy() for w in self.model.get_weights()]
+
+
+def test_final_fit_trains_on_train_and_val_runs_a_fixed_part_of_the_schedule_and_keeps_the_last_epoch(
+        tmp_path, demo_dir, demo_split, monkeypatch):
+    import numpy as np
+
+    from brainseg.core.data import scan_dataset
+    from brainseg.training import train as train_module
+
+    sizes = []
+    original = train_module.make_dataset
+    monkeypatch.setattr(train_module, "make_dataset",
+                        lambda images, *a, **k: sizes.append(len(images)) or original(images, *a, **k))
+    config = TrainConfig(**{**tiny("classifier", epochs=3).to_dict(), "fit_on": "train+val", "stop_epoch": 2})
+    final = KeepFinalWeights()
+    run_dir = tmp_path / "run"
+    train(config, demo_dir, demo_split, run_dir, verbose=0, extra_callbacks=[final])
+
+    manifest = scan_dataset(demo_dir)
+    split = json.loads(demo_split.read_text())
+    assert sizes == [manifest["patient_id"].isin(split["train"] + split["val"]).sum()]  # no validation set
+    history = pd.read_csv(run_dir / "history.csv")
+    assert len(history) == 2 and history["val_loss"].isna().all()  # CSVLogger keeps the column, empty
+    # The 3-epoch schedule is kept, cut after 2 epochs (not a 2-epoch schedule).
+    assert final.learning_rates == pytest.approx([learning_rate_at(config, e) for e in (0, 1)], rel=1e-5)
+    assert final.learning_rates[1] > config.learning_rate * 0.5  # a 2-epoch cosine would be at its floor
+    saved = keras.models.load_model(run_dir / "best.keras", compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, final.weights, strict=True))
+    assert run_is_complete(run_dir)
+
+    sidecar = json.loads(export_model(run_dir, tmp_path / "models" / "classifier.keras").with_suffix(".json")
+                         .read_text())
+    assert sidecar["fit_on"] == "train+val" and sidecar["best_epoch"] == 2 and sidecar["best_val_loss"] is None
+    assert sidecar["n_val_slices"] == 0
+
+
+def test_a_final_fit_needs_a_stop_epoch_within_the_schedule(tmp_path, demo_dir, demo_split):
+    base = tiny("segmenter", epochs=3).to_dict()
+    for stop, message in ((None, "fixed epoch count"), (4, "between 1 and"), (0, "between 1 and")):
+        config = TrainConfig(**{**base, "fit_on": "train+val", "stop_epoch": stop})
+        with pytest.raises(DataError, match=message):
+            train(config, demo_dir, demo_split, tmp_path / "run", verbose=0)
+
+
+def test_runs_recorded_before_new_fields_existed_still_match_their_config():
+    config = recipe("segmenter", "cpu")
+    recorded = config.to_dict()
+    for newer in ("fit_on", "stop_epoch"):
+        del recorded[newer]
+    del recorded["augment"]["missing_sequence_prob"]
+    assert with_recorded_defaults(recorded) == config.to_dict()
+    assert with_recorded_defaults({**recorded, "fit_on": "train+val"}) != config.to_dict()
+
+
+def test_run_is_complete_counts_epochs_up_to_the_stop_epoch(tmp_path):
+    (tmp_path / "best.keras").write_bytes(b"weights")
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1\n1,1\n")
+    for stop, epochs, complete in ((None, 2, True), (None, 3, False), (2, 3, True), (3, 3, False)):
+        (tmp_path / "config.json").write_text(json.dumps({"config": {"epochs": epochs, "stop_epoch": stop}}))
+        assert run_is_complete(tmp_path) is complete

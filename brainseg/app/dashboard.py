@@ -326,3 +326,12 @@ def require_cascade() -> Cascade | None:
     except BrainsegError as err:  # includes a missing models folder (settings.SettingsError)
         st.error(f"Cannot load the models: {err}")
         return None
+
+
+def training_command(cascade: Cascade | None) -> str:
+    """The command that trained the live models, from their sidecars (a final fit trained on train + val)."""
+    if cascade is None:
+        return "brainseg train"
+    final = all(m.metadata.get("train_config", {}).get("fit_on") == "train+val"
+                for m in (cascade.classifier, cascade.segmenter))
+    return "brainseg final-fit" if final else "brainseg train"

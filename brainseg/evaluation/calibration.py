@@ -50,23 +50,44 @@ def save_calibration(path: str | Path, temperature: float, fitted_on: dict) -> N
                                       "fitted_on": fitted_on}, indent=2) + "\n")
 
 
-def calibrate(labels: np.ndarray, probabilities: np.ndarray, fitted_on: dict, models_dir: str | Path) -> dict:
-    """Fit the temperature, record ECE before and after, and save ``calibration.json``; returns the record."""
+def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, fitted_on: dict) -> dict:
+    """The fitted temperature and what it was fitted on, with NLL and ECE before and after."""
     from brainseg.core.metrics import expected_calibration_error
 
     temperature = fit_temperature(labels, probabilities)
     scaled = apply_temperature(probabilities, temperature)
-    fitted_on = {**fitted_on, "nll_before": negative_log_likelihood(labels, probabilities),
-                 "nll_after": negative_log_likelihood(labels, scaled),  # what the fit minimises
-                 "ece_before": expected_calibration_error(labels, probabilities),
-                 "ece_after": expected_calibration_error(labels, scaled)}
-    save_calibration(Path(models_dir) / "calibration.json", temperature, fitted_on)
-    return {"temperature": temperature, **fitted_on}
+    return {"temperature": temperature, **fitted_on,
+            "nll_before": negative_log_likelihood(labels, probabilities),
+            "nll_after": negative_log_likelihood(labels, scaled),  # what the fit minimises
+            "ece_before": expected_calibration_error(labels, probabilities),
+            "ece_after": expected_calibration_error(labels, scaled)}
 
 
-def load_temperature(models_dir: str | Path) -> float | None:
-    """The stored temperature (``models/calibration.json``), or None when none was fitted."""
+def calibrate(labels: np.ndarray, probabilities: np.ndarray, fitted_on: dict, models_dir: str | Path) -> dict:
+    """Fit the temperature, record ECE before and after, and save ``calibration.json``; returns the record."""
+    record = fit_calibration(labels, probabilities, fitted_on)
+    save_calibration(Path(models_dir) / "calibration.json", record["temperature"],
+                     {k: v for k, v in record.items() if k != "temperature"})
+    return record
+
+
+def load_calibration(models_dir: str | Path) -> dict | None:
+    """The stored calibration record (``models/calibration.json``), or None when none was fitted."""
     path = Path(models_dir) / "calibration.json"
     if not path.is_file():
         return None
-    return float(json.loads(path.read_text())["temperature"])
+    return json.loads(path.read_text())
+
+
+def load_temperature(models_dir: str | Path) -> float | None:
+    """The stored temperature, or None when none was fitted."""
+    record = load_calibration(models_dir)
+    return None if record is None else float(record["temperature"])
+
+
+def fitted_on_words(record: dict) -> str:
+    """Where a temperature was fitted, for people: 'the val split', 'the cross-validation's ...'."""
+    split = record.get("fitted_on", {}).get("split", "validation")
+    if split == "cross-validation out-of-fold":
+        return "the cross-validation's out-of-fold outputs"
+    return f"the {split} split"

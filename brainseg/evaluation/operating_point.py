@@ -39,6 +39,19 @@ def refuse_test_split(split: str, what: str) -> None:
                         "test figures optimistic); use --split val")
 
 
+def refuse_trained_on(models_dir: str | Path, split: str, what: str) -> None:
+    """Models that trained on ``split`` (a final fit trains on val) cannot have anything chosen on it."""
+    for role in ("classifier", "segmenter"):
+        sidecar = Path(models_dir) / f"{role}.json"
+        if not sidecar.is_file():
+            continue
+        fit_on = json.loads(sidecar.read_text()).get("train_config", {}).get("fit_on", "train")
+        if split in ("all", *fit_on.split("+")):
+            raise DataError(f"the {role} in {models_dir} was trained on the '{split}' patients ({fit_on}), so "
+                            f"{what} chosen there would be flattered; a final fit takes it from the "
+                            "cross-validation (brainseg final-fit)")
+
+
 def floor_decimals(value: float, decimals: int = 6) -> float:
     """``value`` rounded down: a stored threshold never ends up above the one chosen."""
     factor = 10**decimals

@@ -30,6 +30,7 @@ from brainseg.inference.cascade import (
     remove_small_components,
     tumor_called,
 )
+from brainseg.training.train import run_is_complete
 
 INFERENCE_DEFAULTS = {"mask_threshold": 0.5, "min_component_pixels": 0, "min_component_voxels_3d": 0,
                       "mirror_tta": False, "slice_score": "classifier"}
@@ -77,14 +78,6 @@ def load_plan(path: str | Path) -> Plan:
         raise ValueError("an ablation chooses between recipes: it must never look at the test split")
     return Plan(document["split"], float(document["target_sensitivity"]), document["runs"],
                 [Variant(**v) for v in document["variants"]])
-
-
-def run_is_complete(run_dir: Path) -> bool:
-    """A finished run: its best checkpoint and a history as long as its configured epochs."""
-    config, history = run_dir / "config.json", run_dir / "history.csv"
-    if not ((run_dir / "best.keras").is_file() and config.is_file() and history.is_file()):
-        return False
-    return len(pd.read_csv(history)) >= json.loads(config.read_text())["config"]["epochs"]
 
 
 def train_missing_runs(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_dir: Path,

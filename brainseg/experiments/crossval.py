@@ -13,6 +13,12 @@ the remainder its training set. Three stages, each resumable and runnable on its
    validation patients exactly as ``brainseg operating-point`` chooses it, then the held-out patients are
    scored. Every train + validation patient is scored once, by models that never saw it; the figures pool
    those out-of-fold outputs, with 95% bootstrap intervals over patients.
+
+The evaluate stage also makes the choices a *final fit* on all train + validation patients needs, since
+such a fit has no validation patients left (``brainseg final-fit``, ``brainseg.experiments.final_fit``):
+the epoch count of each model (the median of the folds' best epochs on their inner validation sets), and
+an operating point and temperature chosen on the pooled out-of-fold outputs with the shipped rule: 81
+patients instead of one fold's 10 to 13, as nnU-Net chooses its post-processing on cross-validation.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from brainseg.core.split import check_disjoint, load_split, select_part
 from brainseg.errors import DataError
 
 DEFAULT_FOLDS = 5
+TRADEOFF_SENSITIVITIES = (0.85, 0.90, 0.93, 0.95, 0.97, 0.98)
 FOLDS_FILE = "folds.json"
 
 
@@ -103,13 +110,20 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
     """Out-of-fold figures (see the module docstring); every fold must be trained."""
     from brainseg.core.data import load_dataset
     from brainseg.evaluation import bootstrap as b
-    from brainseg.evaluation.operating_point import choose_operating_point, collect_outputs, save_operating_point
+    from brainseg.evaluation.calibration import fit_calibration
+    from brainseg.evaluation.operating_point import (
+        ValidationOutputs,
+        choose_operating_point,
+        collect_outputs,
+        save_operating_point,
+    )
     from brainseg.inference.cascade import Cascade, load_model
 
     out_dir = Path(out_dir)
     document = read_folds(out_dir)
     manifest, _ = load_dataset(data)
     volumes, tables, per_fold = [], [], []
+    out_of_fold = ValidationOutputs([], [], [])  # every held-out patient's outputs, pooled over the folds
     for i, fold in enumerate(document["folds"]):
         models = out_dir / f"fold-{i}" / "models"
         if not all((models / f"{role}.keras").is_file() for role in ("classifier", "segmenter")):
@@ -122,6 +136,9 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "split": f"fold-{i} inner val", "n_patients": len(val.patient_ids), "n_slices": len(val_rows)})
         save_operating_point(point, models)
         held_out = collect_outputs(cascade, select_part(manifest, fold, "test"), progress=progress)
+        for pooled, outputs in zip((out_of_fold.patient_ids, out_of_fold.truths, out_of_fold.results),
+                                   (held_out.patient_ids, held_out.truths, held_out.results), strict=True):
+            pooled.extend(outputs)
         results = held_out.with_postprocessing(point["mask_threshold"], point["min_component_pixels"], slice_score)
         threshold = point["threshold"]
         fold_volumes, fold_tables = [], []
@@ -174,6 +191,20 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "gate_specificity": b.patient_bootstrap(slices, partial(b.specificity_statistic,
                                                                     called_column="passed_gate"), **common),
         }
+    pooled_on = {"split": "cross-validation out-of-fold", "n_patients": len(out_of_fold.patient_ids),
+                 "n_slices": len(slices),
+                 "method": f"each of the {document['k']} folds' held-out patients scored by that fold's models"}
+    point = choose_operating_point(out_of_fold, target_sensitivity, pooled_on, slice_score=slice_score)
+    choices = {
+        "about": "for a final fit on all train + validation patients (brainseg final-fit), which has no validation "
+                 "patients left to choose on",
+        "stop_epochs": fixed_epoch_counts(per_fold),
+        "operating_point": point,
+        "gate_tradeoff": gate_tradeoff(out_of_fold, point["mask_threshold"], point["min_component_pixels"],
+                                       slice_score),
+        "calibration": fit_calibration(out_of_fold.labels, out_of_fold.scores(slice_score),
+                                       {**pooled_on, "slice_score": slice_score}),
+    }
     return {
         "k": document["k"], "seed": document["seed"], "n_patients": int(per_patient["patient_id"].nunique()),
         "n_slices": len(slices), "n_tumor_slices": int(labels.sum()),
@@ -187,4 +218,38 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         },
         "figures": figures, "confidence_intervals": intervals, "per_fold": per_fold,
         "per_patient": per_patient.to_dict(orient="records"),
+        "final_fit_choices": choices,
     }
+
+
+def gate_tradeoff(outputs, mask_threshold: float, min_component_pixels: int, slice_score: str,
+                  sensitivities: tuple[float, ...] = TRADEOFF_SENSITIVITIES) -> list[dict]:
+    """What the gate costs and buys on the pooled out-of-fold outputs, at thresholds set for a range of target
+    slice sensitivities: the gate's own sensitivity and specificity, the cascade's slice decisions, and its mean
+    Dice per volume (the post-processing held fixed)."""
+    from brainseg.evaluation.operating_point import floor_decimals
+
+    labels, scores = outputs.labels, outputs.scores(slice_score)
+    results = outputs.with_postprocessing(mask_threshold, min_component_pixels, slice_score)
+    rows = []
+    for target in sensitivities:
+        threshold = floor_decimals(metrics.threshold_for_sensitivity(labels, scores, target))
+        decisions = np.concatenate([r.decisions(threshold) for r in results])
+        gate, cascade = metrics.classification_at(labels, scores >= threshold), metrics.classification_at(labels,
+                                                                                                          decisions)
+        rows.append({"target_sensitivity": target, "threshold": threshold,
+                     "gate_sensitivity": gate["sensitivity"], "gate_specificity": gate["specificity"],
+                     "cascade_sensitivity": cascade["sensitivity"], "cascade_specificity": cascade["specificity"],
+                     "dice_per_volume_mean": float(np.mean(outputs.dice_per_volume(results, threshold)))})
+    return rows
+
+
+def fixed_epoch_counts(per_fold: list[dict]) -> dict:
+    """Each model's epoch count for a final fit: the median over folds of the epoch that was best on the fold's
+    inner validation patients (the recipe's schedule is kept; training stops there)."""
+    counts = {}
+    for role in ("classifier", "segmenter"):
+        best = [int(f["training"][role]["best_epoch"]) for f in per_fold]
+        counts[role] = {"stop_epoch": int(np.median(best)), "folds_best_epochs": best,
+                        "rule": "median of the folds' best epochs by inner-validation loss (rounded down)"}
+    return counts

@@ -6,6 +6,7 @@ import json
 
 from brainseg.core.split import PARTS
 from brainseg.errors import ModelLoadError
+from brainseg.evaluation.calibration import fitted_on_words
 
 RESULTS_START, RESULTS_END = "<!-- results:start (written by brainseg model-card) -->", "<!-- results:end -->"
 GOALS = {"dice": 0.85, "auc": 0.98, "sensitivity": 0.97, "specificity": 0.85, "speed_ratio": 0.5,
@@ -174,6 +175,12 @@ def render_markdown(card: dict) -> str:
         r = split[part]
         inst = ", ".join(f"{k} {v}" for k, v in r["institutions"].items())
         lines.append(f"| {part} | {r['patients']} | {r['slices']} | {r['tumor_slices']} | {inst} |")
+    final_fit = _is_final_fit(c) and _is_final_fit(s)
+    if final_fit:
+        lines += ["", f"The shipped models are a **final fit**: trained on train + val "
+                  f"({split['train']['patients'] + split['val']['patients']} patients) once every choice was made "
+                  "(the recipe by the ablation on val, epoch counts, operating point and temperature by the "
+                  "cross-validation below). The test split stays held out."]
     lines += [
         "",
         "## Models",
@@ -185,12 +192,12 @@ def render_markdown(card: dict) -> str:
         f"| width multiplier | {c['width']} | {s['width']} |",
         f"| parameters | {clf['parameters']:,} | {seg['parameters']:,} |",
         f"| loss | {_loss(c)} | {_loss(s)} |",
-        f"| training slices | {clf['training']['n_train_slices']} (all train-split slices) | "
-        f"{seg['training']['n_train_slices']} (tumor slices + {s['empty_fraction']:.0%} as many tumor-free) |",
+        f"| training slices | {clf['training']['n_train_slices']} (all {_fit_on_words(c)} slices) | "
+        f"{seg['training']['n_train_slices']} ({_fit_on_words(s)} tumor slices + {s['empty_fraction']:.0%} as many "
+        "tumor-free) |",
         f"| optimizer | Adam lr {c['learning_rate']}, {c['schedule']} schedule | "
         f"Adam lr {s['learning_rate']}, {s['schedule']} schedule |",
-        f"| epochs (best by val loss) | {clf['training']['epochs_run']} ({clf['training']['best_epoch']}) | "
-        f"{seg['training']['epochs_run']} ({seg['training']['best_epoch']}) |",
+        *_epochs_row(clf["training"], seg["training"], c, s),
         f"| batch, seed | {c['batch_size']}, {c['seed']} | {s['batch_size']}, {s['seed']} |",
         f"| augmentation | {'flip, rotation, scale, shift, intensity' if c['augment'] else 'none'} | "
         f"{'flip, rotation, scale, shift, intensity' if s['augment'] else 'none'} |",
@@ -198,8 +205,11 @@ def render_markdown(card: dict) -> str:
         f"| file, sha256 | `{clf['file']}` `{clf['sha256']}` | `{seg['file']}` `{seg['sha256']}` |",
         "",
         f"Trained on a CPU ({b['machine']['cpu']}, {b['machine']['cores']} cores, TensorFlow "
-        f"{b['machine']['tensorflow']}, no GPU) with `brainseg train both --data data/kaggle_3m --export-dir models`. "
-        "The exact seed architectures (8,880,897 and 1,210,513 parameters at 256x256) and focal Tversky remain "
+        f"{b['machine']['tensorflow']}, no GPU) with "
+        + ("`brainseg final-fit --data data/kaggle_3m`, which reads its epoch counts, operating point and "
+           "temperature from `models/crossval.json`. " if final_fit else
+           "`brainseg train both --data data/kaggle_3m --export-dir models`. ")
+        + "The exact seed architectures (8,880,897 and 1,210,513 parameters at 256x256) and focal Tversky remain "
         "available with `--recipe seed`.",
         "",
         *_ablation_lines(card),
@@ -222,8 +232,7 @@ def render_markdown(card: dict) -> str:
         "  drawn with replacement and each brings all its slices, since slices of one patient are not independent.",
         "",
         "## Operating point",
-        f"Chosen on the **{chosen['split']}** split only ({chosen['n_patients']} patients, {chosen['n_slices']} "
-        f"slices; `models/operating_point.json`, `brainseg operating-point`): default threshold "
+        _chosen_on_words(chosen) + " (`models/operating_point.json`): default threshold "
         f"**{op['threshold']:.6f}**, pixel cut {op.get('mask_threshold', 0.5)}, small components under "
         f"{op.get('min_component_pixels', 0)} px removed. Rule: {op['rule']}. It favours sensitivity: a missed "
         "tumor slice costs a reviewer more than a false alarm they can dismiss. `operating-point` and `calibrate` "
@@ -291,6 +300,32 @@ def render_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _is_final_fit(config: dict) -> bool:
+    return config.get("fit_on", "train") == "train+val"
+
+
+def _fit_on_words(config: dict) -> str:
+    return "train + val" if _is_final_fit(config) else "train-split"
+
+
+def _epochs_row(clf: dict, seg: dict, c: dict, s: dict) -> list[str]:
+    if _is_final_fit(c) and _is_final_fit(s):
+        return [f"| epochs (fixed by the cross-validation; final fit, last epoch kept) | {clf['epochs_run']} of the "
+                f"{c['epochs']}-epoch schedule | {seg['epochs_run']} of the {s['epochs']}-epoch schedule |"]
+    return [f"| epochs (best by val loss) | {clf['epochs_run']} ({clf['best_epoch']}) | "
+            f"{seg['epochs_run']} ({seg['best_epoch']}) |"]
+
+
+def _chosen_on_words(chosen: dict) -> str:
+    """Where the operating point was chosen, from its record."""
+    where = f"{chosen['n_patients']} patients, {chosen['n_slices']} slices"
+    if chosen["split"] == "cross-validation out-of-fold":
+        return (f"Chosen on the **cross-validation's pooled out-of-fold outputs** ({where}: every train + validation "
+                "patient scored by the fold models that never saw it; `brainseg crossval`), since the final fit "
+                "trained on the validation patients. The test split was not used")
+    return f"Chosen on the **{chosen['split']}** split only ({where}; `brainseg operating-point`)"
 
 
 def dig(report: dict, dotted: str):
@@ -419,7 +454,50 @@ def crossval_lines(cv: dict | None) -> list[str]:
            "`tests/test_numpy_batches.py`; another random stream), so fold models are not bit-for-bit what the "
            "CPU command would train." if "jax" in backends or "torch" in backends else "."),
         "",
+        *_final_fit_choice_lines(cv.get("final_fit_choices")),
     ]
+    return lines
+
+
+def _final_fit_choice_lines(choices: dict | None) -> list[str]:
+    """What the cross-validation chose for the final fit, and what the gate costs and buys out of fold."""
+    if not choices:
+        return []
+    epochs = choices["stop_epochs"]
+    point = choices["operating_point"]
+    gate, cascade = point["at_threshold_on_that_split"], point["cascade_on_that_split"]
+    cut = point["mask_threshold"]
+    lines = [
+        "### Choices for the final fit (`final_fit_choices`)",
+        "- **Epochs**: " + "; ".join(
+            f"{role} {epochs[role]['stop_epoch']} (median of the folds' best epochs "
+            f"{', '.join(str(e) for e in epochs[role]['folds_best_epochs'])})" for role in ("classifier", "segmenter"))
+        + ". The schedule is kept and training stops there.",
+        f"- **Operating point**, chosen on all {point['chosen_on']['n_patients']} out-of-fold patients pooled with "
+        f"the shipped rule: threshold {point['threshold']:.6f} on the '{point['slice_score']}' score (gate "
+        f"sensitivity {_f(gate['sensitivity'])}, specificity {_f(gate['specificity'])}), pixel cut {cut}, components "
+        f"under {point['min_component_pixels']} px removed; there the cascade's slice decisions reach "
+        f"{_f(cascade['slice_decisions']['sensitivity'])} / {_f(cascade['slice_decisions']['specificity'])} and "
+        f"Dice per volume {_f(cascade['dice_per_volume_mean'])} (chosen and measured on the same patients).",
+        f"- **Temperature** {choices['calibration']['temperature']:.3f} (ECE {choices['calibration']['ece_before']:.3f}"
+        f" -> {choices['calibration']['ece_after']:.3f} out of fold).",
+        "",
+    ]
+    tradeoff = choices.get("gate_tradeoff")
+    if tradeoff:
+        lines += [
+            "What the gate costs and buys out of fold, at thresholds set for other target sensitivities (pixel cut "
+            f"and component size held at the chosen ones). At or below a threshold of {cut / 2} every slice the "
+            "segmenter draws on passes, so there the gate's own figures move but the cascade's do not:",
+            "",
+            "| target gate sensitivity | threshold | gate sensitivity / specificity | cascade slice sensitivity / "
+            "specificity | cascade Dice per volume, mean |",
+            "|---|---|---|---|---|",
+            *[f"| {row['target_sensitivity']} | {row['threshold']:.3f} | {_f(row['gate_sensitivity'])} / "
+              f"{_f(row['gate_specificity'])} | {_f(row['cascade_sensitivity'])} / {_f(row['cascade_specificity'])} | "
+              f"{_f(row['dice_per_volume_mean'])} |" for row in tradeoff],
+            "",
+        ]
     return lines
 
 
@@ -432,7 +510,7 @@ def _calibration_lines(card: dict) -> list[str]:
     return [
         "## Calibration",
         f"Temperature scaling (optional, `models/calibration.json`): T = {calibration['temperature']:.3f}, fitted "
-        f"on the {fitted['split']} split ({fitted['n_slices']} slices; ECE {fitted['ece_before']:.3f} -> "
+        f"on {fitted_on_words(calibration)} ({fitted['n_slices']} slices; ECE {fitted['ece_before']:.3f} -> "
         f"{fitted['ece_after']:.3f}). On the test split: ECE {_f(test['expected_calibration_error'])} raw, "
         f"{_f(test.get('expected_calibration_error_temperature_scaled'))} scaled. It does not change the ranking "
         "(ROC AUC) and is not applied to the default threshold, which is defined on raw scores.",

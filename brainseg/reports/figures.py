@@ -172,3 +172,24 @@ def crossval_dice_figure(per_patient: pd.DataFrame, goal: float | None = None) -
                       yaxis={"title": "Dice per volume", "range": [-0.03, 1.03]}, height=380,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def gate_tradeoff_figure(rows: list[dict], chosen_threshold: float | None = None) -> go.Figure:
+    """Out-of-fold specificity of the gate and of the cascade's slice decisions, and the cascade's sensitivity,
+    at thresholds set for a range of target gate sensitivities (``final_fit_choices.gate_tradeoff``)."""
+    table = pd.DataFrame(rows)
+    fig = go.Figure()
+    for column, name, dash in (("gate_specificity", "gate specificity", "solid"),
+                               ("cascade_specificity", "cascade slice specificity", "dot"),
+                               ("cascade_sensitivity", "cascade slice sensitivity", "dash")):
+        fig.add_scatter(x=table["target_sensitivity"], y=table[column], mode="lines+markers", name=name,
+                        line={"dash": dash}, customdata=table["threshold"],
+                        hovertemplate="target %{x}<br>threshold %{customdata:.3f}<br>%{y:.3f}<extra></extra>")
+    fig.update_layout(title="Cross-validation: what the gate costs and buys out of fold",
+                      xaxis={"title": "target gate sensitivity (the threshold is set to reach it)"},
+                      yaxis={"title": "out-of-fold figure", "range": [0, 1.02]}, height=340,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    if chosen_threshold is not None:
+        fig.add_annotation(text=f"shipped threshold {chosen_threshold:.3f}", xref="paper", yref="paper", x=1, y=0.02,
+                           showarrow=False, xanchor="right")
+    return fig

@@ -4,6 +4,10 @@ A run folder holds everything needed to reproduce or continue a run:
 ``config.json`` (the full TrainConfig), ``backup/`` (last epoch's weights and optimizer state, for
 resuming after an interruption), ``best.keras`` (best validation loss so far), ``history.csv`` and
 ``curves.png``. ``export_model`` copies the best checkpoint to ``models/`` with its sidecar JSON.
+
+A *final fit* (``fit_on="train+val"``) trains on the validation patients too. Nothing is left to pick a
+checkpoint on, so it runs a fixed number of epochs (``stop_epoch``, chosen beforehand on validation data,
+e.g. by the cross-validation) of the recipe's unchanged schedule, and ``best.keras`` holds the last epoch.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +56,14 @@ class TrainConfig:
     empty_fraction: float = 0.0
     augment: dict | None = field(default_factory=lambda: AugmentConfig().to_dict())
     seed: int = 42
+    # The split parts trained on: 'train' (validation picks the checkpoint) or 'train+val' (a final fit)
+    fit_on: Literal["train", "train+val"] = "train"
+    # Stop after this many epochs of the ``epochs``-long schedule (None: run it all). A final fit needs it.
+    stop_epoch: int | None = None
+
+    @property
+    def final_fit(self) -> bool:
+        return self.fit_on == "train+val"
 
     @property
     def input_spec(self) -> InputSpec:
@@ -167,11 +179,9 @@ def train(
     distribution = distribute.make_strategy(strategy)
     run_dir = distribute.worker_run_dir(Path(run_dir), strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_schedule(config)
+    check_run_config(run_dir, config)
     config_path = run_dir / "config.json"
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        if with_augment_defaults(previous.get("config") or {}) != config.to_dict():
-            raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
     cache = None
     if is_slice_cache(data_dir):  # the arrays themselves, already at the input size (see core.slice_cache)
         manifest, *cache = read_slice_cache(data_dir)
@@ -180,13 +190,16 @@ def train(
     split = load_split(split_file)
     rng = np.random.default_rng(config.seed)
     parts = {}
-    for part in ("train", "val"):
-        rows = select_training_slices(select_part(manifest, split, part), config, rng)
+    # A final fit has no validation part: the validation patients are trained on.
+    part_patients = {"train": config.fit_on.split("+")} | ({} if config.final_fit else {"val": ["val"]})
+    for part, members in part_patients.items():
+        rows = pd.concat([select_part(manifest, split, member) for member in members], ignore_index=True)
+        rows = select_training_slices(rows, config, rng)
         if limit_slices is not None:
             rows = rows.sample(n=min(limit_slices, len(rows)), random_state=config.seed).sort_index()
         parts[part] = prepare_arrays(rows, config, progress=verbose > 0, cache=cache)
 
-    (x_train, y_train), (x_val, y_val) = parts["train"], parts["val"]
+    x_train, y_train = parts["train"]
     weights = None
     if config.model == "classifier" and config.balance == "class_weight":
         positive_share = float(y_train.mean())
@@ -195,15 +208,17 @@ def train(
     augment = AugmentConfig(**config.augment) if config.augment else None
     train_ds = make_dataset(x_train, y_train, spec, config.batch_size, augment, shuffle=True, seed=config.seed,
                             sample_weights=weights)
-    val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
-    train_ds, val_ds = (distribute.distributable(ds, distribution) for ds in (train_ds, val_ds))
+    train_ds = distribute.distributable(train_ds, distribution)
+    val_ds = None
+    if not config.final_fit:
+        val_ds = distribute.distributable(make_dataset(*parts["val"], spec, config.batch_size), distribution)
 
     config_path.write_text(json.dumps({
         "config": config.to_dict(),
         "data_dir": str(data_dir),
         "split_file": str(split_file),
         "n_train_slices": len(x_train),
-        "n_val_slices": len(x_val),
+        "n_val_slices": 0 if config.final_fit else len(parts["val"][0]),
         "n_train_tumor_slices": int((y_train.reshape(len(y_train), -1).max(axis=1) > 0).sum()),
         "strategy": distribute.describe(strategy, distribution),
         "keras_backend": keras.backend.backend(),
@@ -216,14 +231,16 @@ def train(
         epoch_timer = EpochTimer(run_dir / "epoch_seconds.csv")
         callbacks = [
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-            keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", save_best_only=True),
+            # A final fit keeps its last epoch (nothing held out to choose by).
+            keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
+                                            save_best_only=not config.final_fit),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
             epoch_timer,
             *(extra_callbacks or []),
         ]
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose,
-                  shuffle=False)  # the dataset shuffles itself (seeded)
+        model.fit(train_ds, validation_data=val_ds, epochs=config.stop_epoch or config.epochs, callbacks=callbacks,
+                  verbose=verbose, shuffle=False)  # the dataset shuffles itself (seeded)
     from brainseg.training.curves import plot_training_curves
 
     plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)
@@ -264,7 +281,8 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
     keras.models.load_model(run_dir / "best.keras", compile=False, safe_mode=True).save(destination)
     epoch_seconds = pd.read_csv(run_dir / "epoch_seconds.csv", header=None, names=["epoch", "seconds"])
     history = pd.read_csv(run_dir / "history.csv")
-    best = history.loc[history["val_loss"].idxmin()]
+    # A final fit ships its last epoch and has no validation loss.
+    best = history.iloc[-1] if config.final_fit else history.loc[history["val_loss"].idxmin()]
     sidecar = {
         "role": config.model,
         "input_spec": config.input_spec.to_dict(),
@@ -272,7 +290,8 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "n_train_slices": record["n_train_slices"],
         "n_val_slices": record["n_val_slices"],
         "best_epoch": int(best["epoch"]) + 1,
-        "best_val_loss": float(best["val_loss"]),
+        "best_val_loss": None if config.final_fit else float(best["val_loss"]),
+        "fit_on": config.fit_on,
         "epochs_run": len(history),
         "train_epoch_seconds": float(epoch_seconds["seconds"].sum()),
         # The command's wall clock when recorded (runs from before it was recorded: the epochs' sum).
@@ -287,11 +306,43 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
     return destination
 
 
-def with_augment_defaults(config: dict) -> dict:
-    """A recorded config with augmentation fields added since it was written set to their defaults (off)."""
-    if config.get("augment") is None:
-        return config
-    return {**config, "augment": AugmentConfig(**config["augment"]).to_dict()}
+def check_run_config(run_dir: str | Path, config: TrainConfig) -> None:
+    """Raise DataError if ``run_dir`` already holds a run of another config (resuming it would mix the two)."""
+    config_path = Path(run_dir) / "config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if with_recorded_defaults(previous.get("config") or {}) != config.to_dict():
+            raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
+
+
+def run_is_complete(run_dir: str | Path) -> bool:
+    """A finished run: its checkpoint and a history as long as its configured epochs (or its stop epoch)."""
+    run_dir = Path(run_dir)
+    config, history = run_dir / "config.json", run_dir / "history.csv"
+    if not ((run_dir / "best.keras").is_file() and config.is_file() and history.is_file()):
+        return False
+    recorded = json.loads(config.read_text())["config"]
+    return len(pd.read_csv(history)) >= (recorded.get("stop_epoch") or recorded["epochs"])
+
+
+def with_recorded_defaults(config: dict) -> dict:
+    """A recorded config with the fields added since it was written set to their defaults (which keep the
+    behaviour it was trained with), so older runs still resume."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    filled = {**{k: v for k, v in defaults.items() if k not in config}, **config} if config else config
+    if not filled or filled.get("augment") is None:
+        return filled
+    return {**filled, "augment": AugmentConfig(**filled["augment"]).to_dict()}
+
+
+def check_schedule(config: TrainConfig) -> None:
+    """A final fit must say when to stop; a stop must lie within the schedule."""
+    if config.final_fit and config.stop_epoch is None:
+        raise DataError("a final fit on train+val has no validation data to choose a checkpoint by: give it a fixed "
+                        "epoch count (stop_epoch, e.g. from the cross-validation)")
+    if config.stop_epoch is not None and not 1 <= config.stop_epoch <= config.epochs:
+        raise DataError(f"stop_epoch must lie between 1 and the schedule's {config.epochs} epochs, "
+                        f"got {config.stop_epoch}")
 
 
 def _device_names() -> list[str]:

@@ -1,0 +1,79 @@
+"""Final fit: the shipped recipe trained on all train + validation patients, with every choice made beforehand.
+
+Training on the validation patients too leaves nothing to pick a checkpoint, an operating point or a
+temperature on, so all three come from the cross-validation's out-of-fold record (``models/crossval.json``,
+``final_fit_choices``, see ``brainseg.experiments.crossval``):
+- each model trains the recipe's unchanged schedule and stops at a fixed epoch (the median of the folds'
+  best epochs on their inner validation patients), keeping that last epoch;
+- the operating point (gate threshold, pixel cut, small-component size) and the temperature are the ones
+  chosen on the 81 pooled out-of-fold patients, with the shipped rule.
+The test split stays untouched throughout. ``run_final_fit`` resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from brainseg.errors import DataError
+
+ROLES = ("classifier", "segmenter")
+
+
+def read_choices(crossval_report: str | Path) -> dict:
+    """The ``final_fit_choices`` of a cross-validation report, with where they came from."""
+    path = Path(crossval_report)
+    if not path.is_file():
+        raise DataError(f"{path} not found: a final fit takes its epoch counts and operating point from the "
+                        "cross-validation (brainseg crossval)")
+    report = json.loads(path.read_text())
+    choices = report.get("final_fit_choices")
+    if choices is None:
+        raise DataError(f"{path} has no final_fit_choices: re-run `brainseg crossval --stage evaluate` to add them")
+    return {**choices, "source": {"report": str(path), "command": report.get("command"), "k": report["k"],
+                                  "n_patients": report["n_patients"]}}
+
+
+def final_fit_config(role: str, choices: dict, recipe_name: str = "cpu", **overrides):
+    """The recipe's TrainConfig turned into a final fit that stops at the cross-validated epoch."""
+    from brainseg.training.train import config_with_overrides, recipe
+
+    config = replace(recipe(role, recipe_name), fit_on="train+val",
+                     stop_epoch=int(choices["stop_epochs"][role]["stop_epoch"]))
+    return config_with_overrides(config, **overrides)
+
+
+def write_choices(choices: dict, models_dir: str | Path) -> None:
+    """The out-of-fold operating point and temperature, stored where the cascade and dashboard read them."""
+    from brainseg.evaluation.calibration import save_calibration
+    from brainseg.evaluation.operating_point import save_operating_point
+
+    models_dir = Path(models_dir)
+    source = choices["source"]
+    point = {**choices["operating_point"], "applies_to": "final fit on train + val (brainseg final-fit)",
+             "source": source}
+    save_operating_point(point, models_dir)
+    calibration = dict(choices["calibration"])
+    save_calibration(models_dir / "calibration.json", calibration.pop("temperature"), {**calibration,
+                                                                                       "source": source})
+
+
+def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str | Path, runs_dir: str | Path,
+                  export_dir: str | Path, verbose: int = 2, overrides: dict | None = None,
+                  limit_slices: int | None = None) -> Path:
+    """Train (or resume) both final-fit models, export them to ``export_dir`` with the out-of-fold operating
+    point and temperature; returns ``export_dir``. ``overrides`` and ``limit_slices``: tests train tiny ones."""
+    from brainseg.training.train import check_run_config, export_model, run_is_complete, train
+
+    choices = read_choices(crossval_report)
+    runs_dir, export_dir = Path(runs_dir), Path(export_dir)
+    for role in ROLES:
+        config = final_fit_config(role, choices, **(overrides or {}))
+        run_dir = runs_dir / role
+        check_run_config(run_dir, config)
+        if not run_is_complete(run_dir):
+            train(config, data, split_file, run_dir, verbose=verbose, limit_slices=limit_slices)
+        export_model(run_dir, export_dir / f"{role}.keras")
+    write_choices(choices, export_dir)
+    return export_dir
