@@ -158,6 +158,7 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     for role in ("classifier", "segmenter"):
         sidecar = json.loads((models / f"{role}.json").read_text())
         assert sidecar["fit_on"] == "train+val" and sidecar["epochs_run"] == 1
+        assert len((models / "training" / role / "history.csv").read_text().splitlines()) == 2  # header + 1 epoch
         assert sidecar["n_train_slices"] == json.loads((tmp_path / "runs" / role / "config.json").read_text())[
             "n_train_slices"]
     shipped = json.loads((models / "operating_point.json").read_text())

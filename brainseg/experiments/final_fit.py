@@ -62,9 +62,10 @@ def write_choices(choices: dict, models_dir: str | Path) -> None:
 def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str | Path, runs_dir: str | Path,
                   export_dir: str | Path, verbose: int = 2, overrides: dict | None = None,
                   limit_slices: int | None = None) -> Path:
-    """Train (or resume) both final-fit models, export them to ``export_dir`` with the out-of-fold operating
-    point and temperature; returns ``export_dir``. ``overrides`` and ``limit_slices``: tests train tiny ones."""
-    from brainseg.training.train import check_run_config, export_model, run_is_complete, train
+    """Train (or resume) both final-fit models, export them to ``export_dir`` with their training records
+    (``training/<role>/``), the out-of-fold operating point and temperature; returns ``export_dir``.
+    ``overrides`` and ``limit_slices``: tests train tiny ones."""
+    from brainseg.training.train import check_run_config, copy_run_record, export_model, run_is_complete, train
 
     choices = read_choices(crossval_report)
     runs_dir, export_dir = Path(runs_dir), Path(export_dir)
@@ -75,5 +76,6 @@ def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str
         if not run_is_complete(run_dir):
             train(config, data, split_file, run_dir, verbose=verbose, limit_slices=limit_slices)
         export_model(run_dir, export_dir / f"{role}.keras")
+        copy_run_record(run_dir, export_dir / "training" / role)
     write_choices(choices, export_dir)
     return export_dir

@@ -325,6 +325,21 @@ def run_is_complete(run_dir: str | Path) -> bool:
     return len(pd.read_csv(history)) >= (recorded.get("stop_epoch") or recorded["epochs"])
 
 
+RUN_RECORD_FILES = ("config.json", "history.csv", "epoch_seconds.csv", "wall_seconds.csv", "curves.png")
+
+
+def copy_run_record(run_dir: str | Path, destination: str | Path) -> Path:
+    """Copy a run's small records (config, history, epoch times, wall clock, curves) beside shipped weights."""
+    import shutil
+
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in RUN_RECORD_FILES:
+        if (Path(run_dir) / name).is_file():
+            shutil.copy2(Path(run_dir) / name, destination / name)
+    return destination
+
+
 def with_recorded_defaults(config: dict) -> dict:
     """A recorded config with the fields added since it was written set to their defaults (which keep the
     behaviour it was trained with), so older runs still resume."""
