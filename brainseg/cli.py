@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from brainseg.errors import BrainsegError
+from brainseg.errors import BrainsegError, DataError
 from brainseg.runtime import import_tensorflow_quietly
 from brainseg.settings import configured_models_dir
 
@@ -377,26 +377,47 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
                    help="whose operating point (target sensitivity, slice score) the folds reproduce")
     p.add_argument("--report", type=Path, default=DEFAULT_MODELS_DIR / "crossval.json")
+    p.add_argument("--variant", help="cross-validate this run of the ablation plan instead of the shipped recipe "
+                   "(its model trains with the run's overrides; use a new --out and --report)")
+    p.add_argument("--plan", type=Path, default=DEFAULT_MODELS_DIR / "ablation_plan.json")
+    p.add_argument("--reuse-from", type=Path,
+                   help="'train': copy the models the variant does not change from this cross-validation's folds")
+    p.add_argument("--compare-to", type=Path,
+                   help="'evaluate': add a paired out-of-fold comparison with this report (e.g. models/crossval.json)")
     p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # tests only: both models' epoch count
 
 
 def _run_crossval(args: argparse.Namespace) -> int:
     from brainseg.experiments import crossval
 
+    if args.variant and (args.out == Path("runs") / "crossval" or args.report == DEFAULT_MODELS_DIR / "crossval.json"):
+        raise DataError("a variant's cross-validation needs its own --out and --report (the defaults hold the "
+                        "shipped recipe's)")
     if args.stage in ("folds", "all"):
         document = crossval.write_folds(args.split_file, args.out, args.folds, args.seed)
         print(f"{document['k']} folds over {document['n_patients']} patients in {args.out}")
     if args.stage in ("train", "all"):
         overrides = None if args.epochs is None else {"epochs": args.epochs}
+        changed = crossval.variant_overrides(args.plan, args.variant) if args.variant else {}
         for fold in args.fold or range(len(crossval.read_folds(args.out)["folds"])):
             roles = tuple(args.role or ("classifier", "segmenter"))
-            print(f"fold {fold}: models in {crossval.train_fold(args.data, args.out, fold, overrides, roles=roles)}")
+            if args.reuse_from is not None:  # the models the variant leaves alone come from the baseline's folds
+                for role in [r for r in roles if r not in changed]:
+                    print(f"fold {fold}: reused {crossval.reuse_models(args.reuse_from, args.out, fold, role)}")
+                roles = tuple(r for r in roles if r in changed)
+            models = crossval.train_fold(args.data, args.out, fold, overrides, roles=roles, role_overrides=changed)
+            print(f"fold {fold}: models in {models}")
     if args.stage in ("evaluate", "all"):
         point = json.loads((args.models_dir / "operating_point.json").read_text())
         report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]),
                                          str(point.get("slice_score", "classifier")), progress=True)
         report["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["crossval"] else \
             "brainseg crossval"
+        if args.variant:
+            report["variant"] = {"name": args.variant, "overrides": crossval.variant_overrides(args.plan, args.variant)}
+        if args.compare_to is not None:
+            report["paired_against"] = {"report": str(args.compare_to), **crossval.paired_comparison(
+                report, json.loads(args.compare_to.read_text()))}
         _write_json(report, args.report)
         f, ci = report["figures"], report["confidence_intervals"]
         dice = ci.get("cascade_dice_per_volume_mean", {})
@@ -404,6 +425,11 @@ def _run_crossval(args: argparse.Namespace) -> int:
               f"{f['cascade_dice_per_volume']['mean']:.3f} [{dice.get('low', float('nan')):.3f}, "
               f"{dice.get('high', float('nan')):.3f}], pooled ROC AUC {f['roc_auc_pooled']:.4f}; "
               f"wrote {args.report}")
+        paired = report.get("paired_against")
+        if paired:
+            ci = paired["confidence_interval"]
+            print(f"against {args.compare_to}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "
+                  f"(paired over {paired['n_patients']} patients; {paired['better']} better, {paired['worse']} worse)")
     return 0
 
 

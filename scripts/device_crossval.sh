@@ -8,6 +8,12 @@
 # Then, on the machine, from the repository root:  bash scripts/device_crossval.sh
 # Each fold's models and run records come back as $OUT/fold-<i>.tgz; `brainseg crossval --stage evaluate`
 # scores them here with the TensorFlow cascade.
+#
+# A variant of the ablation plan (e.g. VARIANT=segmenter-missing_seq_0.2 ROLES=segmenter CV=.gpu/cv-missing_seq,
+# its folds made here with --stage folds, identical to the baseline's) trains only the model it changes; here,
+# `brainseg crossval --out <its folder> --report <its report> --variant NAME --stage train --role classifier
+# --reuse-from runs/crossval` copies the baseline's classifiers in, then `--stage evaluate --compare-to
+# models/crossval.json` scores it paired with the shipped recipe, patient by patient.
 set -u
 OUT=${OUT:-/tmp/out}
 DATA=${DATA:-.gpu/cache128}
@@ -15,6 +21,9 @@ CV=${CV:-.gpu/cv}
 FOLDS=${FOLDS:-"0 1 2 3 4"}
 TRAIN_LIMIT_S=${TRAIN_LIMIT_S:-450}
 EXTRA=${EXTRA:-}   # e.g. "--epochs 1" for a dry run
+ROLES=${ROLES:-"classifier segmenter"}
+VARIANT=${VARIANT:-}
+VARIANT_ARGS=${VARIANT:+--variant $VARIANT --report /tmp/unused.json}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
@@ -30,9 +39,9 @@ nvidia-smi -L 2>/dev/null
 start=$(date +%s)
 # One process per fold and model (the two models of a fold are independent): ten processes share the GPU.
 for fold in $FOLDS; do
-  for role in classifier segmenter; do
+  for role in $ROLES; do
     timeout "$TRAIN_LIMIT_S" "$PYTHON" -m brainseg.cli crossval --data "$DATA" --out "$CV" --stage train \
-      --fold "$fold" --role "$role" $EXTRA > "$OUT/train-fold-$fold-$role.log" 2>&1 &
+      --fold "$fold" --role "$role" $VARIANT_ARGS $EXTRA > "$OUT/train-fold-$fold-$role.log" 2>&1 &
   done
 done
 wait
@@ -42,7 +51,9 @@ for fold in $FOLDS; do
   tail -n 2 "$OUT"/train-fold-$fold-*.log
   # Models, sidecars and run records; not the resumable backups (three times the size). A fold stopped by
   # the time limit keeps its runs' best checkpoints instead, so its epochs so far are not lost.
-  if [ -f "$dir/models/segmenter.keras" ] && [ -f "$dir/models/classifier.keras" ]; then skip=best.keras
+  done_all=1
+  for role in $ROLES; do [ -f "$dir/models/$role.keras" ] || done_all=0; done
+  if [ "$done_all" = 1 ]; then skip=best.keras
   else skip=none; echo "fold $fold: unfinished"; fi
   tar czf "$OUT/fold-$fold.tgz" --exclude=backup --exclude="$skip" "$dir"
 done

@@ -86,10 +86,12 @@ def read_folds(out_dir: str | Path) -> dict:
 
 
 def train_fold(data: str | Path, out_dir: str | Path, fold: int, overrides: dict | None = None,
-               verbose: int = 2, roles: tuple[str, ...] = ("classifier", "segmenter")) -> Path:
+               verbose: int = 2, roles: tuple[str, ...] = ("classifier", "segmenter"),
+               role_overrides: dict[str, dict] | None = None) -> Path:
     """Train (or resume) fold ``fold``'s classifier and segmenter with the shipped ('cpu') recipes.
 
     ``overrides``: TrainConfig fields changed for both models (tests train tiny ones); none for real runs.
+    ``role_overrides``: fields changed for one model only (an ablation variant, see ``variant_overrides``).
     ``roles``: train only these (the two models of a fold are independent: separate processes may train them).
     """
     from brainseg.training.train import config_with_overrides, export_model, recipe, train
@@ -98,11 +100,54 @@ def train_fold(data: str | Path, out_dir: str | Path, fold: int, overrides: dict
     if not (fold_dir / "split.json").is_file():
         raise DataError(f"{fold_dir / 'split.json'} not found: run the 'folds' stage first")
     for role in roles:
-        config = config_with_overrides(recipe(role, "cpu"), **(overrides or {}))
+        changes = {**(overrides or {}), **(role_overrides or {}).get(role, {})}
+        config = config_with_overrides(recipe(role, "cpu"), **changes)
         run_dir = fold_dir / "runs" / role
         train(config, data, fold_dir / "split.json", run_dir, verbose=verbose)
         export_model(run_dir, fold_dir / "models" / f"{role}.keras")
     return fold_dir / "models"
+
+
+def variant_overrides(plan_file: str | Path, run_name: str) -> dict[str, dict]:
+    """``{model: overrides}`` of one run of the ablation plan (``models/ablation_plan.json``), to cross-validate
+    that variant: its model trains with the run's overrides, the other with the shipped recipe."""
+    runs = json.loads(Path(plan_file).read_text())["runs"]
+    if run_name not in runs:
+        raise DataError(f"{plan_file} has no run {run_name!r} (runs: {', '.join(runs)})")
+    return {runs[run_name]["model"]: runs[run_name]["overrides"]}
+
+
+def reuse_models(baseline_dir: str | Path, out_dir: str | Path, fold: int, role: str) -> Path:
+    """Copy one fold model (and its sidecar and run records) from another cross-validation over the same folds:
+    a variant that changes only the segmenter need not retrain the classifier."""
+    import shutil
+
+    source, target = Path(baseline_dir) / f"fold-{fold}", Path(out_dir) / f"fold-{fold}"
+    if json.loads((source / "split.json").read_text()) != json.loads((target / "split.json").read_text()):
+        raise DataError(f"{source} and {target} hold different folds: models cannot be reused across them")
+    (target / "models").mkdir(parents=True, exist_ok=True)
+    for suffix in (".keras", ".json"):
+        shutil.copy2(source / "models" / f"{role}{suffix}", target / "models" / f"{role}{suffix}")
+    return target / "models" / f"{role}.keras"
+
+
+def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Out-of-fold cascade Dice per volume of ``report`` minus ``baseline``'s, patient by patient: the mean
+    difference with a paired bootstrap interval over patients, and how many patients gain or lose."""
+    from brainseg.evaluation.bootstrap import mean_of_column, patient_bootstrap
+
+    ours = pd.DataFrame(report["per_patient"])[["patient_id", "cascade_dice"]]
+    theirs = pd.DataFrame(baseline["per_patient"])[["patient_id", "cascade_dice"]]
+    paired = ours.merge(theirs, on="patient_id", suffixes=("", "_baseline"), validate="one_to_one")
+    if len(paired) != len(ours) or len(paired) != len(theirs):
+        raise DataError("the two cross-validations scored different patients: they cannot be paired")
+    paired["difference"] = paired["cascade_dice"] - paired["cascade_dice_baseline"]
+    interval = patient_bootstrap(paired, mean_of_column("difference"), n_resamples=n_resamples, seed=seed)
+    return {"n_patients": len(paired), "mean_difference": float(paired["difference"].mean()),
+            "confidence_interval": interval, "better": int((paired["difference"] > 1e-6).sum()),
+            "worse": int((paired["difference"] < -1e-6).sum()),
+            "baseline_mean": float(paired["cascade_dice_baseline"].mean()),
+            "mean": float(paired["cascade_dice"].mean())}
 
 
 def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: float, slice_score: str,
