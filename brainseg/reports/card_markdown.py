@@ -232,11 +232,11 @@ def render_markdown(card: dict) -> str:
         "  drawn with replacement and each brings all its slices, since slices of one patient are not independent.",
         "",
         "## Operating point",
-        _chosen_on_words(chosen) + " (`models/operating_point.json`): default threshold "
+        _chosen_on_words(chosen) + " Stored in `models/operating_point.json`: default threshold "
         f"**{op['threshold']:.6f}**, pixel cut {op.get('mask_threshold', 0.5)}, small components under "
         f"{op.get('min_component_pixels', 0)} px removed. Rule: {op['rule']}. It favours sensitivity: a missed "
         "tumor slice costs a reviewer more than a false alarm they can dismiss. `operating-point` and `calibrate` "
-        "refuse the test split.",
+        "refuse the test split and patients the models trained on.",
         "",
         *_gate_note(op),
         f"## Test split results ({t['n_patients']} patients, {t['n_slices']} slices, {t['n_tumor_slices']} with "
@@ -324,8 +324,8 @@ def _chosen_on_words(chosen: dict) -> str:
     if chosen["split"] == "cross-validation out-of-fold":
         return (f"Chosen on the **cross-validation's pooled out-of-fold outputs** ({where}: every train + validation "
                 "patient scored by the fold models that never saw it; `brainseg crossval`), since the final fit "
-                "trained on the validation patients. The test split was not used")
-    return f"Chosen on the **{chosen['split']}** split only ({where}; `brainseg operating-point`)"
+                "trained on the validation patients. The test split was not used.")
+    return f"Chosen on the **{chosen['split']}** split only ({where}; `brainseg operating-point`)."
 
 
 def dig(report: dict, dotted: str):
