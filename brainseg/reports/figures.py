@@ -163,10 +163,12 @@ def crossval_dice_figure(per_patient: pd.DataFrame, goal: float | None = None) -
                         text=rows["patient_id"], marker={"size": 9, "opacity": 0.8},
                         hovertemplate="%{text}<br>Dice %{y:.3f}<br>%{x} tumor px<extra></extra>")
     mean = float(per_patient["cascade_dice"].mean())
-    fig.add_hline(y=mean, line={"dash": "dot", "color": "#555"}, annotation_text=f"mean {mean:.3f}")
+    # The mean's label below its line, the goal's above its own: the two lines can be close.
+    fig.add_hline(y=mean, line={"dash": "dot", "color": "#555"}, annotation_text=f"mean {mean:.3f}",
+                  annotation_position="bottom right")
     if goal is not None:
         fig.add_hline(y=goal, line={"dash": "dash", "color": "#d62728"}, annotation_text=f"goal {goal}",
-                      annotation_position="bottom right")
+                      annotation_position="top right")
     fig.update_layout(title=f"Cross-validation: cascade Dice per volume, {len(per_patient)} patients out of fold",
                       xaxis={"title": "tumor pixels in the expert masks (256x256 slices)", "type": "log"},
                       yaxis={"title": "Dice per volume", "range": [-0.03, 1.03]}, height=380,
