@@ -118,7 +118,7 @@ def variant_overrides(plan_file: str | Path, run_name: str) -> dict[str, dict]:
 
 
 def reuse_models(baseline_dir: str | Path, out_dir: str | Path, fold: int, role: str) -> Path:
-    """Copy one fold model (and its sidecar and run records) from another cross-validation over the same folds:
+    """Copy one fold model and its sidecar from another cross-validation over the same folds:
     a variant that changes only the segmenter need not retrain the classifier."""
     import shutil
 
