@@ -371,7 +371,9 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stage", choices=["folds", "train", "evaluate", "all"], default="all")
-    p.add_argument("--fold", type=int, action="append", help="train only these folds (repeatable; default all)")
+    p.add_argument("--fold", type=int, action="append",
+                   help="train or evaluate only these folds (repeatable; default all). An evaluation of some folds is "
+                   "marked partial, makes no final-fit choices and needs its own --report")
     p.add_argument("--role", choices=["classifier", "segmenter"], action="append",
                    help="train only this model of each fold (repeatable; default both)")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
@@ -393,6 +395,9 @@ def _run_crossval(args: argparse.Namespace) -> int:
     if args.variant and (args.out == Path("runs") / "crossval" or args.report == DEFAULT_MODELS_DIR / "crossval.json"):
         raise DataError("a variant's cross-validation needs its own --out and --report (the defaults hold the "
                         "shipped recipe's)")
+    if args.fold and args.stage in ("evaluate", "all") and args.report == DEFAULT_MODELS_DIR / "crossval.json":
+        raise DataError("an evaluation of some folds is partial: give it its own --report (the default holds the "
+                        "shipped recipe's complete one)")
     if args.stage in ("folds", "all"):
         document = crossval.write_folds(args.split_file, args.out, args.folds, args.seed)
         print(f"{document['k']} folds over {document['n_patients']} patients in {args.out}")
@@ -410,7 +415,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
     if args.stage in ("evaluate", "all"):
         point = json.loads((args.models_dir / "operating_point.json").read_text())
         report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]),
-                                         str(point.get("slice_score", "classifier")), progress=True)
+                                         str(point.get("slice_score", "classifier")), progress=True,
+                                         folds=args.fold)
         report["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["crossval"] else \
             "brainseg crossval"
         if args.variant:
@@ -421,7 +427,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
         _write_json(report, args.report)
         f, ci = report["figures"], report["confidence_intervals"]
         dice = ci.get("cascade_dice_per_volume_mean", {})
-        print(f"out-of-fold, {report['n_patients']} patients: cascade Dice/volume mean "
+        partial = f" (partial: folds {report['folds_scored']} of {report['k']})" if report["partial"] else ""
+        print(f"out-of-fold{partial}, {report['n_patients']} patients: cascade Dice/volume mean "
               f"{f['cascade_dice_per_volume']['mean']:.3f} [{dice.get('low', float('nan')):.3f}, "
               f"{dice.get('high', float('nan')):.3f}], pooled ROC AUC {f['roc_auc_pooled']:.4f}; "
               f"wrote {args.report}")

@@ -184,6 +184,10 @@ def test_final_fit_refuses_a_report_without_its_choices(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({"k": 5, "n_patients": 81}))
     with pytest.raises(DataError, match="final_fit_choices"):
         read_choices(tmp_path / "old.json")
+    (tmp_path / "partial.json").write_text(json.dumps({"k": 5, "n_patients": 16, "partial": True,
+                                                       "folds_scored": [2]}))
+    with pytest.raises(DataError, match=r"only folds \[2\] of 5"):
+        read_choices(tmp_path / "partial.json")
 
 
 def test_paired_comparison_pairs_patients_and_refuses_different_ones():
@@ -198,6 +202,28 @@ def test_paired_comparison_pairs_patients_and_refuses_different_ones():
     assert -0.1 - 1e-9 <= ci["low"] <= paired["mean_difference"] <= ci["high"] <= 0.3 + 1e-9
     with pytest.raises(DataError, match="different patients"):
         crossval.paired_comparison(report, {"per_patient": baseline["per_patient"][:2]})
+
+
+def test_a_partial_report_is_paired_with_the_baselines_patients_of_the_same_folds():
+    baseline = {"per_patient": [{"patient_id": "a", "fold": 0, "cascade_dice": 0.5},
+                                {"patient_id": "b", "fold": 1, "cascade_dice": 0.7},
+                                {"patient_id": "c", "fold": 1, "cascade_dice": 0.4}]}
+    partial = {"k": 2, "partial": True, "folds_scored": [1],
+               "per_patient": [{"patient_id": "c", "cascade_dice": 0.6}, {"patient_id": "b", "cascade_dice": 0.6}]}
+    paired = crossval.paired_comparison(partial, baseline, n_resamples=200)
+    assert paired["n_patients"] == 2 and paired["folds"] == [1]
+    assert paired["baseline_mean"] == pytest.approx(0.55)  # patient a (fold 0) is left out
+    assert paired["mean_difference"] == pytest.approx((0.2 - 0.1) / 2)
+    # Unmarked as partial, the same report lacks patient a, so it cannot be paired.
+    with pytest.raises(DataError, match="different patients"):
+        crossval.paired_comparison({**partial, "partial": False}, baseline)
+
+
+def test_fold_numbers_to_score():
+    assert crossval.check_fold_numbers(None, 3) == [0, 1, 2]
+    assert crossval.check_fold_numbers([2, 0, 2], 3) == [0, 2]
+    with pytest.raises(DataError, match="no fold 3"):
+        crossval.check_fold_numbers([1, 3], 3)
 
 
 def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_does_not_change(
@@ -229,3 +255,18 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     paired = report["paired_against"]
     assert paired["n_patients"] == DEMO_COUNTS["patients"] and paired["report"] == str(base_report)
     assert paired["mean"] == pytest.approx(report["figures"]["cascade_dice_per_volume"]["mean"])
+
+    # One fold scored while others still train: marked partial, paired over that fold's patients only, and
+    # with no final-fit choices (they need every patient out of fold). It needs its own --report.
+    evaluate = ["crossval", "--data", str(demo_dir), "--out", str(variant), "--stage", "evaluate",
+                "--compare-to", str(base_report)]
+    assert main([*evaluate, "--fold", "1"]) == 2
+    assert main([*evaluate, "--fold", "1", "--report", str(tmp_path / "partial.json")]) == 0
+    partial = json.loads((tmp_path / "partial.json").read_text())
+    held_out = json.loads((variant / "folds.json").read_text())["folds"][1]["test"]
+    assert partial["partial"] is True and partial["folds_scored"] == [1] and "final_fit_choices" not in partial
+    assert sorted(row["patient_id"] for row in partial["per_patient"]) == sorted(held_out)
+    assert partial["paired_against"]["n_patients"] == len(held_out)
+    full = {row["patient_id"]: row["cascade_dice"] for row in report["per_patient"]}
+    assert partial["paired_against"]["mean"] == pytest.approx(np.mean([full[p] for p in held_out]))
+    assert report["partial"] is False and report["folds_scored"] == [0, 1]

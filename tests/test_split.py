@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from conftest import MODELS_DIR
 
-from brainseg.core.split import PARTS, check_disjoint, load_split, make_split, select_part
+from brainseg.core.split import PARTS, check_disjoint, is_final_fit, load_split, make_split, select_part, trained_on
 from brainseg.errors import DataError
 
 
@@ -75,3 +75,12 @@ def test_select_part(demo_dir):
     assert len(select_part(manifest, None, "all")) == len(manifest)
     with pytest.raises(DataError, match="no patient of the 'train' split"):
         select_part(manifest, split, "train")
+
+
+def test_trained_on_parts_from_sidecar_configs():
+    assert trained_on({"fit_on": "train+val"}) == ["train", "val"]
+    assert trained_on({"fit_on": "train"}) == ["train"]
+    assert trained_on({}) == ["train"]  # sidecars written before final fits existed
+    assert is_final_fit({"fit_on": "train+val"})
+    assert not is_final_fit({"fit_on": "train"})
+    assert not is_final_fit({})

@@ -17,6 +17,7 @@ import streamlit as st
 
 from brainseg import settings
 from brainseg.core.data import load_dataset, load_slices
+from brainseg.core.split import is_final_fit
 from brainseg.errors import BrainsegError
 from brainseg.evaluation.threshold_analysis import slice_stats
 from brainseg.inference.cascade import DEFAULT_THRESHOLD, Cascade, CascadeResult, read_operating_point
@@ -332,6 +333,5 @@ def training_command(cascade: Cascade | None) -> str:
     """The command that trained the live models, from their sidecars (a final fit trained on train + val)."""
     if cascade is None:
         return "brainseg train"
-    final = all(m.metadata.get("train_config", {}).get("fit_on") == "train+val"
-                for m in (cascade.classifier, cascade.segmenter))
+    final = all(is_final_fit(m.metadata.get("train_config", {})) for m in (cascade.classifier, cascade.segmenter))
     return "brainseg final-fit" if final else "brainseg train"

@@ -17,6 +17,10 @@ from brainseg.errors import DataError
 
 SPLIT_VERSION = 1
 PARTS = ("train", "val", "test")
+# A final fit trains on these two parts together; nothing is left to choose on but the cross-validation's
+# out-of-fold outputs, recorded under this name wherever a choice says what it was made on.
+FINAL_FIT_PARTS = "train+val"
+OUT_OF_FOLD = "cross-validation out-of-fold"
 
 
 def make_split(
@@ -97,3 +101,13 @@ def select_part(manifest: pd.DataFrame, split: dict[str, list[str]] | None, part
     if selected.empty:
         raise DataError(f"no patient of the '{part}' split is in this folder")
     return selected.reset_index(drop=True)
+
+
+def trained_on(train_config: dict) -> list[str]:
+    """The split parts a model trained on, from its sidecar's ``train_config`` (older sidecars: train only)."""
+    return str(train_config.get("fit_on", "train")).split("+")
+
+
+def is_final_fit(train_config: dict) -> bool:
+    """Whether a sidecar's ``train_config`` is a final fit on train + val."""
+    return train_config.get("fit_on", "train") == FINAL_FIT_PARTS

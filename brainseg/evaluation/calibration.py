@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from brainseg.core.split import OUT_OF_FOLD
+
 EPS = 1e-7
 
 
@@ -88,6 +90,6 @@ def load_temperature(models_dir: str | Path) -> float | None:
 def fitted_on_words(record: dict) -> str:
     """Where a temperature was fitted, for people: 'the val split', 'the cross-validation's ...'."""
     split = record.get("fitted_on", {}).get("split", "validation")
-    if split == "cross-validation out-of-fold":
+    if split == OUT_OF_FOLD:
         return "the cross-validation's out-of-fold outputs"
     return f"the {split} split"

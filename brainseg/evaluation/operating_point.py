@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core import metrics
+from brainseg.core.split import trained_on
 from brainseg.errors import DataError
 from brainseg.evaluation.evaluate import predict_patients
 from brainseg.inference.cascade import Cascade, CascadeResult
@@ -45,9 +46,9 @@ def refuse_trained_on(models_dir: str | Path, split: str, what: str) -> None:
         sidecar = Path(models_dir) / f"{role}.json"
         if not sidecar.is_file():
             continue
-        fit_on = json.loads(sidecar.read_text()).get("train_config", {}).get("fit_on", "train")
-        if split in ("all", *fit_on.split("+")):
-            raise DataError(f"the {role} in {models_dir} was trained on the '{split}' patients ({fit_on}), so "
+        parts = trained_on(json.loads(sidecar.read_text()).get("train_config", {}))
+        if split in ("all", *parts):
+            raise DataError(f"the {role} in {models_dir} was trained on the '{split}' patients ({'+'.join(parts)}), so "
                             f"{what} chosen there would be flattered; a final fit takes it from the "
                             "cross-validation (brainseg final-fit)")
 

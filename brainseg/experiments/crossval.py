@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core import metrics
-from brainseg.core.split import check_disjoint, load_split, select_part
+from brainseg.core.split import OUT_OF_FOLD, check_disjoint, load_split, select_part
 from brainseg.errors import DataError
 
 DEFAULT_FOLDS = 5
@@ -133,17 +133,23 @@ def reuse_models(baseline_dir: str | Path, out_dir: str | Path, fold: int, role:
 
 def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, seed: int = 0) -> dict:
     """Out-of-fold cascade Dice per volume of ``report`` minus ``baseline``'s, patient by patient: the mean
-    difference with a paired bootstrap interval over patients, and how many patients gain or lose."""
+    difference with a paired bootstrap interval over patients, and how many patients gain or lose.
+
+    A partial ``report`` (some folds scored) is paired with the baseline's patients of the same folds."""
     from brainseg.evaluation.bootstrap import mean_of_column, patient_bootstrap
 
     ours = pd.DataFrame(report["per_patient"])[["patient_id", "cascade_dice"]]
-    theirs = pd.DataFrame(baseline["per_patient"])[["patient_id", "cascade_dice"]]
+    theirs = pd.DataFrame(baseline["per_patient"])
+    if report.get("partial"):
+        theirs = theirs[theirs["fold"].isin(report["folds_scored"])]
+    theirs = theirs[["patient_id", "cascade_dice"]]
     paired = ours.merge(theirs, on="patient_id", suffixes=("", "_baseline"), validate="one_to_one")
     if len(paired) != len(ours) or len(paired) != len(theirs):
         raise DataError("the two cross-validations scored different patients: they cannot be paired")
     paired["difference"] = paired["cascade_dice"] - paired["cascade_dice_baseline"]
     interval = patient_bootstrap(paired, mean_of_column("difference"), n_resamples=n_resamples, seed=seed)
-    return {"n_patients": len(paired), "mean_difference": float(paired["difference"].mean()),
+    return {"n_patients": len(paired), "folds": report.get("folds_scored", list(range(report["k"]))),
+            "mean_difference": float(paired["difference"].mean()),
             "confidence_interval": interval, "better": int((paired["difference"] > 1e-6).sum()),
             "worse": int((paired["difference"] < -1e-6).sum()),
             "baseline_mean": float(paired["cascade_dice_baseline"].mean()),
@@ -151,11 +157,16 @@ def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, see
 
 
 def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: float, slice_score: str,
-                   n_resamples: int = 2000, seed: int = 0, progress: bool = False) -> dict:
-    """Out-of-fold figures (see the module docstring); every fold must be trained."""
+                   n_resamples: int = 2000, seed: int = 0, progress: bool = False,
+                   folds: list[int] | None = None) -> dict:
+    """Out-of-fold figures (see the module docstring); every fold scored must be trained.
+
+    ``folds`` scores only those folds' held-out patients (default: all), e.g. while a slow variant is still
+    training. Such a report is marked ``partial`` and makes no final-fit choices: the epoch counts and the
+    operating point need every patient out of fold.
+    """
     from brainseg.core.data import load_dataset
     from brainseg.evaluation import bootstrap as b
-    from brainseg.evaluation.calibration import fit_calibration
     from brainseg.evaluation.operating_point import (
         ValidationOutputs,
         choose_operating_point,
@@ -167,9 +178,11 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
     out_dir = Path(out_dir)
     document = read_folds(out_dir)
     manifest, _ = load_dataset(data)
+    scored = check_fold_numbers(folds, document["k"])
     volumes, tables, per_fold = [], [], []
     out_of_fold = ValidationOutputs([], [], [])  # every held-out patient's outputs, pooled over the folds
-    for i, fold in enumerate(document["folds"]):
+    for i in scored:
+        fold = document["folds"][i]
         models = out_dir / f"fold-{i}" / "models"
         if not all((models / f"{role}.keras").is_file() for role in ("classifier", "segmenter")):
             raise DataError(f"{models}: fold {i} is not trained yet (run the 'train' stage)")
@@ -181,9 +194,9 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "split": f"fold-{i} inner val", "n_patients": len(val.patient_ids), "n_slices": len(val_rows)})
         save_operating_point(point, models)
         held_out = collect_outputs(cascade, select_part(manifest, fold, "test"), progress=progress)
-        for pooled, outputs in zip((out_of_fold.patient_ids, out_of_fold.truths, out_of_fold.results),
-                                   (held_out.patient_ids, held_out.truths, held_out.results), strict=True):
-            pooled.extend(outputs)
+        out_of_fold.patient_ids += held_out.patient_ids
+        out_of_fold.truths += held_out.truths
+        out_of_fold.results += held_out.results
         results = held_out.with_postprocessing(point["mask_threshold"], point["min_component_pixels"], slice_score)
         threshold = point["threshold"]
         fold_volumes, fold_tables = [], []
@@ -236,22 +249,9 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "gate_specificity": b.patient_bootstrap(slices, partial(b.specificity_statistic,
                                                                     called_column="passed_gate"), **common),
         }
-    pooled_on = {"split": "cross-validation out-of-fold", "n_patients": len(out_of_fold.patient_ids),
-                 "n_slices": len(slices),
-                 "method": f"each of the {document['k']} folds' held-out patients scored by that fold's models"}
-    point = choose_operating_point(out_of_fold, target_sensitivity, pooled_on, slice_score=slice_score)
-    choices = {
-        "about": "for a final fit on all train + validation patients (brainseg final-fit), which has no validation "
-                 "patients left to choose on",
-        "stop_epochs": fixed_epoch_counts(per_fold),
-        "operating_point": point,
-        "gate_tradeoff": gate_tradeoff(out_of_fold, point["mask_threshold"], point["min_component_pixels"],
-                                       slice_score),
-        "calibration": fit_calibration(out_of_fold.labels, out_of_fold.scores(slice_score),
-                                       {**pooled_on, "slice_score": slice_score}),
-    }
-    return {
-        "k": document["k"], "seed": document["seed"], "n_patients": int(per_patient["patient_id"].nunique()),
+    report = {
+        "k": document["k"], "seed": document["seed"], "folds_scored": scored, "partial": len(scored) < document["k"],
+        "n_patients": int(per_patient["patient_id"].nunique()),
         "n_slices": len(slices), "n_tumor_slices": int(labels.sum()),
         "target_sensitivity": target_sensitivity, "slice_score": slice_score,
         "definitions": {
@@ -263,7 +263,41 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         },
         "figures": figures, "confidence_intervals": intervals, "per_fold": per_fold,
         "per_patient": per_patient.to_dict(orient="records"),
-        "final_fit_choices": choices,
+    }
+    if not report["partial"]:
+        report["final_fit_choices"] = final_fit_choices(out_of_fold, per_fold, document["k"], len(slices),
+                                                        target_sensitivity, slice_score)
+    return report
+
+
+def check_fold_numbers(folds: list[int] | None, k: int) -> list[int]:
+    """The folds to score, sorted and each once (default: all ``k``); unknown numbers are refused."""
+    if folds is None:
+        return list(range(k))
+    unknown = sorted(set(folds) - set(range(k)))
+    if unknown:
+        raise DataError(f"there are {k} folds (0 to {k - 1}); no fold {', '.join(map(str, unknown))}")
+    return sorted(set(folds))
+
+
+def final_fit_choices(out_of_fold, per_fold: list[dict], k: int, n_slices: int, target_sensitivity: float,
+                      slice_score: str) -> dict:
+    """What a final fit on all train + validation patients takes from the cross-validation (module docstring)."""
+    from brainseg.evaluation.calibration import fit_calibration
+    from brainseg.evaluation.operating_point import choose_operating_point
+
+    pooled_on = {"split": OUT_OF_FOLD, "n_patients": len(out_of_fold.patient_ids), "n_slices": n_slices,
+                 "method": f"each of the {k} folds' held-out patients scored by that fold's models"}
+    point = choose_operating_point(out_of_fold, target_sensitivity, pooled_on, slice_score=slice_score)
+    return {
+        "about": "for a final fit on all train + validation patients (brainseg final-fit), which has no validation "
+                 "patients left to choose on",
+        "stop_epochs": fixed_epoch_counts(per_fold),
+        "operating_point": point,
+        "gate_tradeoff": gate_tradeoff(out_of_fold, point["mask_threshold"], point["min_component_pixels"],
+                                       slice_score),
+        "calibration": fit_calibration(out_of_fold.labels, out_of_fold.scores(slice_score),
+                                       {**pooled_on, "slice_score": slice_score}),
     }
 
 

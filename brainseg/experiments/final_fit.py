@@ -16,6 +16,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from brainseg.core.split import FINAL_FIT_PARTS
 from brainseg.errors import DataError
 
 ROLES = ("classifier", "segmenter")
@@ -29,6 +30,9 @@ def read_choices(crossval_report: str | Path) -> dict:
                         "cross-validation (brainseg crossval)")
     report = json.loads(path.read_text())
     choices = report.get("final_fit_choices")
+    if report.get("partial"):
+        raise DataError(f"{path} scored only folds {report['folds_scored']} of {report['k']}: a final fit needs "
+                        "every patient out of fold (run `brainseg crossval --stage evaluate` without --fold)")
     if choices is None:
         raise DataError(f"{path} has no final_fit_choices: re-run `brainseg crossval --stage evaluate` to add them")
     return {**choices, "source": {"report": str(path), "command": report.get("command"), "k": report["k"],
@@ -39,7 +43,7 @@ def final_fit_config(role: str, choices: dict, recipe_name: str = "cpu", **overr
     """The recipe's TrainConfig turned into a final fit that stops at the cross-validated epoch."""
     from brainseg.training.train import config_with_overrides, recipe
 
-    config = replace(recipe(role, recipe_name), fit_on="train+val",
+    config = replace(recipe(role, recipe_name), fit_on=FINAL_FIT_PARTS,
                      stop_epoch=int(choices["stop_epochs"][role]["stop_epoch"]))
     return config_with_overrides(config, **overrides)
 

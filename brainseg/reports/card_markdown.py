@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from brainseg.core.split import PARTS
+from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
 
@@ -175,7 +175,7 @@ def render_markdown(card: dict) -> str:
         r = split[part]
         inst = ", ".join(f"{k} {v}" for k, v in r["institutions"].items())
         lines.append(f"| {part} | {r['patients']} | {r['slices']} | {r['tumor_slices']} | {inst} |")
-    final_fit = _is_final_fit(c) and _is_final_fit(s)
+    final_fit = is_final_fit(c) and is_final_fit(s)
     if final_fit:
         lines += ["", f"The shipped models are a **final fit**: trained on train + val "
                   f"({split['train']['patients'] + split['val']['patients']} patients) once every choice was made "
@@ -302,16 +302,12 @@ def render_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def _is_final_fit(config: dict) -> bool:
-    return config.get("fit_on", "train") == "train+val"
-
-
 def _fit_on_words(config: dict) -> str:
-    return "train + val" if _is_final_fit(config) else "train-split"
+    return "train + val" if is_final_fit(config) else "train-split"
 
 
 def _epochs_row(clf: dict, seg: dict, c: dict, s: dict) -> list[str]:
-    if _is_final_fit(c) and _is_final_fit(s):
+    if is_final_fit(c) and is_final_fit(s):
         return [f"| epochs (fixed by the cross-validation; final fit, last epoch kept) | {clf['epochs_run']} of the "
                 f"{c['epochs']}-epoch schedule | {seg['epochs_run']} of the {s['epochs']}-epoch schedule |"]
     return [f"| epochs (best by val loss) | {clf['epochs_run']} ({clf['best_epoch']}) | "
@@ -321,7 +317,7 @@ def _epochs_row(clf: dict, seg: dict, c: dict, s: dict) -> list[str]:
 def _chosen_on_words(chosen: dict) -> str:
     """Where the operating point was chosen, from its record."""
     where = f"{chosen['n_patients']} patients, {chosen['n_slices']} slices"
-    if chosen["split"] == "cross-validation out-of-fold":
+    if chosen["split"] == OUT_OF_FOLD:
         return (f"Chosen on the **cross-validation's pooled out-of-fold outputs** ({where}: every train + validation "
                 "patient scored by the fold models that never saw it; `brainseg crossval`), since the final fit "
                 "trained on the validation patients. The test split was not used.")

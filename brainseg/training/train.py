@@ -27,7 +27,7 @@ from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
 from brainseg.core.slice_cache import CACHE_ROW, is_slice_cache, read_slice_cache
-from brainseg.core.split import load_split, select_part
+from brainseg.core.split import FINAL_FIT_PARTS, load_split, select_part
 from brainseg.errors import DataError
 from brainseg.training import distribute
 
@@ -63,7 +63,7 @@ class TrainConfig:
 
     @property
     def final_fit(self) -> bool:
-        return self.fit_on == "train+val"
+        return self.fit_on == FINAL_FIT_PARTS
 
     @property
     def input_spec(self) -> InputSpec:
