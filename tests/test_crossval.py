@@ -11,7 +11,7 @@ from conftest import DEMO_COUNTS, MODELS_DIR
 
 from brainseg.cli import main
 from brainseg.core.data import load_dataset, load_slices
-from brainseg.core.preprocess import resize_images, resize_masks
+from brainseg.core.preprocess import prepare_images, resize_masks
 from brainseg.core.slice_cache import read_slice_cache, write_slice_cache
 from brainseg.core.split import load_split
 from brainseg.errors import DataError
@@ -58,17 +58,24 @@ def test_write_folds_keeps_identical_folds_and_refuses_others(tmp_path):
         crossval.write_folds(split_file, tmp_path, k=3, seed=2)
 
 
-def test_slice_cache_holds_exactly_the_resized_slices(tmp_path, demo_dir):
+def test_slice_cache_holds_exactly_the_prepared_slices(tmp_path, demo_dir):
     manifest, _ = load_dataset(demo_dir)
     write_slice_cache(manifest, 64, tmp_path / "cache")
     cached, images, masks = read_slice_cache(tmp_path / "cache")
     assert len(cached) == DEMO_COUNTS["slices"] and images.shape == (DEMO_COUNTS["slices"], 64, 64, 3)
     assert cached["has_tumor"].sum() == DEMO_COUNTS["tumor_slices"]  # from the full-size masks
     originals, truths = load_slices(manifest)
-    assert np.array_equal(images, resize_images(originals, 64))
+    assert np.array_equal(images, prepare_images(originals, 64))  # TCGA_FG_A4MU's grey air made black
     assert np.array_equal(masks, resize_masks(truths, 64)[..., 0] > 0.5)
     with pytest.raises(DataError, match="not empty"):
         write_slice_cache(manifest, 64, tmp_path / "cache")
+    # A cache made before the preprocessing changed holds other arrays than training would see: refused.
+    meta = tmp_path / "cache" / "meta.json"
+    current = meta.read_text()
+    meta.write_text(json.dumps({k: v for k, v in json.loads(current).items() if k != "preprocessing"}))
+    with pytest.raises(DataError, match="preprocessing version 1"):
+        read_slice_cache(tmp_path / "cache")
+    meta.write_text(current)
 
     broken = tmp_path / "cache" / "images.u8.xz"
     raw = bytearray(lzma.decompress(broken.read_bytes()))

@@ -3,10 +3,13 @@ import pytest
 import tensorflow as tf
 
 from brainseg.core.preprocess import (
+    GREY_AIR_LEVEL,
     AugmentConfig,
     InputSpec,
     augment,
+    black_background,
     make_dataset,
+    prepare_images,
     resize_images,
     resize_masks,
     scale_images,
@@ -22,6 +25,51 @@ def test_resize_images_and_masks():
     small = resize_masks(masks, 128)
     assert small.shape == (1, 128, 128, 1)
     assert small.sum() == 64 * 64
+
+
+def grey_air_slice(level: int) -> np.ndarray:
+    """A 16x16 slice: pre-contrast air at ``level`` with a 120 'tissue' square and one 40 pixel darker than
+    the air; FLAIR and post-contrast with black air and a 200 square."""
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[..., 0] = level
+    image[4:12, 4:12] = (120, 200, 200)
+    image[8, 8, 0] = 40
+    return image
+
+
+def test_black_background_shifts_grey_air_to_black_and_nothing_else():
+    out = black_background(grey_air_slice(76)[None])[0]
+    assert (out[0, :, 0] == 0).all() and (out[:, -1, 0] == 0).all()  # air black
+    assert out[5, 5, 0] == 120 - 76 and out[8, 8, 0] == 0  # tissue shifted by the air level, clipped at 0
+    assert np.array_equal(out[..., 1:], grey_air_slice(76)[..., 1:])  # black-air channels untouched
+    # Idempotent: the result has black air, so a second pass changes nothing.
+    assert np.array_equal(black_background(out[None])[0], out)
+
+
+def test_black_background_leaves_black_air_dim_air_and_tissue_filled_borders_alone():
+    rng = np.random.default_rng(0)
+    black = rng.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    black[:, [0, -1]] = 0
+    black[:, :, [0, -1]] = 0
+    assert np.array_equal(black_background(black), black)
+    at_level = grey_air_slice(GREY_AIR_LEVEL)[None]  # the LGG data's dim air (up to 11) stays as it is
+    assert np.array_equal(black_background(at_level), at_level)
+    assert black_background(grey_air_slice(GREY_AIR_LEVEL + 1)[None])[0, 0, 0, 0] == 0
+    tissue = rng.integers(40, 200, (1, 16, 16, 3), dtype=np.uint8)  # a crop whose border is not uniform air
+    assert np.array_equal(black_background(tissue), tissue)
+
+
+def test_prepare_images_is_black_background_then_resize(demo_dir):
+    from brainseg.core.data import load_dataset, load_slices
+
+    manifest, _ = load_dataset(demo_dir)
+    grey, _ = load_slices(manifest[manifest["patient_id"] == "TCGA_FG_A4MU"].iloc[:3])  # pre-contrast air at 61
+    black, _ = load_slices(manifest[manifest["patient_id"] == "TCGA_CS_6669"].iloc[:3])
+    assert np.median(grey[:, 0, :, 0]) > GREY_AIR_LEVEL
+    prepared = prepare_images(grey, 128)
+    assert np.array_equal(prepared, resize_images(black_background(grey), 128))
+    assert np.median(prepared[:, 0, :, 0]) == 0 and np.array_equal(prepared[..., 1:], resize_images(grey, 128)[..., 1:])
+    assert np.array_equal(prepare_images(black, 128), resize_images(black, 128))
 
 
 def test_upsample_maps_back_to_slice_size():

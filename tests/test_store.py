@@ -121,6 +121,17 @@ def test_entries_are_misses_for_other_models_or_changed_slices(demo_copy, tiny_c
     assert store.result(tiny_cascade, rows.iloc[:-1]) is None
 
 
+def test_entries_made_with_other_preprocessing_are_misses(demo_dir, tiny_cascade, tmp_path, monkeypatch):
+    import brainseg.inference.store as store_module
+
+    rows = _patient_rows(demo_dir, 3)
+    store = PredictionStore(tmp_path / "store")
+    store.score(tiny_cascade, rows)
+    assert store.result(tiny_cascade, rows) is not None
+    monkeypatch.setattr(store_module, "PREPROCESSING_VERSION", store_module.PREPROCESSING_VERSION + 1)
+    assert store.result(tiny_cascade, rows) is None
+
+
 def test_a_damaged_entry_is_a_miss_and_gets_rescored(demo_dir, tiny_cascade, tmp_path):
     rows = _patient_rows(demo_dir, 3)
     store = PredictionStore(tmp_path / "store")

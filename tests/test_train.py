@@ -6,6 +6,7 @@ import keras
 import pandas as pd
 import pytest
 
+from brainseg.core.preprocess import PREPROCESSING_VERSION
 from brainseg.errors import DataError
 from brainseg.inference.cascade import load_model
 from brainseg.training.train import (
@@ -53,6 +54,7 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
     assert loaded.sha256 == sidecar["sha256"]
     assert sidecar["input_spec"] == {"size": 32, "scaling": config.scaling}
     assert sidecar["epochs_run"] == 2
+    assert sidecar["preprocessing"] == recorded["preprocessing"] == PREPROCESSING_VERSION
 
 
 def test_run_folder_refuses_another_config(tmp_path, demo_dir, demo_split):
@@ -60,6 +62,11 @@ def test_run_folder_refuses_another_config(tmp_path, demo_dir, demo_split):
     train(tiny("classifier", epochs=1), demo_dir, demo_split, run_dir, verbose=0, limit_slices=8)
     with pytest.raises(DataError, match="another config"):
         train(tiny("classifier", epochs=3), demo_dir, demo_split, run_dir, verbose=0, limit_slices=8)
+    # Same config, but trained before the input path changed: resuming would mix two input paths.
+    record = run_dir / "config.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "preprocessing"}))
+    with pytest.raises(DataError, match="preprocessing version 1"):
+        train(tiny("classifier", epochs=1), demo_dir, demo_split, run_dir, verbose=0, limit_slices=8)
 
 
 def test_seed_schedule_is_constant_then_decays():

@@ -1,6 +1,6 @@
 """A compact, exact copy of a dataset's slices at one model input size, for training elsewhere.
 
-Training only ever sees slices resized to the model's input size (``preprocess.resize_images`` and
+Training only ever sees slices resized to the model's input size (``preprocess.prepare_images`` and
 ``resize_masks``). A cache holds exactly those arrays, so ``brainseg train --data <cache>`` gives the same
 arrays as training from the Kaggle folder, at a quarter of the pixels at 128x128, compressed with LZMA:
 the 81 train + validation patients fit in about 50 MB, small enough to travel to a GPU machine with the
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core.data import load_slices
-from brainseg.core.preprocess import resize_images, resize_masks
+from brainseg.core.preprocess import PREPROCESSING_VERSION, prepare_images, resize_masks
 from brainseg.errors import DataError
 
 META = "meta.json"
@@ -51,7 +51,7 @@ def write_slice_cache(manifest: pd.DataFrame, size: int, out_dir: str | Path, pr
             starts = tqdm(starts, desc="caching slices", unit="chunk")
         for start in starts:
             images, masks = load_slices(manifest.iloc[start:start + chunk])
-            small = np.ascontiguousarray(resize_images(images, size))
+            small = np.ascontiguousarray(prepare_images(images, size))
             images_file.write(small.tobytes())
             image_hash.update(small.tobytes())
             masks_all.append(resize_masks(masks, size)[..., 0] > 0.5)
@@ -61,7 +61,8 @@ def write_slice_cache(manifest: pd.DataFrame, size: int, out_dir: str | Path, pr
     manifest[MANIFEST_KEEP].to_csv(out_dir / "manifest.csv", index=False)
     (out_dir / META).write_text(json.dumps({
         "size": size, "n_slices": len(manifest), "n_patients": int(manifest["patient_id"].nunique()),
-        "images_sha256": image_hash.hexdigest(), "masks_sha256": mask_hash.hexdigest(),
+        "preprocessing": PREPROCESSING_VERSION, "images_sha256": image_hash.hexdigest(),
+        "masks_sha256": mask_hash.hexdigest(),
     }, indent=2) + "\n")
     return out_dir
 
@@ -84,6 +85,10 @@ def read_slice_cache(cache_dir: str | Path) -> tuple[pd.DataFrame, np.ndarray, n
         manifest = pd.read_csv(cache_dir / "manifest.csv", dtype={"slice": int, "has_tumor": bool})
     except (OSError, ValueError, KeyError, lzma.LZMAError) as err:
         raise DataError(f"{cache_dir}: not a readable slice cache ({err})") from err
+    made_with = int(meta.get("preprocessing", 1))  # caches from before the field were version 1
+    if made_with != PREPROCESSING_VERSION:
+        raise DataError(f"{cache_dir}: slice cache made with preprocessing version {made_with}, this code's is "
+                        f"{PREPROCESSING_VERSION}; rebuild it (brainseg cache-slices)")
     if images.size != n * size * size * 3 or len(manifest) != n:
         raise DataError(f"{cache_dir}: slice cache is incomplete ({len(manifest)} rows, {images.size} bytes)")
     images = images.reshape(n, size, size, 3)

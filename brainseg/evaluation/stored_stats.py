@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core.data import MASK_SHAPE, read_mask
+from brainseg.core.preprocess import PREPROCESSING_VERSION
 from brainseg.evaluation.threshold_analysis import slice_stats
 from brainseg.inference.cascade import Cascade
 from brainseg.inference.store import InputIdentity, ModelsKey, PredictionStore
@@ -28,7 +29,8 @@ def stats_key(cascade: Cascade, rows: pd.DataFrame) -> str:
     """The digest a patient's stored counts are filed under (see the module docstring)."""
     images = InputIdentity.of(rows)
     masks = InputIdentity.of(rows.assign(image_path=rows["mask_path"]))
-    described = {"version": STATS_VERSION, "models": [cascade.classifier.sha256, cascade.segmenter.sha256],
+    described = {"version": STATS_VERSION, "preprocessing": PREPROCESSING_VERSION,
+                 "models": [cascade.classifier.sha256, cascade.segmenter.sha256],
                  "images": [images.names, images.sizes, images.mtimes_ns],
                  "masks": [masks.names, masks.sizes, masks.mtimes_ns], "institution": str(rows["institution"].iloc[0]),
                  "slices": rows["slice"].astype(int).tolist(), "mask_threshold": float(cascade.mask_threshold),

@@ -21,7 +21,7 @@ import pandas as pd
 
 from brainseg.core import metrics
 from brainseg.core.data import load_dataset, load_slices
-from brainseg.core.preprocess import InputSpec, resize_images, upsample_maps
+from brainseg.core.preprocess import InputSpec, prepare_images, upsample_maps
 from brainseg.core.split import load_split, select_part
 from brainseg.inference.cascade import (
     CascadeResult,
@@ -110,7 +110,7 @@ def load_run_model(run_dir: Path) -> LoadedModel:
 
 def _mirrored(model: LoadedModel, images: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """The model's outputs on the slices as they are and mirrored left-right (mapped back)."""
-    resized = resize_images(images, model.spec.size)
+    resized = prepare_images(images, model.spec.size)
     plain, mirror = [], []
     for start in range(0, len(resized), batch_size):
         batch = resized[start : start + batch_size]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from brainseg.core.hashing import sha256_of
-from brainseg.core.preprocess import InputSpec, resize_images, scale_images, upsample_maps
+from brainseg.core.preprocess import InputSpec, prepare_images, scale_images, upsample_maps
 from brainseg.errors import ModelLoadError
 
 MASK_THRESHOLD = 0.5  # per-pixel cut on the segmenter's probability map
@@ -259,8 +259,8 @@ class Cascade:
         for start in range(0, n, self.batch_size):
             batch = images[start : start + self.batch_size]
             stop = start + len(batch)
-            probabilities[start:stop] = self.classifier.infer(resize_images(batch, self.classifier.spec.size))[:, 0]
-            maps[start:stop] = self.segmenter.infer(resize_images(batch, size))[..., 0]
+            probabilities[start:stop] = self.classifier.infer(prepare_images(batch, self.classifier.spec.size))[:, 0]
+            maps[start:stop] = self.segmenter.infer(prepare_images(batch, size))[..., 0]
         return probabilities, maps
 
     def result(self, probabilities: np.ndarray, maps: np.ndarray) -> CascadeResult:

@@ -24,11 +24,12 @@ default and 0.5). float16 is 4x larger and 30x coarser at the 0.6 mask cut (on t
 one pixel); uint8 is 30x smaller but moved 16. A pixel can only flip if its live probability lies within
 half a step of a cut.
 
-An entry is valid only for the same models (full sha256 of both weights files, checked on read) and the same
-input files: per slice, the image file's name, size and modification time (ns). ``stat`` instead of hashing
-the pixels because the dashboard checks every patient it shows (95 patients: 3,362 stats take milliseconds,
-hashing their 650 MB takes seconds); any rewrite of a slice, even a ``touch``, is a miss and a rescore,
-never a stale answer. Masks are not part of the key: they are not model inputs.
+An entry is valid only for the same models (full sha256 of both weights files, checked on read), the same
+preprocessing (``preprocess.PREPROCESSING_VERSION``) and the same input files: per slice, the image file's
+name, size and modification time (ns). ``stat`` instead of hashing the pixels because the dashboard checks
+every patient it shows (95 patients: 3,362 stats take milliseconds, hashing their 650 MB takes seconds); any
+rewrite of a slice, even a ``touch``, is a miss and a rescore, never a stale answer. Masks are not part of the
+key: they are not model inputs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import pandas as pd
 
 from brainseg.core.data import load_slices
 from brainseg.core.hashing import sha256_of
-from brainseg.core.preprocess import upsample_maps
+from brainseg.core.preprocess import PREPROCESSING_VERSION, upsample_maps
 from brainseg.errors import BrainsegError
 from brainseg.inference.cascade import Cascade, CascadeResult
 
@@ -151,6 +152,7 @@ class PredictionStore:
         try:
             with np.load(self.path(models, patient_id), allow_pickle=False) as entry:  # lazy: per array on access
                 if (int(entry["format"]) != FORMAT_VERSION
+                        or int(entry["preprocessing"]) != PREPROCESSING_VERSION  # absent before version 2: a miss
                         or str(entry["classifier_sha256"]) != models.classifier
                         or str(entry["segmenter_sha256"]) != models.segmenter
                         or tuple(entry["names"].tolist()) != identity.names
@@ -173,7 +175,8 @@ class PredictionStore:
             raise ValueError(f"{patient_id}: {len(identity.names)} slices but {len(probabilities)} probabilities "
                              f"and {len(maps)} maps")
         path = self.path(models, patient_id)
-        _atomic_savez(path, format=np.int64(FORMAT_VERSION), classifier_sha256=np.str_(models.classifier),
+        _atomic_savez(path, format=np.int64(FORMAT_VERSION), preprocessing=np.int64(PREPROCESSING_VERSION),
+                      classifier_sha256=np.str_(models.classifier),
                       segmenter_sha256=np.str_(models.segmenter), names=np.array(identity.names, dtype=str),
                       sizes=np.array(identity.sizes, np.int64), mtimes_ns=np.array(identity.mtimes_ns, np.int64),
                       probabilities=probabilities, maps=quantise(maps), slice_shape=np.array(slice_shape, np.int64))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from brainseg.core.preprocess import PREPROCESSING_VERSION
 from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
@@ -187,8 +188,9 @@ def render_markdown(card: dict) -> str:
         "| | classifier | segmenter |",
         "|---|---|---|",
         "| architecture | seed ResNet-style classifier (`build_classifier`) | seed ResUNet (`build_segmenter`) |",
-        f"| input | {c['input_size']}x{c['input_size']}x3, {c['scaling']} scaling | "
-        f"{s['input_size']}x{s['input_size']}x3, {s['scaling']} scaling |",
+        f"| input | {c['input_size']}x{c['input_size']}x3, {c['scaling']} scaling"
+        f"{_input_path_words(clf['training'])} | "
+        f"{s['input_size']}x{s['input_size']}x3, {s['scaling']} scaling{_input_path_words(seg['training'])} |",
         f"| width multiplier | {c['width']} | {s['width']} |",
         f"| parameters | {clf['parameters']:,} | {seg['parameters']:,} |",
         f"| loss | {_loss(c)} | {_loss(s)} |",
@@ -300,6 +302,15 @@ def render_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _input_path_words(sidecar: dict) -> str:
+    """The input path the weights trained with, against the one serving them (``preprocess.PREPROCESSING_VERSION``)."""
+    trained_with = int(sidecar.get("preprocessing", 1))
+    if trained_with == PREPROCESSING_VERSION:
+        return "; grey air made black first"
+    return (f"; **trained with input path version {trained_with}** (no grey-air step), served with version "
+            f"{PREPROCESSING_VERSION}")
 
 
 def _fit_on_words(config: dict) -> str:
@@ -450,9 +461,33 @@ def crossval_lines(cv: dict | None) -> list[str]:
            "`tests/test_numpy_batches.py`; another random stream), so fold models are not bit-for-bit what the "
            "CPU command would train." if "jax" in backends or "torch" in backends else "."),
         "",
+        *_input_path_lines(training),
+        *_paired_lines(cv.get("paired_against")),
         *_final_fit_choice_lines(cv.get("final_fit_choices")),
     ]
     return lines
+
+
+def _input_path_lines(training: list[dict]) -> list[str]:
+    """Says so when the fold models trained with an older input path than the one that scored them."""
+    older = sorted({int(t.get("preprocessing") or 1) for t in training} - {PREPROCESSING_VERSION})
+    if not older:
+        return []
+    return [f"The fold models were trained with input path version {', '.join(map(str, older))} and scored here "
+            f"with version {PREPROCESSING_VERSION} (`brainseg.core.preprocess`: grey air made black first). The "
+            "step changes only slices stored with grey air; every other slice reaches the models bit for bit "
+            "as before.", ""]
+
+
+def _paired_lines(paired: dict | None) -> list[str]:
+    """The paired out-of-fold comparison the report was made with (``crossval --compare-to``), if any."""
+    if not paired:
+        return []
+    ci = paired["confidence_interval"]
+    return [f"Against `{paired['report']}`, patient by patient over {paired['n_patients']}: cascade Dice per volume "
+            f"{_f(paired['mean'])} vs {_f(paired['baseline_mean'])}, mean difference "
+            f"{paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] (paired bootstrap), "
+            f"{paired['better']} patients better, {paired['worse']} worse.", ""]
 
 
 def _final_fit_choice_lines(choices: dict | None) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainseg.core.preprocess import resize_images, scale_images, upsample_maps
+from brainseg.core.preprocess import prepare_images, scale_images, upsample_maps
 from brainseg.inference.cascade import LoadedModel
 
 TARGET_LAYER = "head_relu"  # the classifier's last convolutional activation (see brainseg.core.networks)
@@ -27,7 +27,7 @@ def grad_cam(classifier: LoadedModel, images: np.ndarray, layer: str = TARGET_LA
         raise ValueError(f"{classifier.path}: no layer {layer!r} for Grad-CAM") from err
     probe = keras.Model(model.inputs, [target.output, model.outputs[0]])
     n, height, width = images.shape[:3]
-    x = scale_images(resize_images(images, classifier.spec.size), classifier.spec.scaling)
+    x = scale_images(prepare_images(images, classifier.spec.size), classifier.spec.scaling)
     with tf.GradientTape() as tape:
         activations, probability = probe(x, training=False)
     gradients = tape.gradient(probability, activations)

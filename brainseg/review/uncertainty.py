@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainseg.core.preprocess import resize_images, upsample_maps
+from brainseg.core.preprocess import prepare_images, upsample_maps
 from brainseg.inference.cascade import MASK_THRESHOLD, LoadedModel
 
 SHIFT_FRACTION = 1 / 64  # 4 px on a 256-pixel slice
@@ -44,7 +44,7 @@ def views(size: int) -> list[tuple[bool, int, int]]:
 def tta_segment(segmenter: LoadedModel, images: np.ndarray, batch_size: int = 16) -> TTAResult:
     """TTA maps for (N, H, W, 3) uint8 slices at their own size."""
     n, height, width = images.shape[:3]
-    resized = resize_images(images, segmenter.spec.size)
+    resized = prepare_images(images, segmenter.spec.size)
     outputs = []
     for mirror, dy, dx in views(segmenter.spec.size):
         view = _shift(resized[:, :, ::-1] if mirror else resized, dy, dx)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.hashing import sha256_of
-from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
+from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, prepare_images, resize_masks
 from brainseg.core.split import load_split, select_part
 from brainseg.errors import DataError
 
@@ -102,7 +102,7 @@ def finetune(parent_dir: str | Path, corrections_dir: str | Path, data_dir: str 
                            min(config.max_replay, round(config.replay_per_correction * len(corrected))), config.seed)
     rows = pd.concat([corrected, replay], ignore_index=True)
     images, masks = load_slices(rows, progress=verbose > 0)
-    x = resize_images(images, spec.size)
+    x = prepare_images(images, spec.size)
     y = resize_masks(masks, spec.size)
 
     train_config = parent_meta.get("train_config", {})

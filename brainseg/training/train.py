@@ -25,7 +25,14 @@ import pandas as pd
 
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.hashing import sha256_of
-from brainseg.core.preprocess import AugmentConfig, InputSpec, make_dataset, resize_images, resize_masks
+from brainseg.core.preprocess import (
+    PREPROCESSING_VERSION,
+    AugmentConfig,
+    InputSpec,
+    make_dataset,
+    prepare_images,
+    resize_masks,
+)
 from brainseg.core.slice_cache import CACHE_ROW, is_slice_cache, read_slice_cache
 from brainseg.core.split import FINAL_FIT_PARTS, load_split, select_part
 from brainseg.errors import DataError
@@ -135,7 +142,7 @@ def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
         if images.shape[1] != config.input_size:
             raise DataError(f"the slice cache holds {images.shape[1]}x{images.shape[1]} slices; this recipe "
                             f"trains at {config.input_size}x{config.input_size}")
-    images = resize_images(images, config.input_size)
+    images = prepare_images(images, config.input_size)
     if config.model == "classifier":
         return images, manifest["has_tumor"].to_numpy(np.float32)
     return images, resize_masks(masks, config.input_size)
@@ -223,6 +230,7 @@ def train(
         "strategy": distribute.describe(strategy, distribution),
         "keras_backend": keras.backend.backend(),
         "devices": _device_names(),
+        "preprocessing": PREPROCESSING_VERSION,
     }, indent=2) + "\n")
 
     # Model and optimizer are created, the backup restored into them and fit run, inside the strategy's scope.
@@ -301,6 +309,8 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "strategy": record.get("strategy", {"name": "default", "replicas": 1}),  # runs before it was recorded
         "keras_backend": record.get("keras_backend", "tensorflow"),
         "devices": record.get("devices", []),
+        # The input path the weights were trained with (runs from before it was recorded: version 1).
+        "preprocessing": int(record.get("preprocessing", 1)),
     }
     destination.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return destination
@@ -313,6 +323,10 @@ def check_run_config(run_dir: str | Path, config: TrainConfig) -> None:
         previous = json.loads(config_path.read_text())
         if with_recorded_defaults(previous.get("config") or {}) != config.to_dict():
             raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
+        made_with = int(previous.get("preprocessing", 1))
+        if made_with != PREPROCESSING_VERSION:
+            raise DataError(f"{run_dir} holds a run trained with preprocessing version {made_with}, this code's is "
+                            f"{PREPROCESSING_VERSION}; resuming it would mix the two: choose a new --run-dir")
 
 
 def run_is_complete(run_dir: str | Path) -> bool:
