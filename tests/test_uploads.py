@@ -178,3 +178,12 @@ def test_mask_from_tifffile_float_and_rgb():
     coloured[10:20, 10:20, 0] = 255  # a red mask: its luminance is under half, its red channel is not
     decoded, notes = read_user_mask(_tiff(coloured), "red_mask.tif", (256, 256))
     assert decoded.sum() == 100 and "3 different channels" in notes[0]
+
+
+def test_a_slice_with_grey_air_gets_a_note_and_one_with_black_air_none(demo_dir):
+    grey = next((demo_dir / "TCGA_FG_A4MU_20030903").glob("*_1.tif"))  # pre-contrast air stored at 61
+    item = read_user_slice(grey.read_bytes(), grey.name)
+    assert item.notes == ["pre-contrast channel stores its air at grey level 61: the models see it shifted to black, "
+                          "as in their training slices"]
+    black = next((demo_dir / "TCGA_CS_6669_20020102").glob("*_1.tif"))
+    assert read_user_slice(black.read_bytes(), black.name).notes == []

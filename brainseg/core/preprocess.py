@@ -90,21 +90,27 @@ def black_background(images: np.ndarray) -> np.ndarray:
     before this step existed.
     """
     images = np.asarray(images)
+    levels = grey_air_levels(images)
+    if not levels.any():
+        return images
+    out = images.copy()
+    for n, channel in zip(*np.nonzero(levels), strict=True):
+        shifted = images[n, ..., channel].astype(np.int16) - int(levels[n, channel])
+        out[n, ..., channel] = np.clip(shifted, 0, 255).astype(images.dtype)
+    return out
+
+
+def grey_air_levels(images: np.ndarray) -> np.ndarray:
+    """(N, 3) int: the grey air level ``black_background`` subtracts from each slice's channel (0: none)."""
+    images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) slices, got shape {images.shape}")
     if images.shape[1] < 3 or images.shape[2] < 3:
-        return images
+        return np.zeros((len(images), 3), int)
     border = np.concatenate([images[:, 0], images[:, -1], images[:, 1:-1, 0], images[:, 1:-1, -1]], axis=1)
     level = np.median(border, axis=1)  # (N, 3)
     uniform = (np.abs(border.astype(np.float32) - level[:, None, :]) <= 2).mean(axis=1) >= UNIFORM_AIR_SHARE
-    grey = (level > GREY_AIR_LEVEL) & uniform
-    if not grey.any():
-        return images
-    out = images.copy()
-    for n, channel in zip(*np.nonzero(grey), strict=True):
-        shifted = images[n, ..., channel].astype(np.int16) - int(level[n, channel])
-        out[n, ..., channel] = np.clip(shifted, 0, 255).astype(images.dtype)
-    return out
+    return np.where((level > GREY_AIR_LEVEL) & uniform, level, 0).astype(int)
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

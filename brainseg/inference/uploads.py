@@ -26,6 +26,7 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from brainseg.core.data import SLICE_SHAPE
+from brainseg.core.preprocess import grey_air_levels
 from brainseg.errors import DataError
 
 ALLOWED_FORMATS = {"TIFF": (".tif", ".tiff"), "PNG": (".png",), "JPEG": (".jpg", ".jpeg")}
@@ -39,6 +40,7 @@ SIDE = SLICE_SHAPE[0]
 GRAYSCALE_NOTE = "grayscale image read as FLAIR and copied to all three channels"
 GRAYSCALE_OUT_OF_DISTRIBUTION = ("grayscale image: read as FLAIR and copied to the pre- and post-contrast channels; "
                                  "the models were trained on three sequences")
+CHANNEL_NAMES = ("pre-contrast", "FLAIR", "post-contrast")  # the dataset's R, G, B
 CHANNELS_EXPECTED = "expected 1 (FLAIR) or 3 (pre-contrast, FLAIR, post-contrast) channels"
 
 
@@ -367,7 +369,15 @@ def read_user_slice(data: bytes, name: str) -> SliceInput:
         out_of_distribution = GRAYSCALE_OUT_OF_DISTRIBUTION
         image = np.repeat(image[..., None], 3, axis=2)
     image = _fit(image, notes)
+    notes += grey_air_notes(image)
     return SliceInput(name, image, None, notes, (width, height), out_of_distribution)
+
+
+def grey_air_notes(image: np.ndarray) -> list[str]:
+    """A note per channel whose air the models will see shifted to black (``preprocess.black_background``)."""
+    levels = grey_air_levels(image[None])[0]
+    return [f"{CHANNEL_NAMES[k]} channel stores its air at grey level {level}: the models see it shifted to black, "
+            "as in their training slices" for k, level in enumerate(levels) if level]
 
 
 def read_user_image(data: bytes, name: str) -> tuple[np.ndarray, list[str], tuple[int, int]]:
