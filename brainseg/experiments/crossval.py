@@ -148,7 +148,7 @@ def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, see
         raise DataError("the two cross-validations scored different patients: they cannot be paired")
     paired["difference"] = paired["cascade_dice"] - paired["cascade_dice_baseline"]
     interval = patient_bootstrap(paired, mean_of_column("difference"), n_resamples=n_resamples, seed=seed)
-    return {"n_patients": len(paired), "folds": report.get("folds_scored", list(range(report["k"]))),
+    return {"n_patients": len(paired), "folds": report.get("folds_scored"),
             "mean_difference": float(paired["difference"].mean()),
             "confidence_interval": interval, "better": int((paired["difference"] > 1e-6).sum()),
             "worse": int((paired["difference"] < -1e-6).sum()),
