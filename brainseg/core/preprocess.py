@@ -76,6 +76,12 @@ class AugmentConfig:
         return asdict(self)
 
 
+def recorded_preprocessing(record: dict) -> int:
+    """The input path version a record (run, sidecar, slice cache) was made with; records from before the
+    field existed were made with version 1."""
+    return int(record.get("preprocessing") or 1)
+
+
 def prepare_images(images: np.ndarray, size: int) -> np.ndarray:
     """What every model input goes through before scaling: ``black_background``, then ``resize_images``."""
     return resize_images(black_background(images), size)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core.data import load_slices
-from brainseg.core.preprocess import PREPROCESSING_VERSION, prepare_images, resize_masks
+from brainseg.core.preprocess import PREPROCESSING_VERSION, prepare_images, recorded_preprocessing, resize_masks
 from brainseg.errors import DataError
 
 META = "meta.json"
@@ -85,7 +85,7 @@ def read_slice_cache(cache_dir: str | Path) -> tuple[pd.DataFrame, np.ndarray, n
         manifest = pd.read_csv(cache_dir / "manifest.csv", dtype={"slice": int, "has_tumor": bool})
     except (OSError, ValueError, KeyError, lzma.LZMAError) as err:
         raise DataError(f"{cache_dir}: not a readable slice cache ({err})") from err
-    made_with = int(meta.get("preprocessing", 1))  # caches from before the field were version 1
+    made_with = recorded_preprocessing(meta)
     if made_with != PREPROCESSING_VERSION:
         raise DataError(f"{cache_dir}: slice cache made with preprocessing version {made_with}, this code's is "
                         f"{PREPROCESSING_VERSION}; rebuild it (brainseg cache-slices)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from brainseg.core.preprocess import PREPROCESSING_VERSION
+from brainseg.core.preprocess import PREPROCESSING_VERSION, recorded_preprocessing
 from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
@@ -306,7 +306,7 @@ def render_markdown(card: dict) -> str:
 
 def _input_path_words(sidecar: dict) -> str:
     """The input path the weights trained with, against the one serving them (``preprocess.PREPROCESSING_VERSION``)."""
-    trained_with = int(sidecar.get("preprocessing", 1))
+    trained_with = recorded_preprocessing(sidecar)
     if trained_with == PREPROCESSING_VERSION:
         return "; grey air made black first"
     return (f"; **trained with input path version {trained_with}** (no grey-air step), served with version "
@@ -470,7 +470,7 @@ def crossval_lines(cv: dict | None) -> list[str]:
 
 def _input_path_lines(training: list[dict]) -> list[str]:
     """Says so when the fold models trained with an older input path than the one that scored them."""
-    older = sorted({int(t.get("preprocessing") or 1) for t in training} - {PREPROCESSING_VERSION})
+    older = sorted({recorded_preprocessing(t) for t in training} - {PREPROCESSING_VERSION})
     if not older:
         return []
     return [f"The fold models were trained with input path version {', '.join(map(str, older))} and scored here "

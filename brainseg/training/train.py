@@ -31,6 +31,7 @@ from brainseg.core.preprocess import (
     InputSpec,
     make_dataset,
     prepare_images,
+    recorded_preprocessing,
     resize_masks,
 )
 from brainseg.core.slice_cache import CACHE_ROW, is_slice_cache, read_slice_cache
@@ -310,7 +311,7 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "keras_backend": record.get("keras_backend", "tensorflow"),
         "devices": record.get("devices", []),
         # The input path the weights were trained with (runs from before it was recorded: version 1).
-        "preprocessing": int(record.get("preprocessing", 1)),
+        "preprocessing": recorded_preprocessing(record),
     }
     destination.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return destination
@@ -323,7 +324,7 @@ def check_run_config(run_dir: str | Path, config: TrainConfig) -> None:
         previous = json.loads(config_path.read_text())
         if with_recorded_defaults(previous.get("config") or {}) != config.to_dict():
             raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
-        made_with = int(previous.get("preprocessing", 1))
+        made_with = recorded_preprocessing(previous)
         if made_with != PREPROCESSING_VERSION:
             raise DataError(f"{run_dir} holds a run trained with preprocessing version {made_with}, this code's is "
                             f"{PREPROCESSING_VERSION}; resuming it would mix the two: choose a new --run-dir")
