@@ -277,3 +277,48 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     full = {row["patient_id"]: row["cascade_dice"] for row in report["per_patient"]}
     assert partial["paired_against"]["mean"] == pytest.approx(np.mean([full[p] for p in held_out]))
     assert report["partial"] is False and report["folds_scored"] == [0, 1]
+
+    # The model card lists both reports as variants of the recipe, with per-fold differences from the baseline.
+    from brainseg.reports.card_markdown import crossval_variant_lines, fold_differences
+    from brainseg.reports.model_card import crossval_variants
+
+    listing = tmp_path / "models" / "crossval_variants"
+    listing.mkdir(parents=True)
+    (listing / "partial.json").write_text(json.dumps(partial))
+    with pytest.raises(DataError, match="which variant"):  # it was scored without --variant
+        crossval_variants(tmp_path / "models")
+    (listing / "partial.json").write_text(json.dumps({**partial, "variant": report["variant"]}))
+    (listing / "variant.json").write_bytes((tmp_path / "variant.json").read_bytes())
+    listed = crossval_variants(tmp_path / "models")
+    assert [v["file"] for v in listed] == ["crossval_variants/partial.json", "crossval_variants/variant.json"]
+    assert listed[1]["changes"] == {"segmenter": {"tversky_alpha": [0.5, 0.3]}}  # against the shipped 'cpu' recipe
+    assert "per_patient" not in listed[1]
+    baseline = json.loads(base_report.read_text())
+    by_fold = {f["fold"]: f["cascade_dice_per_volume_mean"] for f in report["per_fold"]}
+    base_by_fold = {f["fold"]: f["cascade_dice_per_volume_mean"] for f in baseline["per_fold"]}
+    assert fold_differences(listed[1], baseline) == pytest.approx([by_fold[f] - base_by_fold[f] for f in (0, 1)])
+    text = "\n".join(crossval_variant_lines(listed, baseline))
+    assert "segmenter tversky_alpha 0.5 -> 0.3" in text and "partial: folds [1]" in text
+    assert f"{paired['mean_difference']:+.3f}" in text
+
+
+def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above_zero():
+    from brainseg.reports.card_markdown import crossval_variant_lines, fold_differences
+
+    shipped = {"per_fold": [{"fold": 0, "n_test_patients": 2, "cascade_dice_per_volume_mean": 0.70},
+                            {"fold": 1, "n_test_patients": 3, "cascade_dice_per_volume_mean": 0.80}]}
+
+    def variant(low: float, high: float) -> dict:
+        return {"name": "v", "partial": False, "changes": {}, "figures": {"roc_auc_pooled": 0.9},
+                "confidence_intervals": {"cascade_dice_per_volume_mean": {"estimate": 0.8, "low": 0.7, "high": 0.9}},
+                "paired_against": {"n_patients": 5, "mean_difference": (low + high) / 2, "better": 3, "worse": 2,
+                                   "confidence_interval": {"low": low, "high": high}},
+                "per_fold": [{"fold": 0, "n_test_patients": 2, "cascade_dice_per_volume_mean": 0.75},
+                             {"fold": 1, "n_test_patients": 4, "cascade_dice_per_volume_mean": 0.90}]}
+
+    assert fold_differences(variant(0.01, 0.05), shipped) == [pytest.approx(0.05), None]  # fold 1: other patients
+    rows = [crossval_variant_lines([variant(low, high)], shipped)[-2] for low, high in
+            ((0.01, 0.05), (-0.01, 0.05), (-0.05, -0.01))]
+    assert [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows] == ["yes", "no", "no"]
+    assert "+0.050, n/a" in rows[0] and "nothing (same recipe)" in rows[0]
+    assert crossval_variant_lines([], shipped) == [] and crossval_variant_lines([variant(0, 1)], None) == []

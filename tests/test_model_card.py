@@ -74,3 +74,17 @@ def test_shipped_operating_point_and_epochs_come_from_where_the_models_allow(car
     else:
         assert all(s["train_config"].get("fit_on", "train") == "train" for s in sidecars.values())
         assert point["chosen_on"]["split"] == "val"
+
+
+def test_card_lists_every_cross_validated_variant_paired_with_the_shipped_record(card):
+    from brainseg.reports.model_card import crossval_variants
+
+    listed = crossval_variants(MODELS_DIR)
+    assert card["crossval_variants"] == json.loads(json.dumps(listed))
+    text = (MODELS_DIR / "MODEL_CARD.md").read_text()
+    record = json.loads((MODELS_DIR / "crossval.json").read_text())
+    for variant in listed:
+        paired = variant["paired_against"]
+        assert paired["report"] == "models/crossval.json"
+        assert paired["baseline_mean"] == pytest.approx(record["figures"]["cascade_dice_per_volume"]["mean"])
+        assert f"{paired['mean_difference']:+.3f}" in text

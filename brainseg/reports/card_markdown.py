@@ -280,6 +280,7 @@ def render_markdown(card: dict) -> str:
             for k, v in t["by_institution"].items()),
         "",
         *crossval_lines(card.get("crossval")),
+        *crossval_variant_lines(card.get("crossval_variants") or [], card.get("crossval")),
         *_calibration_lines(card),
         *_speed_lines(card),
         "## Demo cases (checked by the test suite)",
@@ -466,6 +467,48 @@ def crossval_lines(cv: dict | None) -> list[str]:
         *_final_fit_choice_lines(cv.get("final_fit_choices")),
     ]
     return lines
+
+
+def _change_words(changes: dict[str, dict[str, list]]) -> str:
+    return "; ".join(f"{role} {key} {old} -> {new}" for role, fields in changes.items()
+                     for key, (old, new) in fields.items()) or "nothing (same recipe)"
+
+
+def fold_differences(variant: dict, shipped: dict) -> list[float | None]:
+    """Per fold, the variant's mean out-of-fold cascade Dice per volume minus the shipped recipe's; None for a
+    fold the two did not score on the same number of patients (then they are not the same fold)."""
+    base = {fold["fold"]: fold for fold in shipped["per_fold"]}
+    return [fold["cascade_dice_per_volume_mean"] - base[fold["fold"]]["cascade_dice_per_volume_mean"]
+            if fold["fold"] in base and base[fold["fold"]]["n_test_patients"] == fold["n_test_patients"] else None
+            for fold in variant["per_fold"]]
+
+
+def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[str]:
+    """Recipe variants cross-validated on the same folds and paired, patient by patient, with the shipped recipe."""
+    if not variants or not shipped:
+        return []
+    lines = [
+        "### Variants cross-validated against the shipped recipe",
+        "Each variant changes one thing in the recipe, is retrained in the same folds (the model it leaves alone "
+        "is reused from the shipped recipe's folds) and is scored out of fold with the same rule; the difference "
+        "is paired over the same patients. A variant is adopted only when the paired 95% interval lies above 0 "
+        "(a rule written down before all of its folds were scored; decisions in *How the recipe was chosen*).",
+        "",
+        "| variant (`models/crossval_variants/`) | change | patients | cascade Dice/vol mean [95% CI] | paired "
+        "difference [95% CI] | better / worse | per fold difference | pooled AUC | interval above 0 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        dice, paired = v["confidence_intervals"]["cascade_dice_per_volume_mean"], v["paired_against"]
+        ci = paired["confidence_interval"]
+        folds = ", ".join("n/a" if d is None else f"{d:+.3f}" for d in fold_differences(v, shipped))
+        lines.append(
+            f"| {v['name']}{' (partial: folds ' + str(v.get('folds_scored')) + ')' if v['partial'] else ''} | "
+            f"{_change_words(v['changes'])} | {paired['n_patients']} | {_f(dice['estimate'])} [{_f(dice['low'])}, "
+            f"{_f(dice['high'])}] | {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] | "
+            f"{paired['better']} / {paired['worse']} | {folds} | {_f(v['figures']['roc_auc_pooled'], 4)} | "
+            f"{'yes' if ci['low'] > 0 else 'no'} |")
+    return [*lines, ""]
 
 
 def _input_path_lines(training: list[dict]) -> list[str]:

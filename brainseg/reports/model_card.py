@@ -15,6 +15,7 @@ from pathlib import Path
 
 from brainseg.core.data import load_dataset, scan_dataset
 from brainseg.core.split import PARTS, load_split, select_part
+from brainseg.errors import DataError
 from brainseg.evaluation.bench import bench
 from brainseg.evaluation.calibration import load_temperature
 from brainseg.evaluation.evaluate import evaluate
@@ -81,6 +82,7 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
                      if (models_dir / "ablation.json").is_file() else None),
         "crossval": (json.loads((models_dir / "crossval.json").read_text())
                      if (models_dir / "crossval.json").is_file() else None),
+        "crossval_variants": crossval_variants(models_dir),
         "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
         "test": _strip(test_report),
         "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
@@ -88,6 +90,31 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
         "ablation_decision": _ablation_decision(models_dir),
         "bench": speed,
     }
+
+
+def crossval_variants(models_dir: Path) -> list[dict]:
+    """The recipe variants cross-validated against the shipped recipe (``crossval_variants/*.json``, each a
+    ``brainseg crossval --variant ... --compare-to models/crossval.json`` report), without their per-patient rows,
+    with what each changes in the recipe."""
+    from brainseg.training.train import recipe_changes
+
+    variants = []
+    for path in sorted((models_dir / "crossval_variants").glob("*.json")):
+        report = json.loads(path.read_text())
+        variant = report.get("variant")
+        if not variant or "paired_against" not in report:
+            raise DataError(f"{path} does not say which variant it scores or what it is paired with: make it with "
+                            "`brainseg crossval --stage evaluate --variant NAME --compare-to models/crossval.json`")
+        variants.append({
+            "file": f"{path.parent.name}/{path.name}",
+            "name": variant["name"],
+            "changes": {role: recipe_changes(role, overrides) for role, overrides in variant["overrides"].items()},
+            **{key: report[key] for key in ("command", "k", "n_patients", "partial", "folds_scored", "figures",
+                                            "confidence_intervals", "paired_against")},
+            "per_fold": [{key: fold[key] for key in ("fold", "n_test_patients", "cascade_dice_per_volume_mean",
+                                                     "roc_auc")} for fold in report["per_fold"]],
+        })
+    return variants
 
 
 def _ablation_decision(models_dir: Path) -> list[str]:

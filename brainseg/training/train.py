@@ -392,6 +392,19 @@ def _wall_seconds(run_dir: Path) -> float | None:
     return float(pd.read_csv(path, header=None)[0].sum()) if path.is_file() else None
 
 
+def recipe_changes(model: ModelKind, overrides: dict, name: str = "cpu") -> dict[str, list]:
+    """What ``overrides`` (e.g. an ablation variant's) change in the named recipe, as ``{field: [recipe's,
+    variant's]}``; nested fields (augmentation) by dotted name. Overrides equal to the recipe are left out."""
+    def flat(values: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in values.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    shipped = flat(recipe(model, name).to_dict())
+    return {key: [shipped.get(key), value] for key, value in flat(overrides).items() if shipped.get(key) != value}
+
+
 def config_with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
     """``config`` with the non-None overrides applied (command-line flags)."""
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
