@@ -11,6 +11,7 @@ from conftest import DEMO_COUNTS, MODELS_DIR
 
 from brainseg.cli import main
 from brainseg.core.data import load_dataset, load_slices
+from brainseg.core.metrics import DICE_LOSS_PARTS
 from brainseg.core.preprocess import prepare_images, resize_masks
 from brainseg.core.slice_cache import read_slice_cache, write_slice_cache
 from brainseg.core.split import load_split
@@ -136,12 +137,15 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     for row in report["per_patient"]:
         assert row["patient_id"] in folds[row["fold"]]["test"]
         assert 0.0 <= row["cascade_dice"] <= 1.0
+        assert sum(row[name] for name in DICE_LOSS_PARTS) == pytest.approx(1 - row["cascade_dice"])
     for fold in report["per_fold"]:
         point = json.loads((out / f"fold-{fold['fold']}" / "models" / "operating_point.json").read_text())
         assert point["chosen_on"]["split"] == f"fold-{fold['fold']} inner val"
         assert point["threshold"] == fold["operating_point"]["threshold"]
         assert fold["training"]["segmenter"]["keras_backend"] == "tensorflow"
         assert fold["training"]["classifier"]["epochs_run"] == 1
+    parts = report["figures"]["cascade_dice_loss_parts"]
+    assert sum(parts.values()) == pytest.approx(1 - report["figures"]["cascade_dice_per_volume"]["mean"])
     dice = report["confidence_intervals"]["cascade_dice_per_volume_mean"]
     assert dice["low"] <= report["figures"]["cascade_dice_per_volume"]["mean"] <= dice["high"]
     pooled = report["figures"]["gate_at_each_folds_threshold"]

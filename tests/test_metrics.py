@@ -96,3 +96,21 @@ def test_expected_calibration_error_by_hand():
 def test_summarize_ignores_nan():
     s = m.summarize([1.0, np.nan, 3.0])
     assert (s["mean"], s["median"], s["n"]) == (2.0, 2.0, 2)
+
+
+def test_dice_loss_parts_by_hand_add_up_to_one_minus_dice():
+    truth = np.zeros((4, 2, 2), bool)
+    pred = np.zeros((4, 2, 2), bool)
+    pred[0, 0, 0] = True                                   # 1 extra pixel on a tumor-free slice
+    truth[1, 0, :] = True
+    pred[1, 0, :] = pred[1, 1, 0] = True                   # 2 found, 1 extra on a tumor slice
+    truth[2, :, 0] = True                                  # 2 missed on a slice left empty
+    truth[3, 0, :] = truth[3, 1, 0] = True
+    pred[3, 0, 0] = True                                   # 1 found, 2 missed on a slice drawn on
+    parts = m.dice_loss_parts(pred, truth)                 # TP 3, FP 2, FN 4: 2 TP + FP + FN = 12
+    assert parts == pytest.approx({"extra_on_tumor_free_slices": 1 / 12, "extra_on_tumor_slices": 1 / 12,
+                                   "missed_on_slices_left_empty": 2 / 12, "missed_on_slices_drawn_on": 2 / 12})
+    assert sum(parts.values()) == pytest.approx(1 - m.dice(pred, truth)) and m.dice(pred, truth) == 0.5
+    assert set(m.dice_loss_parts(np.zeros((2, 2, 2)), np.zeros((2, 2, 2))).values()) == {0.0}  # Dice 1
+    with pytest.raises(ValueError, match="N, H, W"):
+        m.dice_loss_parts(pred[0], truth[0])

@@ -29,6 +29,10 @@ def test_demo_case_figures_recomputed_from_the_weights_match_the_card(card):
     report = evaluate(Cascade.from_dir(MODELS_DIR), scan_dataset(DEMO_DIR))
     for key in CHECKED_KEYS:
         assert dig(report, key) == pytest.approx(dig(card["demo_cases"], key), abs=2e-3), key
+    for name in ("cascade", "segmenter"):  # where the Dice is lost adds up to what is lost
+        parts = report[name]["dice_loss_parts"]
+        assert sum(parts.values()) == pytest.approx(1 - report[name]["dice_per_volume"]["mean"])
+        assert min(parts.values()) >= 0
 
 
 def test_markdown_card_shows_the_json_figures(card):

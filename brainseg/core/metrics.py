@@ -43,6 +43,33 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return dice_from_counts(*_overlap(pred, truth))
 
 
+# Where a volume's wrong pixels lie; see ``dice_loss_parts``.
+DICE_LOSS_PARTS = ("extra_on_tumor_free_slices", "extra_on_tumor_slices", "missed_on_slices_left_empty",
+                   "missed_on_slices_drawn_on")
+
+
+def dice_loss_parts(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """What a volume's Dice per volume loses, and where: 1 - Dice = (FP + FN) / (2 TP + FP + FN), with FP and FN
+    split by the slice they lie on. Extra pixels: on slices without tumor in truth (false-positive blobs) or on
+    tumor slices (over-segmentation). Missed pixels: on tumor slices the prediction left empty (gated out or
+    nothing drawn) or on ones it drew on (under-segmentation). The four parts add up to 1 - Dice; all are 0
+    when both volumes are empty. ``pred`` and ``truth``: (N, H, W) masks of one patient."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    if pred.shape != truth.shape or pred.ndim != 3:
+        raise ValueError(f"expected two (N, H, W) masks of one shape, got {pred.shape} and {truth.shape}")
+    extra, missed = (pred & ~truth).sum(axis=(1, 2)), (truth & ~pred).sum(axis=(1, 2))
+    tumor_slice, drawn_on = truth.any(axis=(1, 2)), pred.any(axis=(1, 2))
+    denominator = 2 * int((pred & truth).sum()) + int(extra.sum()) + int(missed.sum())
+    counts = (extra[~tumor_slice].sum(), extra[tumor_slice].sum(), missed[~drawn_on].sum(), missed[drawn_on].sum())
+    return {name: (float(count) / denominator if denominator else 0.0)
+            for name, count in zip(DICE_LOSS_PARTS, counts, strict=True)}
+
+
+def mean_dice_loss_parts(per_patient: list[dict]) -> dict[str, float]:
+    """``dice_loss_parts`` averaged over patients: the parts of 1 - (mean Dice per volume)."""
+    return {name: float(np.mean([row[name] for row in per_patient])) for name in DICE_LOSS_PARTS}
+
+
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of two binary masks (1.0 when both are empty)."""
     inter, n_pred, n_truth = _overlap(pred, truth)

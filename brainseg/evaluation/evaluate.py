@@ -100,7 +100,8 @@ def evaluate(
         for name, (masks, called) in outputs.items():
             table[f"{name}_dice"] = m.dice_per_slice(masks, truth)
             table[f"{name}_called"] = called
-            volumes[name][patient.patient_id] = {"dice": m.dice(masks, truth), "iou": m.iou(masks, truth)}
+            volumes[name][patient.patient_id] = {"dice": m.dice(masks, truth), "iou": m.iou(masks, truth),
+                                                 **m.dice_loss_parts(masks, truth)}
             hd95_values[name] += [m.hd95(p, t) for p, t in zip(masks, truth, strict=True) if t.any()]
         per_slice.append(table)
 
@@ -138,6 +139,7 @@ def evaluate(
                 **m.summarize(hd95_values[name]),
                 "tumor_slices_left_out": int(np.sum(~np.isfinite(np.asarray(hd95_values[name], float))))},
             "false_positive_slices": int((slices[f"{name}_called"] & ~slices["has_tumor"]).sum()),
+            "dice_loss_parts": m.mean_dice_loss_parts(list(volumes[name].values())),
             "per_patient_dice": {p: v["dice"] for p, v in volumes[name].items()},
         }
     report["latency"] = {

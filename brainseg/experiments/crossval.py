@@ -205,7 +205,8 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             fold_volumes.append({"patient_id": patient, "fold": i, "cascade_dice": metrics.dice(masks, truth),
                                  "segmenter_dice": metrics.dice(result.segmenter_masks(), truth),
                                  "tumor_slices": int(truth.any(axis=(1, 2)).sum()),
-                                 "tumor_pixels": int(truth.sum()), "predicted_pixels": int(masks.sum())})
+                                 "tumor_pixels": int(truth.sum()), "predicted_pixels": int(masks.sum()),
+                                 **metrics.dice_loss_parts(masks, truth)})
             fold_tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "has_tumor": truth.any(axis=(1, 2)),
                                              "probability": result.probabilities,
                                              "passed_gate": result.probabilities >= threshold,
@@ -235,6 +236,7 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         "roc_auc_per_fold": metrics.summarize([f["roc_auc"] for f in per_fold]),
         "gate_at_each_folds_threshold": metrics.classification_at(labels, slices["passed_gate"].to_numpy()),
         "cascade_slice_decisions": metrics.classification_at(labels, slices["cascade_called"].to_numpy()),
+        "cascade_dice_loss_parts": metrics.mean_dice_loss_parts(volumes),
     }
     intervals = {}
     if n_resamples > 0:

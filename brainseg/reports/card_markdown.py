@@ -275,6 +275,7 @@ def render_markdown(card: dict) -> str:
                      f"{r['false_positive_slices']} |")
     lines += [
         "",
+        *dice_loss_lines(t["cascade"].get("dice_loss_parts"), t["cascade"]["dice_per_volume"]["mean"]),
         "By institution (cascade Dice per volume, mean): " + ", ".join(
             f"{k} {_f(v['cascade_dice_per_volume_mean'])} ({v['n_patients']} pts)"
             for k, v in t["by_institution"].items()),
@@ -447,6 +448,7 @@ def crossval_lines(cv: dict | None) -> list[str]:
             f"fold {fold['fold']} {_f(fold['cascade_dice_per_volume_mean'])} ({fold['n_test_patients']} pts)"
             for fold in cv["per_fold"]) + ".",
         "",
+        *dice_loss_lines(f.get("cascade_dice_loss_parts"), f["cascade_dice_per_volume"]["mean"]),
         "Lowest out-of-fold cascade Dice per volume: " + ", ".join(
             f"{row['patient_id']} {_f(row['cascade_dice'])} ({row.get('tumor_slices', '?')} tumor slices, "
             f"{row.get('tumor_pixels', '?')} px in truth, {row.get('predicted_pixels', '?')} predicted)"
@@ -467,6 +469,24 @@ def crossval_lines(cv: dict | None) -> list[str]:
         *_final_fit_choice_lines(cv.get("final_fit_choices")),
     ]
     return lines
+
+
+LOSS_PART_WORDS = {
+    "extra_on_tumor_free_slices": "extra pixels on tumor-free slices (false-positive blobs)",
+    "extra_on_tumor_slices": "extra pixels on tumor slices (over-segmentation)",
+    "missed_on_slices_left_empty": "missed pixels on tumor slices left empty (gated out or nothing drawn)",
+    "missed_on_slices_drawn_on": "missed pixels on tumor slices drawn on (under-segmentation)",
+}
+
+
+def dice_loss_lines(parts: dict | None, mean_dice: float) -> list[str]:
+    """Where the cascade's mean Dice per volume falls short of 1 (``metrics.dice_loss_parts``), largest first."""
+    if not parts:
+        return []
+    return ["Where the cascade's mean Dice per volume falls short of 1 (1 - Dice = (FP + FN) / (2 TP + FP + FN) per "
+            "patient, split by where the wrong pixels lie, then averaged; the parts add up to "
+            f"{_f(1 - mean_dice)}): " + "; ".join(f"{LOSS_PART_WORDS[name]} {_f(value)}" for name, value in
+                                                 sorted(parts.items(), key=lambda item: -item[1])) + ".", ""]
 
 
 def _change_words(changes: dict[str, dict[str, list]]) -> str:
