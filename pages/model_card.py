@@ -45,13 +45,16 @@ crossval_path = dash.models_dir() / "crossval.json"
 if crossval_path.is_file():
     import pandas as pd
 
+    from brainseg.core.metrics import DICE_LOSS_PARTS
     from brainseg.reports.card_markdown import GOALS
-    from brainseg.reports.figures import crossval_dice_figure, gate_tradeoff_figure
+    from brainseg.reports.figures import crossval_dice_figure, dice_loss_figure, gate_tradeoff_figure
 
     crossval = json.loads(crossval_path.read_text())
     per_patient = pd.DataFrame(crossval["per_patient"])
     if "tumor_pixels" in per_patient:
         st.plotly_chart(crossval_dice_figure(per_patient, goal=GOALS["dice"]), width="stretch")
+    if set(DICE_LOSS_PARTS) <= set(per_patient):
+        st.plotly_chart(dice_loss_figure(per_patient), width="stretch")
     tradeoff = crossval.get("final_fit_choices", {}).get("gate_tradeoff")
     if tradeoff:
         st.plotly_chart(gate_tradeoff_figure(tradeoff, cascade.default_threshold if cascade else None),

@@ -170,6 +170,12 @@ def test_dataset_and_model_card_pages(app):
                  if "Cross-validation" in json.loads(c.proto.spec)["layout"]["title"]["text"])
     plotted = sorted(d for trace in chart["data"] if trace.get("mode") == "markers" for d in _plotly_array(trace["y"]))
     assert plotted == pytest.approx(sorted(row["cascade_dice"] for row in crossval["per_patient"]))
+    losses = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
+                  if "Where the Dice is lost" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    worst = sorted(crossval["per_patient"], key=lambda row: row["cascade_dice"])[:20]
+    assert sorted(losses["data"][0]["y"]) == sorted(row["patient_id"] for row in worst)
+    stacked = np.sum([_plotly_array(trace["x"]) for trace in losses["data"]], axis=0)  # the bars' full lengths
+    assert sorted(stacked) == pytest.approx(sorted(1 - row["cascade_dice"] for row in worst))
     tradeoff = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
                     if "gate costs" in json.loads(c.proto.spec)["layout"]["title"]["text"])
     rows = crossval["final_fit_choices"]["gate_tradeoff"]

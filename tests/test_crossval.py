@@ -304,6 +304,9 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     text = "\n".join(crossval_variant_lines(listed, baseline))
     assert "segmenter tversky_alpha 0.5 -> 0.3" in text and "partial: folds [1]" in text
     assert f"{paired['mean_difference']:+.3f}" in text
+    moved = report["figures"]["cascade_dice_loss_parts"]["missed_on_slices_drawn_on"] - baseline["figures"][
+        "cascade_dice_loss_parts"]["missed_on_slices_drawn_on"]
+    assert f"under-segmentation {moved:+.3f}" in text
 
 
 def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above_zero():
@@ -324,5 +327,5 @@ def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above
     rows = [crossval_variant_lines([variant(low, high)], shipped)[-2] for low, high in
             ((0.01, 0.05), (-0.01, 0.05), (-0.05, -0.01))]
     assert [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows] == ["yes", "no", "no"]
-    assert "+0.050, n/a" in rows[0] and "nothing (same recipe)" in rows[0]
+    assert "+0.050, n/a" in rows[0] and "nothing (same recipe)" in rows[0] and "| n/a |" in rows[0]
     assert crossval_variant_lines([], shipped) == [] and crossval_variant_lines([variant(0, 1)], None) == []

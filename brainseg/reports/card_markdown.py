@@ -479,6 +479,11 @@ LOSS_PART_WORDS = {
 }
 
 
+SHORT_PART_WORDS = {"extra_on_tumor_free_slices": "tumor-free slices", "extra_on_tumor_slices": "over-segmentation",
+                    "missed_on_slices_left_empty": "slices left empty",
+                    "missed_on_slices_drawn_on": "under-segmentation"}
+
+
 def dice_loss_lines(parts: dict | None, mean_dice: float) -> list[str]:
     """Where the cascade's mean Dice per volume falls short of 1 (``metrics.dice_loss_parts``), largest first."""
     if not parts:
@@ -503,6 +508,14 @@ def fold_differences(variant: dict, shipped: dict) -> list[float | None]:
             for fold in variant["per_fold"]]
 
 
+def _loss_part_changes(variant: dict, shipped: dict) -> str:
+    """The variant's mean Dice loss parts minus the shipped recipe's (negative: less lost there)."""
+    ours, theirs = (r.get("figures", {}).get("cascade_dice_loss_parts") for r in (variant, shipped))
+    if not ours or not theirs:
+        return "n/a"
+    return ", ".join(f"{SHORT_PART_WORDS[name]} {ours[name] - theirs[name]:+.3f}" for name in SHORT_PART_WORDS)
+
+
 def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[str]:
     """Recipe variants cross-validated on the same folds and paired, patient by patient, with the shipped recipe."""
     if not variants or not shipped:
@@ -515,8 +528,9 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
         "(a rule written down before all of its folds were scored; decisions in *How the recipe was chosen*).",
         "",
         "| variant (`models/crossval_variants/`) | change | patients | cascade Dice/vol mean [95% CI] | paired "
-        "difference [95% CI] | better / worse | per fold difference | pooled AUC | interval above 0 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "difference [95% CI] | better / worse | per fold difference | loss parts, change | pooled AUC | "
+        "interval above 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         dice, paired = v["confidence_intervals"]["cascade_dice_per_volume_mean"], v["paired_against"]
@@ -526,7 +540,8 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
             f"| {v['name']}{' (partial: folds ' + str(v.get('folds_scored')) + ')' if v['partial'] else ''} | "
             f"{_change_words(v['changes'])} | {paired['n_patients']} | {_f(dice['estimate'])} [{_f(dice['low'])}, "
             f"{_f(dice['high'])}] | {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] | "
-            f"{paired['better']} / {paired['worse']} | {folds} | {_f(v['figures']['roc_auc_pooled'], 4)} | "
+            f"{paired['better']} / {paired['worse']} | {folds} | {_loss_part_changes(v, shipped)} | "
+            f"{_f(v['figures']['roc_auc_pooled'], 4)} | "
             f"{'yes' if ci['low'] > 0 else 'no'} |")
     return [*lines, ""]
 

@@ -176,6 +176,32 @@ def crossval_dice_figure(per_patient: pd.DataFrame, goal: float | None = None) -
     return fig
 
 
+LOSS_PART_STYLE = {  # name in the legend, colour: extra pixels in warm colours, missed ones in cool
+    "extra_on_tumor_free_slices": ("extra: tumor-free slices", "#d62728"),
+    "extra_on_tumor_slices": ("extra: over-segmentation", "#ff9896"),
+    "missed_on_slices_left_empty": ("missed: slices left empty", "#1f77b4"),
+    "missed_on_slices_drawn_on": ("missed: under-segmentation", "#aec7e8"),
+}
+
+
+def dice_loss_figure(per_patient: pd.DataFrame, worst: int = 20) -> go.Figure:
+    """The ``worst`` patients' 1 - Dice per volume as stacked bars split by where the wrong pixels lie
+    (``metrics.dice_loss_parts``; the columns of a cross-validation's ``per_patient``), worst at the top."""
+    rows = per_patient.assign(loss=1 - per_patient["cascade_dice"]).nlargest(worst, "loss").iloc[::-1]
+    fig = go.Figure()
+    for column in metrics.DICE_LOSS_PARTS:
+        name, colour = LOSS_PART_STYLE[column]
+        fig.add_bar(y=rows["patient_id"], x=rows[column], orientation="h", name=name, marker_color=colour,
+                    customdata=rows["cascade_dice"],
+                    hovertemplate="%{y}<br>" + name + ": %{x:.3f}<br>Dice %{customdata:.3f}<extra></extra>")
+    fig.update_layout(barmode="stack", height=140 + 22 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title=f"Where the Dice is lost, out of fold: the {len(rows)} lowest of {len(per_patient)} "
+                            "patients",
+                      xaxis={"title": "1 - Dice per volume, split by where the wrong pixels lie", "range": [0, 1]},
+                      legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
 def gate_tradeoff_figure(rows: list[dict], chosen_threshold: float | None = None) -> go.Figure:
     """Out-of-fold specificity of the gate and of the cascade's slice decisions, and the cascade's sensitivity,
     at thresholds set for a range of target gate sensitivities (``final_fit_choices.gate_tradeoff``)."""
