@@ -30,6 +30,8 @@ def test_result_has_the_keys_callers_use(result):
     assert set(result["patient_seconds"]) == {"median", "max", "mean"}
     assert set(result["review_tools_ms_per_slice"]) == {"tta_uncertainty", "grad_cam"}
     assert {"cpu", "cores", "tensorflow"} <= set(result["machine"])
+    assert set(result["load_average_1min"]) == {"before", "after"}
+    assert all(value >= 0 for value in result["load_average_1min"].values())
     assert result["slices_per_patient"]["median"] > 0
     assert result["n_patients"] == 2 and result["repeats"] == REPEATS
     assert result["reference"]["input_size"] == 32 and result["reference"]["slices"] == 4

@@ -147,6 +147,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
     if not patients:
         raise ValueError("no patients to benchmark")
 
+    load_before = os.getloadavg()[0]  # other work on the machine slows the absolute times (not the ratio)
     # First, while this process has not read the models yet, so the child pays for the whole load.
     cold = cold_model_load(models_dir, batch_size) if cold_load else None
 
@@ -202,6 +203,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "models": {"classifier": {"input": cascade.classifier.spec.to_dict(), "sha256": cascade.classifier.sha256},
                    "segmenter": {"input": cascade.segmenter.spec.to_dict(), "sha256": cascade.segmenter.sha256}},
         "machine": machine_description(),
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
     }
     result["notes"] = {
         "patient_over_reference": "median whole-patient seconds / reference_seconds, timed interleaved in this "
