@@ -30,8 +30,7 @@ def test_result_has_the_keys_callers_use(result):
     assert set(result["patient_seconds"]) == {"median", "max", "mean"}
     assert set(result["review_tools_ms_per_slice"]) == {"tta_uncertainty", "grad_cam"}
     assert {"cpu", "cores", "tensorflow"} <= set(result["machine"])
-    assert set(result["load_average_1min"]) == {"before", "after"}
-    assert all(value >= 0 for value in result["load_average_1min"].values())
+    assert 0.0 <= result["other_processes_cpu_share"] <= 1.0  # Linux: read from /proc/stat
     assert result["slices_per_patient"]["median"] > 0
     assert result["n_patients"] == 2 and result["repeats"] == REPEATS
     assert result["reference"]["input_size"] == 32 and result["reference"]["slices"] == 4
@@ -82,3 +81,21 @@ def test_reference_defaults_to_the_seed_resunet_with_fixed_weights():
     assert all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), again.model.get_weights(), strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), other.model.get_weights(),
                                                         strict=True))
+
+
+def test_other_work_share_leaves_out_this_process_and_its_children(monkeypatch):
+    from brainseg.evaluation import bench as bench_module
+
+    readings = {"busy": 100.0, "own": 10.0, "wall": 50.0}
+    monkeypatch.setattr(bench_module, "_machine_busy_cpu_seconds", lambda: readings["busy"])
+    monkeypatch.setattr(bench_module, "_own_cpu_seconds", lambda: readings["own"])
+    monkeypatch.setattr(bench_module.time, "perf_counter", lambda: readings["wall"])
+    monkeypatch.setattr(bench_module.os, "cpu_count", lambda: 2)
+    meter = bench_module.OtherWorkMeter()
+    # 2 s of wall clock on 2 cores: 4 CPU seconds of capacity; the machine used 3, this process 1 of them.
+    readings.update(busy=103.0, own=11.0, wall=52.0)
+    assert meter.share() == pytest.approx(0.5)
+    readings.update(own=13.0)  # all of it this process's own: nothing else ran
+    assert meter.share() == 0.0
+    monkeypatch.setattr(bench_module, "_machine_busy_cpu_seconds", lambda: None)  # not Linux
+    assert meter.share() is None

@@ -51,6 +51,36 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _machine_busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (Linux ``/proc/stat``); None where it cannot be read."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class OtherWorkMeter:
+    """How much of the machine's CPU capacity processes other than this one (and its children) used since it was
+    made: 0 on an otherwise idle machine, 1 when other work kept every core busy."""
+
+    def __init__(self) -> None:
+        self.start = (time.perf_counter(), _machine_busy_cpu_seconds(), _own_cpu_seconds())
+
+    def share(self) -> float | None:
+        wall0, busy0, own0 = self.start
+        busy = _machine_busy_cpu_seconds()
+        if busy is None or busy0 is None:
+            return None
+        capacity = (time.perf_counter() - wall0) * (os.cpu_count() or 1)
+        return float(min(1.0, max(0.0, (busy - busy0 - (_own_cpu_seconds() - own0)) / capacity)))
+
+
 def machine_description() -> dict:
     import tensorflow as tf
 
@@ -147,7 +177,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
     if not patients:
         raise ValueError("no patients to benchmark")
 
-    load_before = os.getloadavg()[0]  # other work on the machine slows the absolute times (not the ratio)
+    others = OtherWorkMeter()  # other work on the machine slows the absolute times (the ratio is meant to hold)
     # First, while this process has not read the models yet, so the child pays for the whole load.
     cold = cold_model_load(models_dir, batch_size) if cold_load else None
 
@@ -203,7 +233,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "models": {"classifier": {"input": cascade.classifier.spec.to_dict(), "sha256": cascade.classifier.sha256},
                    "segmenter": {"input": cascade.segmenter.spec.to_dict(), "sha256": cascade.segmenter.sha256}},
         "machine": machine_description(),
-        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+        "other_processes_cpu_share": others.share(),
     }
     result["notes"] = {
         "patient_over_reference": "median whole-patient seconds / reference_seconds, timed interleaved in this "

@@ -642,11 +642,10 @@ def _speed_lines(card: dict) -> list[str]:
         f"one); peak memory {b['peak_rss_mb']:.0f} MB. Both models run on every slice (batch 16) so that any "
         "threshold applies without re-running them.",
     ]
-    load = b.get("load_average_1min")
-    if load:
-        lines.append(f"The machine's 1-minute load average was {load['before']:.1f} before the measurement and "
-                     f"{load['after']:.1f} after, on {b['machine']['cores']} cores: above about 1 other work was "
-                     "running, which slows the absolute times; the interleaved ratio is meant to hold regardless.")
+    others = b.get("other_processes_cpu_share")
+    if others is not None:
+        lines.append(f"Other processes used {others:.0%} of the machine's CPU capacity while it was measured (they "
+                     "slow the absolute times; the interleaved ratio is meant to hold regardless).")
     tools = b.get("review_tools_ms_per_slice")
     if tools:
         lines.append(f"Optional review overlays: {_f(tools['tta_uncertainty'], 1)} ms per slice (test-time "
