@@ -114,3 +114,13 @@ def test_dice_loss_parts_by_hand_add_up_to_one_minus_dice():
     assert set(m.dice_loss_parts(np.zeros((2, 2, 2)), np.zeros((2, 2, 2))).values()) == {0.0}  # Dice 1
     with pytest.raises(ValueError, match="N, H, W"):
         m.dice_loss_parts(pred[0], truth[0])
+
+
+def test_dice_loss_by_tumor_size_groups_patients_by_size_smallest_first():
+    parts = dict.fromkeys(m.DICE_LOSS_PARTS, 0.0)
+    rows = [{"tumor_pixels": px, "cascade_dice": dice, **parts, "missed_on_slices_drawn_on": 1 - dice}
+            for px, dice in ((500, 0.9), (10, 0.4), (90, 0.6), (2000, 0.8), (40, 0.5))]
+    small, large = m.dice_loss_by_tumor_size(rows, groups=2)
+    assert (small["min_tumor_pixels"], small["max_tumor_pixels"], small["n_patients"]) == (10, 90, 3)
+    assert (large["min_tumor_pixels"], large["max_tumor_pixels"], large["n_patients"]) == (500, 2000, 2)
+    assert small["dice_mean"] == pytest.approx(0.5) and large["missed_on_slices_drawn_on"] == pytest.approx(0.15)

@@ -70,6 +70,17 @@ def mean_dice_loss_parts(per_patient: list[dict]) -> dict[str, float]:
     return {name: float(np.mean([row[name] for row in per_patient])) for name in DICE_LOSS_PARTS}
 
 
+def dice_loss_by_tumor_size(per_patient: list[dict], groups: int = 3, dice_key: str = "cascade_dice") -> list[dict]:
+    """Patients split into ``groups`` of (nearly) equal count by their tumor's size in truth (``tumor_pixels``),
+    smallest first; per group its size range, mean Dice per volume and mean ``dice_loss_parts``."""
+    ordered = sorted(per_patient, key=lambda row: row["tumor_pixels"])
+    return [{"min_tumor_pixels": int(rows[0]["tumor_pixels"]), "max_tumor_pixels": int(rows[-1]["tumor_pixels"]),
+             "n_patients": len(rows), "dice_mean": float(np.mean([row[dice_key] for row in rows])),
+             **mean_dice_loss_parts(rows)}
+            for rows in (list(chunk) for chunk in np.array_split(np.array(ordered, dtype=object), groups))
+            if rows]
+
+
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of two binary masks (1.0 when both are empty)."""
     inter, n_pred, n_truth = _overlap(pred, truth)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from brainseg.core import metrics
 from brainseg.core.preprocess import PREPROCESSING_VERSION, recorded_preprocessing
 from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
@@ -449,6 +450,7 @@ def crossval_lines(cv: dict | None) -> list[str]:
             for fold in cv["per_fold"]) + ".",
         "",
         *dice_loss_lines(f.get("cascade_dice_loss_parts"), f["cascade_dice_per_volume"]["mean"]),
+        *_loss_by_size_lines(cv["per_patient"]),
         "Lowest out-of-fold cascade Dice per volume: " + ", ".join(
             f"{row['patient_id']} {_f(row['cascade_dice'])} ({row.get('tumor_slices', '?')} tumor slices, "
             f"{row.get('tumor_pixels', '?')} px in truth, {row.get('predicted_pixels', '?')} predicted)"
@@ -492,6 +494,24 @@ def dice_loss_lines(parts: dict | None, mean_dice: float) -> list[str]:
             "patient, split by where the wrong pixels lie, then averaged; the parts add up to "
             f"{_f(1 - mean_dice)}): " + "; ".join(f"{LOSS_PART_WORDS[name]} {_f(value)}" for name, value in
                                                  sorted(parts.items(), key=lambda item: -item[1])) + ".", ""]
+
+
+def _loss_by_size_lines(per_patient: list[dict]) -> list[str]:
+    """The out-of-fold Dice loss parts for small, middle and large tumors (thirds of the patients by size)."""
+    if not per_patient or not all("missed_on_slices_drawn_on" in row for row in per_patient):
+        return []
+    rows = metrics.dice_loss_by_tumor_size(per_patient)
+    return [
+        "By tumor size (thirds of the patients by tumor pixels in truth): mean cascade Dice per volume, and where "
+        "it is lost (the four parts add up to 1 - Dice):",
+        "",
+        "| tumor pixels | patients | cascade Dice/vol | " + " | ".join(SHORT_PART_WORDS.values()) + " |",
+        "|---|---|---|" + "---|" * len(SHORT_PART_WORDS),
+        *[f"| {row['min_tumor_pixels']} to {row['max_tumor_pixels']} | {row['n_patients']} | "
+          f"{_f(row['dice_mean'])} | " + " | ".join(_f(row[name]) for name in SHORT_PART_WORDS) + " |"
+          for row in rows],
+        "",
+    ]
 
 
 def _change_words(changes: dict[str, dict[str, list]]) -> str:
