@@ -13,7 +13,13 @@ from brainseg.core.metrics import expected_calibration_error
 from brainseg.core.split import PARTS, load_split
 from brainseg.evaluation.calibration import apply_temperature, fitted_on_words, load_calibration
 from brainseg.evaluation.threshold_analysis import metrics_at_threshold, preset_thresholds
-from brainseg.reports.figures import confusion_figure, precision_recall_figure, reliability_figure, roc_figure
+from brainseg.reports.figures import (
+    confusion_figure,
+    dice_loss_figure,
+    precision_recall_figure,
+    reliability_figure,
+    roc_figure,
+)
 
 manifest, patients, cascade = dash.page_setup("Threshold & metrics", threshold_in_fragment=True)
 
@@ -80,6 +86,11 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
         left, right = st.columns(2)
         left.plotly_chart(confusion_figure(report["classifier"], "Slices (classifier gate)"), width="stretch")
         right.plotly_chart(confusion_figure(report["patients"], "Patients"), width="stretch")
+    losses = pd.DataFrame.from_dict(report["per_patient_dice_loss_parts"], orient="index")
+    losses = losses.assign(patient_id=losses.index, cascade_dice=pd.Series(report["per_patient_dice"]))
+    st.plotly_chart(dice_loss_figure(losses, where=f"at threshold {threshold:.3f}"), width="stretch")
+    st.caption("Raising the threshold gates out whole slices: it removes their extra pixels (false-positive "
+               "blobs above all) and turns their tumor into missed pixels on slices left empty.")
     with st.expander("Dice per volume by patient"):
         st.dataframe(pd.Series(report["per_patient_dice"], name="Dice per volume").round(4), width="stretch")
 

@@ -101,6 +101,30 @@ def test_presets_pick_the_highest_threshold_reaching_the_sensitivity(app, demo_s
     assert app.session_state["threshold"] == pytest.approx(0.05)
 
 
+def _loss_chart(at: AppTest) -> dict:
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                if "Where the Dice is lost, at threshold" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+
+
+def test_dice_loss_chart_follows_the_threshold(app):
+    _page(app, "threshold")
+    _threshold_slider(app).set_value(0.05).run()
+    dice = app.dataframe[-1].value["Dice per volume"]  # the expander's table, one row per patient
+
+    def lengths(chart: dict) -> dict[str, float]:  # each patient's bar: its four parts stacked
+        patients = chart["data"][0]["y"]
+        return dict(zip(patients, np.sum([_plotly_array(t["x"]) for t in chart["data"]], axis=0), strict=True))
+
+    low = _loss_chart(app)
+    assert lengths(low) == pytest.approx({p: 1 - d for p, d in dice.items()}, abs=1e-4)
+    _threshold_slider(app).set_value(0.99).run()
+    high = _loss_chart(app)
+    left_empty = [t for t in (low, high) for t in t["data"] if t["name"] == "missed: slices left empty"]
+    before, after = (dict(zip(t["y"], _plotly_array(t["x"]), strict=True)) for t in left_empty)
+    assert all(after[p] >= before[p] - 1e-12 for p in before)  # gating more slices only empties more of them
+    assert sum(after.values()) > sum(before.values())
+
+
 def _tif_bytes(path) -> bytes:
     return path.read_bytes()
 

@@ -53,6 +53,7 @@ def test_count_based_figures_equal_mask_based_ones():
         assert counts["dice"].tolist() == pytest.approx(metrics.dice_per_slice(masks, truth).tolist())
         report = metrics_at_threshold(stats, threshold)
         assert report["per_patient_dice"]["P"] == pytest.approx(metrics.dice(masks, truth))
+        assert report["per_patient_dice_loss_parts"]["P"] == pytest.approx(metrics.dice_loss_parts(masks, truth))
 
 
 def test_results_table_columns_and_values():

@@ -57,9 +57,17 @@ def dice_loss_parts(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
     if pred.shape != truth.shape or pred.ndim != 3:
         raise ValueError(f"expected two (N, H, W) masks of one shape, got {pred.shape} and {truth.shape}")
-    extra, missed = (pred & ~truth).sum(axis=(1, 2)), (truth & ~pred).sum(axis=(1, 2))
-    tumor_slice, drawn_on = truth.any(axis=(1, 2)), pred.any(axis=(1, 2))
-    denominator = 2 * int((pred & truth).sum()) + int(extra.sum()) + int(missed.sum())
+    return dice_loss_parts_from_counts((pred & truth).sum(axis=(1, 2)), pred.sum(axis=(1, 2)),
+                                       truth.sum(axis=(1, 2)))
+
+
+def dice_loss_parts_from_counts(overlap, predicted, truth) -> dict[str, float]:
+    """``dice_loss_parts`` from one patient's per-slice pixel counts (arrays over its slices): the one home of
+    the split, so stored counts at any threshold give what the masks would."""
+    overlap, predicted, truth = (np.asarray(v, dtype=np.int64) for v in (overlap, predicted, truth))
+    extra, missed = predicted - overlap, truth - overlap
+    tumor_slice, drawn_on = truth > 0, predicted > 0
+    denominator = int(2 * overlap.sum() + extra.sum() + missed.sum())
     counts = (extra[~tumor_slice].sum(), extra[tumor_slice].sum(), missed[~drawn_on].sum(), missed[drawn_on].sum())
     return {name: (float(count) / denominator if denominator else 0.0)
             for name, count in zip(DICE_LOSS_PARTS, counts, strict=True)}

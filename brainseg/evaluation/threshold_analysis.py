@@ -47,6 +47,8 @@ def metrics_at_threshold(stats: pd.DataFrame, threshold: float) -> dict:
         overlap=("overlap", "sum"), truth=("truth", "sum"))
     dice_per_volume = [float(d) for d in metrics.dice_from_counts(
         per_patient["overlap"], per_patient["predicted"], per_patient["truth"])]
+    loss_parts = {patient: metrics.dice_loss_parts_from_counts(rows["overlap"], rows["predicted"], rows["truth"])
+                  for patient, rows in frame.groupby("patient_id", sort=False)}
     gated_out_tumor = has_tumor & ~passed
     return {
         "threshold": float(threshold),
@@ -55,6 +57,7 @@ def metrics_at_threshold(stats: pd.DataFrame, threshold: float) -> dict:
         "patients": metrics.classification_at(per_patient["has_tumor"].to_numpy(), per_patient["called"].to_numpy()),
         "dice_per_volume": metrics.summarize(dice_per_volume),
         "per_patient_dice": dict(zip(per_patient.index, dice_per_volume, strict=True)),
+        "per_patient_dice_loss_parts": loss_parts,
         "gate_loss": {
             # tumor slices the gate discards, and the true tumor pixels the segmenter had found on them
             "tumor_slices_gated_out": int(gated_out_tumor.sum()),

@@ -184,9 +184,10 @@ LOSS_PART_STYLE = {  # name in the legend, colour: extra pixels in warm colours,
 }
 
 
-def dice_loss_figure(per_patient: pd.DataFrame, worst: int = 20) -> go.Figure:
+def dice_loss_figure(per_patient: pd.DataFrame, worst: int = 20, where: str = "out of fold") -> go.Figure:
     """The ``worst`` patients' 1 - Dice per volume as stacked bars split by where the wrong pixels lie
-    (``metrics.dice_loss_parts``; the columns of a cross-validation's ``per_patient``), worst at the top."""
+    (``metrics.dice_loss_parts``; columns ``patient_id``, ``cascade_dice`` and the parts, as in a
+    cross-validation's ``per_patient``), worst at the top. ``where`` goes in the title."""
     rows = per_patient.assign(loss=1 - per_patient["cascade_dice"]).nlargest(worst, "loss").iloc[::-1]
     fig = go.Figure()
     for column in metrics.DICE_LOSS_PARTS:
@@ -195,7 +196,7 @@ def dice_loss_figure(per_patient: pd.DataFrame, worst: int = 20) -> go.Figure:
                     customdata=rows["cascade_dice"],
                     hovertemplate="%{y}<br>" + name + ": %{x:.3f}<br>Dice %{customdata:.3f}<extra></extra>")
     fig.update_layout(barmode="stack", height=140 + 22 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title=f"Where the Dice is lost, out of fold: the {len(rows)} lowest of {len(per_patient)} "
+                      title=f"Where the Dice is lost, {where}: the {len(rows)} lowest of {len(per_patient)} "
                             "patients",
                       xaxis={"title": "1 - Dice per volume, split by where the wrong pixels lie", "range": [0, 1]},
                       legend={"orientation": "h", "y": -0.15})
