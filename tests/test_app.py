@@ -119,7 +119,7 @@ def test_dice_loss_chart_follows_the_threshold(app):
     assert lengths(low) == pytest.approx({p: 1 - d for p, d in dice.items()}, abs=1e-4)
     _threshold_slider(app).set_value(0.99).run()
     high = _loss_chart(app)
-    left_empty = [t for t in (low, high) for t in t["data"] if t["name"] == "missed: slices left empty"]
+    left_empty = [t for t in (low, high) for t in t["data"] if t["name"] == "slices left empty"]
     before, after = (dict(zip(t["y"], _plotly_array(t["x"]), strict=True)) for t in left_empty)
     assert all(after[p] >= before[p] - 1e-12 for p in before)  # gating more slices only empties more of them
     assert sum(after.values()) > sum(before.values())

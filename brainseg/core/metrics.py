@@ -43,9 +43,13 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return dice_from_counts(*_overlap(pred, truth))
 
 
-# Where a volume's wrong pixels lie; see ``dice_loss_parts``.
-DICE_LOSS_PARTS = ("extra_on_tumor_free_slices", "extra_on_tumor_slices", "missed_on_slices_left_empty",
-                   "missed_on_slices_drawn_on")
+# Where a volume's wrong pixels lie (see ``dice_loss_parts``), with the short label reports and figures use.
+DICE_LOSS_PARTS = {
+    "extra_on_tumor_free_slices": "false-positive blobs",
+    "extra_on_tumor_slices": "over-segmentation",
+    "missed_on_slices_left_empty": "slices left empty",
+    "missed_on_slices_drawn_on": "under-segmentation",
+}
 
 
 def dice_loss_parts(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -481,11 +481,6 @@ LOSS_PART_WORDS = {
 }
 
 
-SHORT_PART_WORDS = {"extra_on_tumor_free_slices": "tumor-free slices", "extra_on_tumor_slices": "over-segmentation",
-                    "missed_on_slices_left_empty": "slices left empty",
-                    "missed_on_slices_drawn_on": "under-segmentation"}
-
-
 def dice_loss_lines(parts: dict | None, mean_dice: float) -> list[str]:
     """Where the cascade's mean Dice per volume falls short of 1 (``metrics.dice_loss_parts``), largest first."""
     if not parts:
@@ -505,10 +500,10 @@ def _loss_by_size_lines(per_patient: list[dict]) -> list[str]:
         "By tumor size (thirds of the patients by tumor pixels in truth): mean cascade Dice per volume, and where "
         "it is lost (the four parts add up to 1 - Dice):",
         "",
-        "| tumor pixels | patients | cascade Dice/vol | " + " | ".join(SHORT_PART_WORDS.values()) + " |",
-        "|---|---|---|" + "---|" * len(SHORT_PART_WORDS),
+        "| tumor pixels | patients | cascade Dice/vol | " + " | ".join(metrics.DICE_LOSS_PARTS.values()) + " |",
+        "|---|---|---|" + "---|" * len(metrics.DICE_LOSS_PARTS),
         *[f"| {row['min_tumor_pixels']} to {row['max_tumor_pixels']} | {row['n_patients']} | "
-          f"{_f(row['dice_mean'])} | " + " | ".join(_f(row[name]) for name in SHORT_PART_WORDS) + " |"
+          f"{_f(row['dice_mean'])} | " + " | ".join(_f(row[name]) for name in metrics.DICE_LOSS_PARTS) + " |"
           for row in rows],
         "",
     ]
@@ -533,7 +528,7 @@ def _loss_part_changes(variant: dict, shipped: dict) -> str:
     ours, theirs = (r.get("figures", {}).get("cascade_dice_loss_parts") for r in (variant, shipped))
     if not ours or not theirs:
         return "n/a"
-    return ", ".join(f"{SHORT_PART_WORDS[name]} {ours[name] - theirs[name]:+.3f}" for name in SHORT_PART_WORDS)
+    return ", ".join(f"{label} {ours[name] - theirs[name]:+.3f}" for name, label in metrics.DICE_LOSS_PARTS.items())
 
 
 def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[str]:

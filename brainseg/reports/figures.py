@@ -176,11 +176,9 @@ def crossval_dice_figure(per_patient: pd.DataFrame, goal: float | None = None) -
     return fig
 
 
-LOSS_PART_STYLE = {  # name in the legend, colour: extra pixels in warm colours, missed ones in cool
-    "extra_on_tumor_free_slices": ("extra: tumor-free slices", "#d62728"),
-    "extra_on_tumor_slices": ("extra: over-segmentation", "#ff9896"),
-    "missed_on_slices_left_empty": ("missed: slices left empty", "#1f77b4"),
-    "missed_on_slices_drawn_on": ("missed: under-segmentation", "#aec7e8"),
+LOSS_PART_COLOURS = {  # extra pixels in warm colours, missed ones in cool
+    "extra_on_tumor_free_slices": "#d62728", "extra_on_tumor_slices": "#ff9896",
+    "missed_on_slices_left_empty": "#1f77b4", "missed_on_slices_drawn_on": "#aec7e8",
 }
 
 
@@ -190,9 +188,9 @@ def dice_loss_figure(per_patient: pd.DataFrame, worst: int = 20, where: str = "o
     cross-validation's ``per_patient``), worst at the top. ``where`` goes in the title."""
     rows = per_patient.assign(loss=1 - per_patient["cascade_dice"]).nlargest(worst, "loss").iloc[::-1]
     fig = go.Figure()
-    for column in metrics.DICE_LOSS_PARTS:
-        name, colour = LOSS_PART_STYLE[column]
-        fig.add_bar(y=rows["patient_id"], x=rows[column], orientation="h", name=name, marker_color=colour,
+    for column, name in metrics.DICE_LOSS_PARTS.items():
+        fig.add_bar(y=rows["patient_id"], x=rows[column], orientation="h", name=name,
+                    marker_color=LOSS_PART_COLOURS[column],
                     customdata=rows["cascade_dice"],
                     hovertemplate="%{y}<br>" + name + ": %{x:.3f}<br>Dice %{customdata:.3f}<extra></extra>")
     fig.update_layout(barmode="stack", height=140 + 22 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 10},
