@@ -193,11 +193,13 @@ def dice_loss_figure(per_patient: pd.DataFrame, worst: int = 20, where: str = "o
                     marker_color=LOSS_PART_COLOURS[column],
                     customdata=rows["cascade_dice"],
                     hovertemplate="%{y}<br>" + name + ": %{x:.3f}<br>Dice %{customdata:.3f}<extra></extra>")
-    fig.update_layout(barmode="stack", height=140 + 22 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title=f"Where the Dice is lost, {where}: the {len(rows)} lowest of {len(per_patient)} "
-                            "patients",
+    shown = (f"all {len(rows)} patients" if len(rows) == len(per_patient)
+             else f"the {len(rows)} lowest of {len(per_patient)} patients")
+    # The legend above the bars (below, it would collide with the axis title at any height), in stacking order.
+    fig.update_layout(barmode="stack", height=170 + 22 * len(rows), margin={"l": 10, "r": 10, "t": 80, "b": 10},
+                      title=f"Where the Dice is lost, {where}: {shown}",
                       xaxis={"title": "1 - Dice per volume, split by where the wrong pixels lie", "range": [0, 1]},
-                      legend={"orientation": "h", "y": -0.15})
+                      legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "traceorder": "normal"})
     return fig
 
 
