@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from pg_support import postgres_cluster, reset_database
 
 from brainseg.review.review_log import ReviewLog, ReviewStoreError, decode_mask, encode_mask
@@ -134,6 +135,33 @@ def test_two_processes_writing_at_once_lose_nothing(location, tmp_path):
     assert len(versions) == 2 * count and versions["id"].is_unique
     assert sorted(versions["version"]) == list(range(1, 2 * count + 1))  # no version lost or shared
     assert versions.groupby("reviewer").size().to_dict() == {"r0": count, "r1": count}
+
+
+def test_opening_races_another_process_creating_the_tables(location):
+    """Two app servers opening a new store at once: the other one creates each table between this one's
+    existence check and its CREATE (the race that failed CI once). Opening must still succeed and work."""
+    from brainseg.review.review_log import database_url, metadata
+
+    other_server = sa.create_engine(database_url(location))
+    raced = []
+
+    def create_it_first(table, _connection, **_kw):
+        with other_server.begin() as db:
+            db.execute(sa.schema.CreateTable(table))  # a DDL construct: does not re-fire this event
+        raced.append(table.name)
+
+    tables = list(metadata.tables.values())
+    for table in tables:
+        sa.event.listen(table, "before_create", create_it_first)
+    try:
+        log = ReviewLog(location)
+    finally:
+        for table in tables:
+            sa.event.remove(table, "before_create", create_it_first)
+        other_server.dispose()
+    assert sorted(raced) == sorted(metadata.tables)  # every table's CREATE really lost the race
+    log.add("P", 1, "agree", 0.5, "h")
+    assert log.entries()["slice"].tolist() == [1]
 
 
 def test_storage_failure_is_a_one_line_error(location, tmp_path):

@@ -156,12 +156,18 @@ class ReviewLog:
             raise ReviewStoreError(f"review store {self.location}: cannot be opened ({err})") from err
 
     def _create_tables(self) -> None:
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except SQLAlchemyError:
-            # Several processes opening a new store at once: another one created a table between this one's
-            # check and its CREATE ("already exists"). Checking again finds it; a real failure fails again.
-            metadata.create_all(self.engine, checkfirst=True)
+        # Several processes opening a new store at once race between create_all's existence check and its
+        # CREATE: one of them fails with "already exists" on the table or index another just made. Each such
+        # failure means one more schema object exists, so one attempt per object (plus one) always suffices;
+        # a real failure (no permission, bad server) fails on every attempt and is raised.
+        schema_objects = sum(1 + len(table.indexes) for table in metadata.tables.values())
+        for attempt in range(schema_objects + 1):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                return
+            except SQLAlchemyError:
+                if attempt == schema_objects:
+                    raise
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
