@@ -126,7 +126,7 @@ def _run_scan(args: argparse.Namespace) -> int:
 
 def _add_data_args(p: argparse.ArgumentParser, default_split: str = "all") -> None:
     p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder (kaggle_3m)")
-    p.add_argument("--split", default=default_split, choices=["all", "train", "val", "test"],
+    p.add_argument("--split", default=default_split, choices=["all", "train", "val", "test", "train+val"],
                    help=f"which patients (default: {default_split})")
     p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
@@ -577,6 +577,43 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_resolution_ceiling(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("resolution-ceiling", help="Dice a perfect segmenter at each input size could reach "
+                       "(expert masks shrunk and brought back as training and inference do) -> JSON",
+                       description="No model is run: the expert masks' round trip through the input size bounds "
+                       "the Dice per volume of any segmenter working at that size.")
+    _add_data_args(p)
+    p.add_argument("--size", type=int, action="append", required=True, help="input size (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="report JSON")
+
+
+def _run_resolution_ceiling(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from brainseg.core.data import load_slices
+    from brainseg.evaluation.resolution import resolution_ceiling
+    from brainseg.inference.cascade import MASK_THRESHOLD, read_operating_point
+
+    manifest = _select(args)
+    operating_point = {"mask_threshold": MASK_THRESHOLD, "min_component_pixels": 0,
+                       **read_operating_point(args.models_dir)}  # what the cascade uses when the file is absent
+    by_patient = manifest.groupby("patient_id", sort=True)
+    patients = ((patient_id, load_slices(part)[1])
+                for patient_id, part in tqdm(by_patient, total=by_patient.ngroups, desc="patients", unit="patient"))
+    report = resolution_ceiling(patients, args.size, operating_point["mask_threshold"],
+                                operating_point["min_component_pixels"])
+    report["command"] = (f"brainseg resolution-ceiling --data {args.data} --split {args.split} "
+                         + " ".join(f"--size {size}" for size in args.size) + f" --out {args.out}")
+    report["data"] = {"folder": str(args.data), "split": args.split, "split_file": str(args.split_file),
+                      "operating_point": str(args.models_dir / "operating_point.json")}
+    _write_json(report, args.out)
+    for key, ceiling in report["ceilings"].items():
+        print(f"{key:>14}: Dice per volume {ceiling['dice_per_volume_mean']:.3f} (min "
+              f"{ceiling['dice_per_volume_min']:.3f}, {ceiling['worst_patient']}) over {report['n_patients']} "
+              "patients with tumor")
+    return 0
+
+
 def _write_json(document: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=float) + "\n")
@@ -595,6 +632,7 @@ COMMANDS = {
     "crossval": (_add_crossval, _run_crossval),
     "final-fit": (_add_final_fit, _run_final_fit),
     "cache-slices": (_add_cache_slices, _run_cache_slices),
+    "resolution-ceiling": (_add_resolution_ceiling, _run_resolution_ceiling),
     "ui-report": (_add_ui_report, _run_ui_report),
     "split": (_add_split, _run_split),
     "scan": (_add_scan, _run_scan),

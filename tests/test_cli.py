@@ -208,3 +208,16 @@ def test_ui_report_rewrites_the_readme_section_from_artifacts(tmp_path, capsys):
     (artifacts / "ui_timings.json").unlink()
     assert main(["ui-report", "--artifacts", str(artifacts), "--readme", str(readme)]) == 2
     assert "run `pytest tests/test_browser.py` first" in capsys.readouterr().err
+
+
+def test_resolution_ceiling_on_demo_cases(demo_dir, tmp_path, capsys):
+    out = tmp_path / "ceiling.json"
+    no_operating_point = tmp_path / "models"  # absent file: the cascade's own defaults (cut 0.5, no removal)
+    assert main(["resolution-ceiling", "--data", str(demo_dir), "--models-dir", str(no_operating_point),
+                 "--size", "128", "--size", "256", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert (report["mask_threshold"], report["min_component_pixels"], report["n_patients"]) == (0.5, 0, 4)
+    ceilings = report["ceilings"]
+    assert ceilings["256"]["dice_per_volume_mean"] == 1.0  # the slices' own size: nothing lost
+    assert 0.9 < ceilings["128"]["dice_per_volume_mean"] < 1.0
+    assert "128+removal" in ceilings and "Dice per volume" in capsys.readouterr().out

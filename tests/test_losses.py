@@ -36,3 +36,22 @@ def test_losses_accept_image_batches():
     truth[0, :2, :2] = 1
     assert float(focal_tversky_loss(truth, truth)) == pytest.approx(0.0, abs=1e-6)
     assert float(focal_tversky_loss(truth, 1 - truth)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_focal_tversky_pushes_soft_targets_to_zero_or_one():
+    """Why soft labels alone change little under the shipped loss (models/ablation_decision.md): with
+    alpha + beta = 1, d(TI)/d(p_i) has the sign of (y_i - beta * TI), so gradient descent raises a pixel whose
+    covered fraction exceeds beta * TI towards 1 and lowers the others towards 0, instead of learning y_i."""
+    import tensorflow as tf
+
+    from brainseg.core.losses import FocalTverskyLoss
+
+    soft_truth = tf.constant([1.0, 1.0, 0.5, 0.25, 0.0])
+    pred = tf.Variable([0.9, 0.9, 0.5, 0.25, 0.1])
+    with tf.GradientTape() as tape:
+        loss = FocalTverskyLoss(alpha=0.5)(soft_truth, pred)
+    step = -tape.gradient(loss, pred).numpy()  # where gradient descent moves each pixel
+    index = float(tversky_index(soft_truth, pred, alpha=0.5))
+    assert 0.5 < index < 1  # so beta * TI lies between 0.25 and 0.5
+    assert (step[:3] > 0).all()  # fully and half covered pixels: pushed up, the half one past its target 0.5
+    assert (step[3:] < 0).all()  # a quarter covered pixel sitting at its target 0.25: pushed down

@@ -92,3 +92,16 @@ def test_card_lists_every_cross_validated_variant_paired_with_the_shipped_record
         assert paired["report"] == "models/crossval.json"
         assert paired["baseline_mean"] == pytest.approx(record["figures"]["cascade_dice_per_volume"]["mean"])
         assert f"{paired['mean_difference']:+.3f}" in text
+
+
+def test_card_shows_the_recorded_resolution_ceiling_beside_the_out_of_fold_dice(card):
+    from brainseg.reports.model_card import resolution_ceiling_record
+
+    record = resolution_ceiling_record(MODELS_DIR)
+    assert card["resolution_ceiling"] == json.loads(json.dumps(record))
+    assert record["command"].startswith("brainseg resolution-ceiling") and record["data"]["split"] == "train+val"
+    size = card["models"]["segmenter"]["input_spec"]["size"]
+    ceiling = record["ceilings"][f"{size}+removal"]["dice_per_volume_mean"]
+    oof = card["crossval"]["figures"]["cascade_dice_per_volume"]["mean"]
+    text = (MODELS_DIR / "MODEL_CARD.md").read_text()
+    assert f"would lose {1 - ceiling:.3f}. The rest, {ceiling - oof:.3f}, is the models' error" in text

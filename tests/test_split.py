@@ -75,6 +75,19 @@ def test_select_part(demo_dir):
     assert len(select_part(manifest, None, "all")) == len(manifest)
     with pytest.raises(DataError, match="no patient of the 'train' split"):
         select_part(manifest, split, "train")
+    with pytest.raises(DataError, match="no patient of the 'train\\+val' split"):
+        select_part(manifest, split, "train+val")  # demo cases come from the test split only
+    with pytest.raises(DataError, match="unknown split part 'tset'"):
+        select_part(manifest, split, "train+tset")
+
+
+def test_joined_parts_select_the_union_of_their_patients():
+    import pandas as pd
+
+    manifest = pd.DataFrame({"patient_id": ["A", "A", "B", "C", "D"], "slice": [1, 2, 1, 1, 1]})
+    split = {"train": ["A", "B"], "val": ["C"], "test": ["D"]}
+    assert select_part(manifest, split, "train+val")["patient_id"].tolist() == ["A", "A", "B", "C"]
+    assert select_part(manifest, split, "val")["patient_id"].tolist() == ["C"]
 
 
 def test_trained_on_parts_from_sidecar_configs():

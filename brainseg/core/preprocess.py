@@ -132,14 +132,19 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
-    """(N, H, W) bool -> (N, size, size, 1) float32 in {0, 1} (pixel kept if over half covered)."""
+def resize_masks(masks: np.ndarray, size: int, soft: bool = False) -> np.ndarray:
+    """(N, H, W) bool -> (N, size, size, 1) float32: in {0, 1}, a pixel kept if at least half covered (what the
+    segmenters train on), or with ``soft`` the covered fraction itself (area interpolation, in [0, 1]).
+
+    The hard rule keeps exactly-half-covered pixels, so shrinking by 2 moves many edges outward: brought back to
+    256 the masks are larger than the expert's (see ``evaluation.resolution``); the covered fraction is not."""
     masks = np.asarray(masks)
     if masks.shape[1:3] == (size, size):
         return masks.astype(np.float32)[..., None]
     out = np.empty((len(masks), size, size, 1), np.float32)
     for i, mask in enumerate(masks):
-        out[i, ..., 0] = _resize(mask.astype(np.float32), size) >= 0.5
+        covered = _resize(mask.astype(np.float32), size)
+        out[i, ..., 0] = covered if soft else covered >= 0.5
     return out
 
 

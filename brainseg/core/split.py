@@ -90,14 +90,16 @@ def load_split(path: str | Path) -> dict[str, list[str]]:
 
 
 def select_part(manifest: pd.DataFrame, split: dict[str, list[str]] | None, part: str) -> pd.DataFrame:
-    """Rows of ``manifest`` whose patient is in ``part`` ('all' keeps every row)."""
+    """Rows of ``manifest`` whose patient is in ``part`` ('all' keeps every row; 'train+val' joins parts)."""
     if part == "all":
         return manifest
     if split is None:
         raise DataError(f"split '{part}' asked for, but no split file was given")
-    if part not in PARTS:
-        raise DataError(f"unknown split part '{part}' (choose all, {', '.join(PARTS)})")
-    selected = manifest[manifest["patient_id"].isin(split[part])]
+    names = part.split("+")
+    unknown = [name for name in names if name not in PARTS]
+    if unknown:
+        raise DataError(f"unknown split part '{unknown[0]}' (choose all, {', '.join(PARTS)}, or parts joined by +)")
+    selected = manifest[manifest["patient_id"].isin([patient for name in names for patient in split[name]])]
     if selected.empty:
         raise DataError(f"no patient of the '{part}' split is in this folder")
     return selected.reset_index(drop=True)

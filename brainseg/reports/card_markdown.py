@@ -283,6 +283,8 @@ def render_markdown(card: dict) -> str:
         "",
         *crossval_lines(card.get("crossval")),
         *crossval_variant_lines(card.get("crossval_variants") or [], card.get("crossval")),
+        *resolution_ceiling_lines(card.get("resolution_ceiling"), card.get("crossval"),
+                                  card["models"]["segmenter"]["input_spec"]["size"]),
         *_calibration_lines(card),
         *_speed_lines(card),
         "## Demo cases (checked by the test suite)",
@@ -558,6 +560,41 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
             f"{paired['better']} / {paired['worse']} | {folds} | {_loss_part_changes(v, shipped)} | "
             f"{_f(v['figures']['roc_auc_pooled'], 4)} | "
             f"{'yes' if ci['low'] > 0 else 'no'} |")
+    return [*lines, ""]
+
+
+def resolution_ceiling_lines(ceiling: dict | None, cv: dict | None, segmenter_size: int) -> list[str]:
+    """The Dice a perfect segmenter could reach at each input size (``brainseg resolution-ceiling``), beside the
+    shipped recipe's out-of-fold Dice (its segmenter at ``segmenter_size``): how much of the gap the input size
+    can explain."""
+    if not ceiling:
+        return []
+    sizes = sorted({int(key.split("+")[0].split(" ")[0]) for key in ceiling["ceilings"]})
+    lines = [
+        "### What the input size costs (`models/resolution_ceiling.json`)",
+        f"`{ceiling['command']}`. No model is run: {ceiling['definition']} Over {ceiling['n_patients']} patients "
+        f"(mask cut {ceiling['mask_threshold']}, removal under {ceiling['min_component_pixels']} px):",
+        "",
+        "| input size | labels | ceiling: Dice/vol mean (min) | with removal | smallest third of tumors | "
+        + " | ".join(metrics.DICE_LOSS_PARTS.values()) + " |",
+        "|---|---|---|---|---|" + "---|" * len(metrics.DICE_LOSS_PARTS),
+    ]
+    for size in sizes:
+        for tag, words in (("", "at least half covered (trained on now)"), (" soft", "covered fraction (soft)")):
+            alone, removal = ceiling["ceilings"].get(f"{size}{tag}"), ceiling["ceilings"].get(f"{size}{tag}+removal")
+            if not alone or not removal:
+                continue
+            lines.append(
+                f"| {size} | {words} | {_f(alone['dice_per_volume_mean'])} ({_f(alone['dice_per_volume_min'])}) | "
+                f"{_f(removal['dice_per_volume_mean'])} | {_f(alone['by_tumor_size'][0]['dice_mean'])} | "
+                + " | ".join(_f(alone["dice_loss_parts"][name]) for name in metrics.DICE_LOSS_PARTS) + " |")
+    at_size = ceiling["ceilings"].get(f"{segmenter_size}+removal")
+    if cv and at_size:
+        oof, best = cv["figures"]["cascade_dice_per_volume"]["mean"], at_size["dice_per_volume_mean"]
+        lines += ["", f"Out of fold the shipped recipe (segmenter at {segmenter_size}, removal as shipped) loses "
+                  f"{_f(1 - oof)} of Dice per volume; a perfect segmenter at {segmenter_size} with the same removal "
+                  f"would lose {_f(1 - best)}. The rest, {_f(best - oof)}, is the models' error, not the input "
+                  "size's."]
     return [*lines, ""]
 
 

@@ -83,6 +83,7 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
         "crossval": (json.loads((models_dir / "crossval.json").read_text())
                      if (models_dir / "crossval.json").is_file() else None),
         "crossval_variants": crossval_variants(models_dir),
+        "resolution_ceiling": resolution_ceiling_record(models_dir),
         "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
         "test": _strip(test_report),
         "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
@@ -115,6 +116,17 @@ def crossval_variants(models_dir: Path) -> list[dict]:
                                                      "roc_auc")} for fold in report["per_fold"]],
         })
     return variants
+
+
+def resolution_ceiling_record(models_dir: Path) -> dict | None:
+    """``resolution_ceiling.json`` (``brainseg resolution-ceiling``) without its per-patient rows, or None."""
+    path = models_dir / "resolution_ceiling.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    for ceiling in report["ceilings"].values():
+        ceiling.pop("per_patient", None)
+    return report
 
 
 def _ablation_decision(models_dir: Path) -> list[str]:
