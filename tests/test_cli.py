@@ -221,3 +221,12 @@ def test_resolution_ceiling_on_demo_cases(demo_dir, tmp_path, capsys):
     assert ceilings["256"]["dice_per_volume_mean"] == 1.0  # the slices' own size: nothing lost
     assert 0.9 < ceilings["128"]["dice_per_volume_mean"] < 1.0
     assert "128+removal" in ceilings and "Dice per volume" in capsys.readouterr().out
+
+
+def test_readme_documents_every_command():
+    from conftest import ROOT
+
+    from brainseg.cli import COMMANDS
+
+    readme = (ROOT / "README.md").read_text()
+    assert [name for name in COMMANDS if f"`brainseg {name}" not in readme] == []
