@@ -573,7 +573,8 @@ def resolution_ceiling_lines(ceiling: dict | None, cv: dict | None, segmenter_si
     lines = [
         "### What the input size costs (`models/resolution_ceiling.json`)",
         f"`{ceiling['command']}`. No model is run: {ceiling['definition']} Over {ceiling['n_patients']} patients "
-        f"(mask cut {ceiling['mask_threshold']}, removal under {ceiling['min_component_pixels']} px):",
+        f"(mask cut {ceiling['mask_threshold']}, removal under {ceiling['min_component_pixels']} px); the smallest "
+        "third of tumors and the loss parts are the round trip's without removal:",
         "",
         "| input size | labels | ceiling: Dice/vol mean (min) | with removal | smallest third of tumors | "
         + " | ".join(metrics.DICE_LOSS_PARTS.values()) + " |",
