@@ -21,13 +21,31 @@ from brainseg.experiments import crossval
 TINY = {"input_size": 32, "width": 0.125, "epochs": 1, "batch_size": 8}
 
 
-@pytest.fixture
-def four_patient_split(tmp_path):
+@pytest.fixture(scope="module")
+def four_patient_split(tmp_path_factory):
     """All four demo patients in train + val (cross-validation never uses the test part)."""
-    path = tmp_path / "split4.json"
+    path = tmp_path_factory.mktemp("split") / "split4.json"
     path.write_text(json.dumps({"train": ["TCGA_CS_6669", "TCGA_FG_A4MU", "TCGA_HT_7855"],
                                 "val": ["TCGA_DU_8165"], "test": []}))
     return path
+
+
+@pytest.fixture(scope="module")
+def trained_folds(tmp_path_factory, demo_dir, four_patient_split):
+    """A 2-fold cross-validation of tiny models over the demo patients, trained once for this module's tests
+    (each tiny training costs tens of seconds of graph tracing); tests read it and write elsewhere."""
+    out = tmp_path_factory.mktemp("crossval") / "cv"
+    assert main(["crossval", "--data", str(demo_dir), "--split-file", str(four_patient_split), "--out", str(out),
+                 "--folds", "2", "--stage", "folds"]) == 0
+    # Not trained yet: the evaluate stage says so (exit 2), it does not score half a cross-validation.
+    assert main(["crossval", "--data", str(demo_dir), "--out", str(out), "--stage", "evaluate",
+                 "--report", str(out.parent / "r.json")]) == 2
+    # Trained from a slice cache, as real cross-validations on a lent GPU are: the fit itself runs on cached arrays.
+    manifest, _ = load_dataset(demo_dir)
+    cache = write_slice_cache(manifest, TINY["input_size"], out.parent / "cache")
+    for fold in (0, 1):
+        crossval.train_fold(cache, out, fold, overrides=TINY, verbose=0)
+    return out
 
 
 def test_folds_hold_out_every_train_and_val_patient_once_and_never_touch_test():
@@ -98,10 +116,19 @@ def test_training_from_a_slice_cache_sees_the_same_arrays(tmp_path, demo_dir, de
         seen.setdefault(kwargs.get("shuffle", False), []).append((images.copy(), targets.copy()))
         return original(images, targets, *args, **kwargs)
 
+    class ArraysMadeError(Exception):
+        """Raised where the model would be built: the arrays are made by then, and fitting costs tens of seconds
+        (the `trained_folds` fixture fits from a cache)."""
+
+    def stop(_config):
+        raise ArraysMadeError
+
     monkeypatch.setattr(train_module, "make_dataset", recording)
+    monkeypatch.setattr(train_module, "build_model", stop)
     config = train_module.config_with_overrides(train_module.recipe("segmenter", "cpu"), **TINY)
     for source, run in ((demo_dir, "from_folder"), (tmp_path / "cache", "from_cache")):
-        train_module.train(config, source, demo_split, tmp_path / run, verbose=0)
+        with pytest.raises(ArraysMadeError):
+            train_module.train(config, source, demo_split, tmp_path / run, verbose=0)
     for shuffled in (True, False):  # the training and the validation arrays
         (folder_x, folder_y), (cache_x, cache_y) = seen[shuffled]
         assert len(folder_x) > 0 and np.array_equal(folder_x, cache_x) and np.array_equal(folder_y, cache_y)
@@ -118,15 +145,8 @@ def config_at(config, size):
     return replace(config, input_size=size)
 
 
-def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_patient_split):
-    out = tmp_path / "cv"
-    assert main(["crossval", "--data", str(demo_dir), "--split-file", str(four_patient_split), "--out", str(out),
-                 "--folds", "2", "--stage", "folds"]) == 0
-    # Not trained yet: the evaluate stage says so (exit 2), it does not score half a cross-validation.
-    assert main(["crossval", "--data", str(demo_dir), "--out", str(out), "--stage", "evaluate",
-                 "--report", str(tmp_path / "r.json")]) == 2
-    for fold in (0, 1):
-        crossval.train_fold(demo_dir, out, fold, overrides=TINY, verbose=0)
+def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_patient_split, trained_folds):
+    out = trained_folds
     report = crossval.evaluate_folds(demo_dir, out, target_sensitivity=0.98, slice_score="classifier+segmenter",
                                      n_resamples=200)
 
@@ -238,15 +258,12 @@ def test_fold_numbers_to_score():
 
 
 def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_does_not_change(
-        tmp_path, demo_dir, four_patient_split):
-    base, variant = tmp_path / "cv", tmp_path / "cv-variant"
+        tmp_path, demo_dir, four_patient_split, trained_folds):
+    base, variant = trained_folds, tmp_path / "cv-variant"
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"runs": {"segmenter-alpha_0.3": {"model": "segmenter",
                                                                  "overrides": {"tversky_alpha": 0.3}}}}))
     common = ["--data", str(demo_dir), "--split-file", str(four_patient_split), "--folds", "2"]
-    assert main(["crossval", *common, "--out", str(base), "--stage", "folds"]) == 0
-    for fold in (0, 1):
-        crossval.train_fold(demo_dir, base, fold, overrides=TINY, verbose=0)
     base_report = tmp_path / "base.json"
     base_report.write_text(json.dumps(crossval.evaluate_folds(demo_dir, base, 0.98, "classifier+segmenter",
                                                               n_resamples=50), default=float))
