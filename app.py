@@ -4,10 +4,10 @@ import streamlit as st
 
 from brainseg.runtime import import_tensorflow_quietly
 
-import_tensorflow_quietly()  # before any brainseg module pulls TensorFlow in: keeps its C++ start-up noise out of logs
-
 st.set_page_config(page_title="brainseg · LGG MRI review", page_icon=":material/neurology:", layout="wide")
 
+# Declared before TensorFlow's import (seconds on a cold server): until the browser has this navigation, it lists
+# the files of pages/ by file name. A page opened by its address on a fresh server: see dashboard.through_the_router.
 pages = st.navigation([
     st.Page("pages/patients.py", title="Patients", icon=":material/person_search:", default=True),
     st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
@@ -17,4 +17,5 @@ pages = st.navigation([
     st.Page("pages/dataset.py", title="Dataset", icon=":material/bar_chart:"),
     st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ])
+import_tensorflow_quietly()  # before any page pulls TensorFlow in: keeps its C++ start-up noise out of logs
 pages.run()  # each page draws the shared sidebar itself (dashboard.sidebar)

@@ -310,6 +310,29 @@ def _write_grayscale_png(slice_path, target) -> None:
     Image.fromarray(flair.astype(np.uint8), mode="L").save(target)
 
 
+def test_a_page_address_opened_first_on_a_fresh_server_goes_through_the_router(tmp_path):
+    """Streamlit runs a pages/ file by itself (no app.py: no page configuration, a navigation of file names) when
+    a fresh server's first session opens that page's address, until some script has called st.navigation."""
+    with streamlit_server(tmp_path / "streamlit.log") as (url, _process), playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        configure_timeouts(page)
+        with saved_on_failure(page, "test_a_page_address_opened_first_on_a_fresh_server"):
+            page.goto(f"{url}/model_card")  # the first request this server has
+            navigation = page.locator("[data-testid='stSidebarNav']")
+            # The router's titles, not file names; on the old code the page drew itself under "model card".
+            _after(page, navigation.get_by_text("Threshold & metrics", exact=True),
+                   page.locator(MAIN).get_by_text("Intended use: research and education"))
+            assert page.url == f"{url}/model_card"
+            titles = navigation.locator("[data-testid='stSidebarNavLink']").all_inner_texts()
+            assert [title.split("\n")[-1].strip() for title in titles] == [
+                "Patients", "Upload", "Study (NIfTI / DICOM)", "Error browser", "Threshold & metrics", "Dataset",
+                "Model card"]
+            assert page.title().startswith("brainseg")  # app.py's page configuration
+            _no_exception(page)
+        browser.close()
+
+
 def test_screenshots_were_written(run_started):
     for name in SCREENSHOTS:
         shot = SHOTS / f"{name}.png"

@@ -220,11 +220,33 @@ def _apply_data_dir() -> None:
     st.session_state["data_dir"] = st.session_state["_data_dir_choice"]
 
 
+def through_the_router() -> None:
+    """Rerun this page through app.py if Streamlit ran its file directly.
+
+    Streamlit serves the files of a ``pages/`` folder as pages by themselves (its first multipage design) until
+    some session's script has called ``st.navigation``. So the first session of a fresh server, opened at a
+    page's address (a bookmark, a shared link), runs that page without app.py: no page configuration, and a
+    navigation of file names ("app", "model card", ...) that stays for the session. Switching the process to
+    ``st.navigation`` and rerunning sends the same address through app.py's router. Only a session's first run
+    is rerun: it carries no widget action that a rerun would drop (Streamlit's AppTest takes the pages/ folder
+    path on every run after the first; there the switch alone is enough).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    first_run = "_has_run" not in st.session_state
+    st.session_state["_has_run"] = True
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if first_run:
+            st.rerun()
+
+
 def sidebar(draw_threshold: bool = True) -> None:
     """Shown on every page: the research notice, the data folder, the threshold and the models.
 
     ``draw_threshold=False`` leaves the threshold's place empty for the page's fragment (``sidebar_threshold``).
     """
+    through_the_router()  # every page starts with this sidebar
     try:
         _init_state()
     except BrainsegError as err:
