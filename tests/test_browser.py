@@ -62,15 +62,22 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
+    """One Playwright and one Chromium for the module: a second sync Playwright cannot start while one runs."""
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
-        configure_timeouts(context)
-        page = context.new_page()
-        configure_timeouts(page)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+    configure_timeouts(context)
+    page = context.new_page()
+    configure_timeouts(page)
+    yield page
+    context.close()
 
 
 def _after(page, *expected) -> None:
@@ -310,12 +317,12 @@ def _write_grayscale_png(slice_path, target) -> None:
     Image.fromarray(flair.astype(np.uint8), mode="L").save(target)
 
 
-def test_a_page_address_opened_first_on_a_fresh_server_goes_through_the_router(tmp_path):
+def test_a_page_address_opened_first_on_a_fresh_server_goes_through_the_router(browser, tmp_path):
     """Streamlit runs a pages/ file by itself (no app.py: no page configuration, a navigation of file names) when
     a fresh server's first session opens that page's address, until some script has called st.navigation."""
-    with streamlit_server(tmp_path / "streamlit.log") as (url, _process), playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
+    with streamlit_server(tmp_path / "streamlit.log") as (url, _process):
+        context = browser.new_context()
+        page = context.new_page()
         configure_timeouts(page)
         with saved_on_failure(page, "test_a_page_address_opened_first_on_a_fresh_server"):
             page.goto(f"{url}/model_card")  # the first request this server has
@@ -330,7 +337,7 @@ def test_a_page_address_opened_first_on_a_fresh_server_goes_through_the_router(t
                 "Model card"]
             assert page.title().startswith("brainseg")  # app.py's page configuration
             _no_exception(page)
-        browser.close()
+        context.close()
 
 
 def test_screenshots_were_written(run_started):
