@@ -10,6 +10,7 @@ then for the script run to be over (`IDLE`), then again for each element it read
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -70,14 +71,23 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def page(server, browser):
-    context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+@contextlib.contextmanager
+def _visitor(browser, **context_options):
+    """A page in a new browser context (a new visitor: its own Streamlit session), closed afterwards."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1100}, **context_options)
     configure_timeouts(context)
     page = context.new_page()
     configure_timeouts(page)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    with _visitor(browser, accept_downloads=True) as page:
+        yield page
 
 
 def _after(page, *expected) -> None:
@@ -261,7 +271,7 @@ def _every_page_threshold_and_uploads(server, page, tmp_path) -> None:
     TIMINGS.write_text(json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n")
 
 
-def test_threshold_page_on_a_prediction_store(page, tmp_path, monkeypatch):
+def test_threshold_page_on_a_prediction_store(browser, tmp_path, monkeypatch):
     """A server reading a filled prediction store ($BRAINSEG_STORE): the Threshold page opens without running the
     cascade; a preset click and a slider move rerun only the threshold fragment, and the sidebar's slider follows.
     Timings are added to test-artifacts/ui_timings.json for the README (recorded, never asserted)."""
@@ -273,37 +283,31 @@ def test_threshold_page_on_a_prediction_store(page, tmp_path, monkeypatch):
                    cwd=ROOT, check=True, capture_output=True)
     monkeypatch.setenv("BRAINSEG_STORE", str(store))
     timings = {}
-    with streamlit_server(tmp_path / "streamlit.log") as (url, _process):
-        # A second server, the module's browser (one Playwright per thread): a new context is a new visitor.
-        context = page.context.browser.new_context(viewport={"width": 1500, "height": 1100})
-        configure_timeouts(context)
-        page = context.new_page()
-        configure_timeouts(page)
-        with saved_on_failure(page, "test_threshold_page_on_a_prediction_store"):
-            _open(page, url, "Tumor burden across the patient")  # the models load here, not in the timing below
-            start = time.perf_counter()
-            _open(page, f"{url}/threshold", "Expected calibration error")
-            timings["threshold_page_open_with_store_s (models loaded, counts not cached)"] = time.perf_counter() - start
-            _no_exception(page)
+    with (streamlit_server(tmp_path / "streamlit.log") as (url, _process), _visitor(browser) as page,
+          saved_on_failure(page, "test_threshold_page_on_a_prediction_store")):
+        _open(page, url, "Tumor burden across the patient")  # the models load here, not in the timing below
+        start = time.perf_counter()
+        _open(page, f"{url}/threshold", "Expected calibration error")
+        timings["threshold_page_open_with_store_s (models loaded, counts not cached)"] = time.perf_counter() - start
+        _no_exception(page)
 
-            def thumb_values(value: str):
-                return page.locator("[data-testid='stSliderThumbValue']", has_text=value)
+        def thumb_values(value: str):
+            return page.locator("[data-testid='stSliderThumbValue']", has_text=value)
 
-            start = time.perf_counter()
-            page.get_by_role("button", name="seed 0.05: 0.050").click()
-            _after(page, page.locator(SIDEBAR).locator("[data-testid='stSliderThumbValue']", has_text="0.050"))
-            timings["threshold_preset_click_s (store)"] = time.perf_counter() - start
-            assert thumb_values("0.050").count() == 2  # the page's slider and the sidebar's, drawn by the fragment
-            thumb = page.locator(MAIN).locator("input[type='range']").first
-            thumb.focus()
-            start = time.perf_counter()
-            thumb.press("ArrowRight")
-            # The sidebar's slider shows it only once the fragment's rerun has drawn it (the page's moves at once).
-            _after(page, page.locator(SIDEBAR).locator("[data-testid='stSliderThumbValue']", has_text="0.051"))
-            timings["threshold_slider_move_s (store)"] = time.perf_counter() - start
-            assert thumb_values("0.051").count() == 2
-            _no_exception(page)
-        context.close()
+        start = time.perf_counter()
+        page.get_by_role("button", name="seed 0.05: 0.050").click()
+        _after(page, page.locator(SIDEBAR).locator("[data-testid='stSliderThumbValue']", has_text="0.050"))
+        timings["threshold_preset_click_s (store)"] = time.perf_counter() - start
+        assert thumb_values("0.050").count() == 2  # the page's slider and the sidebar's, drawn by the fragment
+        thumb = page.locator(MAIN).locator("input[type='range']").first
+        thumb.focus()
+        start = time.perf_counter()
+        thumb.press("ArrowRight")
+        # The sidebar's slider shows it only once the fragment's rerun has drawn it (the page's moves at once).
+        _after(page, page.locator(SIDEBAR).locator("[data-testid='stSliderThumbValue']", has_text="0.051"))
+        timings["threshold_slider_move_s (store)"] = time.perf_counter() - start
+        assert thumb_values("0.051").count() == 2
+        _no_exception(page)
     assert not list(store.rglob("*.tmp"))
     recorded = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
     TIMINGS.write_text(json.dumps({**recorded, **{k: round(v, 2) for k, v in timings.items()}}, indent=2) + "\n")
@@ -320,24 +324,20 @@ def _write_grayscale_png(slice_path, target) -> None:
 def test_a_page_address_opened_first_on_a_fresh_server_goes_through_the_router(browser, tmp_path):
     """Streamlit runs a pages/ file by itself (no app.py: no page configuration, a navigation of file names) when
     a fresh server's first session opens that page's address, until some script has called st.navigation."""
-    with streamlit_server(tmp_path / "streamlit.log") as (url, _process):
-        context = browser.new_context()
-        page = context.new_page()
-        configure_timeouts(page)
-        with saved_on_failure(page, "test_a_page_address_opened_first_on_a_fresh_server"):
-            page.goto(f"{url}/model_card")  # the first request this server has
-            navigation = page.locator("[data-testid='stSidebarNav']")
-            # The router's titles, not file names; on the old code the page drew itself under "model card".
-            _after(page, navigation.get_by_text("Threshold & metrics", exact=True),
-                   page.locator(MAIN).get_by_text("Intended use: research and education"))
-            assert page.url == f"{url}/model_card"
-            titles = navigation.locator("[data-testid='stSidebarNavLink']").all_inner_texts()
-            assert [title.split("\n")[-1].strip() for title in titles] == [
-                "Patients", "Upload", "Study (NIfTI / DICOM)", "Error browser", "Threshold & metrics", "Dataset",
-                "Model card"]
-            assert page.title().startswith("brainseg")  # app.py's page configuration
-            _no_exception(page)
-        context.close()
+    with (streamlit_server(tmp_path / "streamlit.log") as (url, _process), _visitor(browser) as page,
+          saved_on_failure(page, "test_a_page_address_opened_first_on_a_fresh_server")):
+        page.goto(f"{url}/model_card")  # the first request this server has
+        navigation = page.locator("[data-testid='stSidebarNav']")
+        # The router's titles, not file names; on the old code the page drew itself under "model card".
+        _after(page, navigation.get_by_text("Threshold & metrics", exact=True),
+               page.locator(MAIN).get_by_text("Intended use: research and education"))
+        assert page.url == f"{url}/model_card"
+        titles = navigation.locator("[data-testid='stSidebarNavLink']").all_inner_texts()
+        assert [title.split("\n")[-1].strip() for title in titles] == [
+            "Patients", "Upload", "Study (NIfTI / DICOM)", "Error browser", "Threshold & metrics", "Dataset",
+            "Model card"]
+        assert page.title().startswith("brainseg")  # app.py's page configuration
+        _no_exception(page)
 
 
 def test_screenshots_were_written(run_started):
