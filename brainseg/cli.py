@@ -384,8 +384,9 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", type=Path, default=DEFAULT_MODELS_DIR / "ablation_plan.json")
     p.add_argument("--reuse-from", type=Path,
                    help="'train': copy the models the variant does not change from this cross-validation's folds")
-    p.add_argument("--compare-to", type=Path,
-                   help="'evaluate': add a paired out-of-fold comparison with this report (e.g. models/crossval.json)")
+    p.add_argument("--compare-to", type=Path, action="append",
+                   help="'evaluate': add a paired out-of-fold comparison with this report (e.g. models/crossval.json); "
+                   "repeatable: the first is 'paired_against', the others 'also_paired_against'")
     p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # tests only: both models' epoch count
 
 
@@ -421,9 +422,12 @@ def _run_crossval(args: argparse.Namespace) -> int:
             "brainseg crossval"
         if args.variant:
             report["variant"] = {"name": args.variant, "overrides": crossval.variant_overrides(args.plan, args.variant)}
-        if args.compare_to is not None:
-            report["paired_against"] = {"report": str(args.compare_to), **crossval.paired_comparison(
-                report, json.loads(args.compare_to.read_text()))}
+        comparisons = [{"report": str(path), **crossval.paired_comparison(report, json.loads(path.read_text()))}
+                       for path in args.compare_to or []]
+        if comparisons:
+            report["paired_against"] = comparisons[0]
+        if len(comparisons) > 1:
+            report["also_paired_against"] = comparisons[1:]
         _write_json(report, args.report)
         f, ci = report["figures"], report["confidence_intervals"]
         dice = ci.get("cascade_dice_per_volume_mean", {})
@@ -432,10 +436,9 @@ def _run_crossval(args: argparse.Namespace) -> int:
               f"{f['cascade_dice_per_volume']['mean']:.3f} [{dice.get('low', float('nan')):.3f}, "
               f"{dice.get('high', float('nan')):.3f}], pooled ROC AUC {f['roc_auc_pooled']:.4f}; "
               f"wrote {args.report}")
-        paired = report.get("paired_against")
-        if paired:
+        for paired in comparisons:
             ci = paired["confidence_interval"]
-            print(f"against {args.compare_to}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "
+            print(f"against {paired['report']}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "
                   f"(paired over {paired['n_patients']} patients; {paired['better']} better, {paired['worse']} worse)")
     return 0
 

@@ -289,9 +289,14 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     evaluate = ["crossval", "--data", str(demo_dir), "--out", str(variant), "--stage", "evaluate",
                 "--compare-to", str(base_report)]
     assert main([*evaluate, "--fold", "1"]) == 2
-    assert main([*evaluate, "--fold", "1", "--report", str(tmp_path / "partial.json")]) == 0
-    partial = json.loads((tmp_path / "partial.json").read_text())
     held_out = json.loads((variant / "folds.json").read_text())["folds"][1]["test"]
+    # A second --compare-to (here the variant's own full report: same models, so no difference) is paired too.
+    assert main([*evaluate, "--fold", "1", "--report", str(tmp_path / "partial.json"),
+                 "--compare-to", str(tmp_path / "variant.json")]) == 0
+    partial = json.loads((tmp_path / "partial.json").read_text())
+    [itself] = partial["also_paired_against"]
+    assert itself["report"] == str(tmp_path / "variant.json") and itself["n_patients"] == len(held_out)
+    assert itself["mean_difference"] == pytest.approx(0.0) and itself["better"] == itself["worse"] == 0
     assert partial["partial"] is True and partial["folds_scored"] == [1] and "final_fit_choices" not in partial
     assert sorted(row["patient_id"] for row in partial["per_patient"]) == sorted(held_out)
     assert partial["paired_against"]["n_patients"] == len(held_out)

@@ -68,7 +68,8 @@ def get_patient_prediction(data_dir: str, patient_id: str, models_key: str) -> d
     images, truth = load_slices(rows)
     cascade, store = get_cascade(str(models_dir())), prediction_store()
     # With $BRAINSEG_STORE: the stored outputs, or the patient scored into the store now (the next server too).
-    result = cascade.predict(images) if store is None else store.result_or_score(cascade, rows, images)
+    result = (cascade.predict(images, rows["slice"].to_numpy()) if store is None
+              else store.result_or_score(cascade, rows, images))
     return {"rows": rows.reset_index(drop=True), "images": images, "truth": truth, "result": result}
 
 
@@ -109,7 +110,8 @@ def get_patient_tta(data_dir: str, patient_id: str, models_key: str) -> dict:
     from brainseg.review.uncertainty import tta_segment
 
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
-    tta = tta_segment(get_cascade(str(models_dir())).segmenter, prediction["images"])
+    tta = tta_segment(get_cascade(str(models_dir())).segmenter, prediction["images"],
+                      slice_numbers=prediction["rows"]["slice"].to_numpy())
     return {"std": tta.std.astype(np.float16), "score": tta.score, "n_views": tta.n_views}
 
 

@@ -41,9 +41,9 @@ def _conv_bn_pool_relu(x: keras.KerasTensor, filters: int, name: str) -> keras.K
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def build_classifier(input_size: int = 256, width: float = 1.0, dropout: float = 0.2) -> keras.Model:
-    """Slice classifier: P(tumor) for a (input_size, input_size, 3) slice."""
-    inputs = keras.Input((input_size, input_size, 3), name="image")
+def build_classifier(input_size: int = 256, width: float = 1.0, dropout: float = 0.2, channels: int = 3) -> keras.Model:
+    """Slice classifier: P(tumor) for a (input_size, input_size, channels) slice (3, or more with neighbours)."""
+    inputs = keras.Input((input_size, input_size, channels), name="image")
     x = _conv_bn_pool_relu(inputs, _scaled(32, width), "stem1")
     x = _conv_bn_pool_relu(x, _scaled(64, width), "stem2")
     for i, filters in enumerate((64, 128, 256), start=1):
@@ -61,11 +61,14 @@ def build_classifier(input_size: int = 256, width: float = 1.0, dropout: float =
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def build_segmenter(input_size: int = 256, width: float = 1.0) -> keras.Model:
-    """ResUNet: per-pixel tumor probability map of shape (input_size, input_size, 1)."""
+def build_segmenter(input_size: int = 256, width: float = 1.0, channels: int = 3) -> keras.Model:
+    """ResUNet: per-pixel tumor probability map of shape (input_size, input_size, 1).
+
+    ``channels``: 3, or 3 per slice read when neighbouring slices are extra input (only the first layer grows).
+    """
     if input_size % 16:
         raise ValueError(f"segmenter input_size must be a multiple of 16 (four poolings), got {input_size}")
-    inputs = keras.Input((input_size, input_size, 3), name="image")
+    inputs = keras.Input((input_size, input_size, channels), name="image")
     f16 = _scaled(16, width)
     x = layers.Conv2D(f16, 3, padding="same", activation="relu", kernel_initializer="he_normal", name="stem_conv1")(
         inputs

@@ -15,7 +15,13 @@ import cv2
 import keras
 import numpy as np
 
-from brainseg.core.preprocess import AugmentConfig, InputSpec, affine_coefficients, replace_missing_sequences
+from brainseg.core.preprocess import (
+    AugmentConfig,
+    InputSpec,
+    affine_coefficients,
+    per_sequence,
+    replace_missing_sequences,
+)
 
 
 def scale_images_numpy(images: np.ndarray, scaling: str) -> np.ndarray:
@@ -33,7 +39,7 @@ def apply_augmentation_numpy(
     shift: np.ndarray, contrast: np.ndarray, brightness: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``preprocess.apply_augmentation`` in numpy/OpenCV (bilinear, zeros outside the slice)."""
-    size = image.shape[0]
+    size, channels = image.shape[0], image.shape[-1]
     stacked = image if mask is None else np.concatenate([image, mask], axis=-1)
     if flip:
         stacked = stacked[:, ::-1]
@@ -45,10 +51,11 @@ def apply_augmentation_numpy(
                              borderValue=0)
     if stacked.ndim == 2:
         stacked = stacked[..., None]
-    image = np.clip(stacked[..., :3] * contrast + brightness, 0.0, 255.0)
+    image = np.clip(stacked[..., :channels] * per_sequence(contrast, channels) + per_sequence(brightness, channels),
+                    0.0, 255.0)
     if mask is None:
         return image, None
-    return image, (stacked[..., 3:] > 0.5).astype(np.float32)
+    return image, (stacked[..., channels:] > 0.5).astype(np.float32)
 
 
 def augment_numpy(

@@ -38,24 +38,34 @@ SCALINGS: tuple[str, ...] = ("unit", "zscore")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a model expects: square input ``size`` and intensity ``scaling``.
+    """What a model expects: square input ``size``, intensity ``scaling`` and ``context_slices``.
 
     ``unit`` divides by 255 (the seed classifier's rescaling); ``zscore`` standardizes each channel
     of each slice to zero mean and unit variance (the seed segmenter's normalization), which also
-    absorbs the scanner-to-scanner intensity differences between institutions.
+    absorbs the scanner-to-scanner intensity differences between institutions. ``context_slices`` k > 0:
+    the model also reads the k neighbouring slices on each side (``brainseg.core.context``).
     """
 
     size: int = 256
     scaling: Scaling = "unit"
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
         if self.scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {SCALINGS}")
         if self.size < 32:
             raise ValueError(f"input size must be at least 32, got {self.size}")
+        if self.context_slices < 0:
+            raise ValueError(f"context_slices must be 0 or more, got {self.context_slices}")
+
+    @property
+    def channels(self) -> int:
+        return 3 * (2 * self.context_slices + 1)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # A plain 3-channel model's record stays as it was before context slices existed.
+        record = asdict(self)
+        return record if self.context_slices else {k: v for k, v in record.items() if k != "context_slices"}
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,8 @@ def augment(
 ) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Random flip, rotation, scale and shift (same for image and mask), then intensity jitter.
 
-    ``image``: (s, s, 3) float32 in 0..255; ``mask``: (s, s, 1) float32 or None; ``seed``: (2,) int.
+    ``image``: (s, s, 3) float32 in 0..255 (or 3 per slice with neighbouring slices: they move as one);
+    ``mask``: (s, s, 1) float32 or None; ``seed``: (2,) int.
     """
     import tensorflow as tf
 
@@ -197,25 +208,41 @@ def augment(
 
 
 def replace_missing_sequences(image, missing):
-    """``image`` (s, s, 3: pre, FLAIR, post) with pre (``missing[0]``) and post (``missing[1]``) set to FLAIR.
+    """``image`` (s, s, 3: pre, FLAIR, post, or several such groups: neighbouring slices) with pre
+    (``missing[0]``) and post (``missing[1]``) set to FLAIR in every group, as a missing sequence is missing in
+    the whole volume.
 
     ``image`` is a numpy array (the numpy pipeline) or a TensorFlow tensor (the tf.data pipeline).
     """
-    flair = image[..., 1:2]
-    if isinstance(image, np.ndarray):
-        return np.concatenate([np.where(missing[0], flair, image[..., 0:1]), flair,
-                               np.where(missing[1], flair, image[..., 2:3])], axis=-1)
+    is_numpy = isinstance(image, np.ndarray)
+    if not is_numpy:
+        import tensorflow as tf
+    concat, where = (np.concatenate, np.where) if is_numpy else (tf.concat, tf.where)
+    parts = []
+    for g in range(0, image.shape[-1], 3):
+        flair = image[..., g + 1:g + 2]
+        pre, post = image[..., g:g + 1], image[..., g + 2:g + 3]
+        parts += [where(missing[0], flair, pre), flair, where(missing[1], flair, post)]
+    return concat(parts, axis=-1)
+
+
+def per_sequence(values, channels: int):
+    """(1, 1, 3) per-sequence jitter repeated over the groups of a ``channels``-channel input (numpy or tensor)."""
+    groups = channels // 3
+    if groups == 1:
+        return values
+    if isinstance(values, np.ndarray):
+        return np.tile(values, (1, 1, groups))
     import tensorflow as tf
 
-    return tf.concat([tf.where(missing[0], flair, image[..., 0:1]), flair,
-                      tf.where(missing[1], flair, image[..., 2:3])], axis=-1)
+    return tf.tile(values, [1, 1, groups])
 
 
 def apply_augmentation(image, mask, flip, angle, scale, shift, contrast, brightness) -> tuple:
     """``augment``'s transform for given parameters (TensorFlow ops; a test holds the numpy twin to it)."""
     import tensorflow as tf
 
-    size = tf.shape(image)[0]
+    size, channels = tf.shape(image)[0], image.shape[-1]
     stacked = image if mask is None else tf.concat([image, mask], axis=-1)
     stacked = tf.cond(flip, lambda: tf.reverse(stacked, axis=[1]), lambda: stacked)
     transform = tf.stack(affine_coefficients(tf.cast(size, tf.float32), angle, scale, shift, tf.cos, tf.sin))[None]
@@ -227,10 +254,11 @@ def apply_augmentation(image, mask, flip, angle, scale, shift, contrast, brightn
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )[0]
-    image = tf.clip_by_value(stacked[..., :3] * contrast + brightness, 0.0, 255.0)
+    image = stacked[..., :channels] * per_sequence(contrast, channels) + per_sequence(brightness, channels)
+    image = tf.clip_by_value(image, 0.0, 255.0)
     if mask is None:
         return image, None
-    return image, tf.cast(stacked[..., 3:] > 0.5, tf.float32)
+    return image, tf.cast(stacked[..., channels:] > 0.5, tf.float32)
 
 
 def affine_coefficients(size, angle, scale, shift, cos=np.cos, sin=np.sin) -> list:

@@ -188,21 +188,23 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
     load_seconds = time.perf_counter() - start
 
     # Decode every patient up front: decoding is not the cascade's time, and the rounds must run back to back.
-    images, decode_seconds = {}, []
+    images, numbers, decode_seconds = {}, {}, []
     for patient in patients:
         start = time.perf_counter()
-        images[patient], _ = load_slices(manifest[manifest["patient_id"] == patient])
+        rows = manifest[manifest["patient_id"] == patient]
+        images[patient], _ = load_slices(rows)
+        numbers[patient] = rows["slice"].to_numpy()  # a segmenter reading neighbouring slices needs them
         decode_seconds.append(time.perf_counter() - start)
     n_slices = [len(images[p]) for p in patients]
 
     run_reference, reference = reference_workload(reference_size, reference_slices, reference_width)
     start = time.perf_counter()
-    cascade.predict(images[patients[0]])  # traces the cascade's functions
+    cascade.predict(images[patients[0]], numbers[patients[0]])  # traces the cascade's functions
     first_call_seconds = time.perf_counter() - start
     run_reference()  # traces the reference's function
 
     workloads: list[Callable[[], object]] = [run_reference]
-    workloads += [lambda p=patient: cascade.predict(images[p]) for patient in patients]
+    workloads += [lambda p=patient: cascade.predict(images[p], numbers[p]) for patient in patients]
     reference_runs, *patient_runs = interleaved_runs(workloads, repeats)
 
     reference_seconds = float(np.median(reference_runs))

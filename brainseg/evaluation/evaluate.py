@@ -57,7 +57,7 @@ def predict_patients(cascade: Cascade, manifest: pd.DataFrame, progress: str | N
             continue
         images, truth = load_slices(rows)
         start = time.perf_counter()
-        result = cascade.predict(images)
+        result = cascade.predict(images, rows["slice"].to_numpy())
         seconds = time.perf_counter() - start
         yield PatientPrediction(patient, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(), truth, result,
                                 seconds)

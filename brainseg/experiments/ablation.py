@@ -23,6 +23,7 @@ from brainseg.core import metrics
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.preprocess import InputSpec, prepare_images, upsample_maps
 from brainseg.core.split import load_split, select_part
+from brainseg.errors import DataError
 from brainseg.inference.cascade import (
     CascadeResult,
     LoadedModel,
@@ -103,6 +104,10 @@ def run_record(run_dir: Path) -> dict:
 def load_run_model(run_dir: Path) -> LoadedModel:
     """A run's best checkpoint with the input spec its config trained it with."""
     config = json.loads((run_dir / "config.json").read_text())["config"]
+    if config.get("context_slices"):
+        # The validation ablation scores lone slices; a model reading neighbours is cross-validated instead.
+        raise DataError(f"{run_dir}: the validation ablation scores 3-channel models only; cross-validate a model "
+                        "reading neighbouring slices with `brainseg crossval --variant`")
     model = load_model(run_dir / "best.keras", config["model"])
     model.spec = InputSpec(int(config["input_size"]), config["scaling"])  # before the first infer() traces it
     return model

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainseg.core.context import context_rows, lone_rows, stack_context
 from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import InputSpec, prepare_images, scale_images, upsample_maps
 from brainseg.errors import ModelLoadError
@@ -38,14 +39,17 @@ class LoadedModel:
     _infer: Callable | None = field(default=None, repr=False)
 
     def infer(self, images: np.ndarray) -> np.ndarray:
-        """Run the model on already-resized uint8 slices (scaling happens inside the graph)."""
+        """Run the model on already-resized uint8 slices, with their neighbours' channels if the model reads them
+        (scaling happens inside the graph)."""
         if self._infer is None:
             import tensorflow as tf
 
             model, scaling = self.model, self.spec.scaling
 
             # One trace for every batch size; 2-7x faster than model.predict on small batches.
-            @tf.function(input_signature=[tf.TensorSpec([None, self.spec.size, self.spec.size, 3], tf.uint8)])
+            shape = [None, self.spec.size, self.spec.size, self.spec.channels]
+
+            @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8)])
             def infer(batch):
                 return model(scale_images(batch, scaling), training=False)
 
@@ -76,8 +80,8 @@ def load_model(path: str | Path, role: str) -> LoadedModel:
         raise ModelLoadError(f"{path}: could not load the {role} model ({type(err).__name__}: {err})") from err
 
     in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
-    if len(in_shape) != 4 or in_shape[3] != 3 or in_shape[1] != in_shape[2] or in_shape[1] is None:
-        raise ModelLoadError(f"{path}: expected a square 3-channel image input, model takes {in_shape}")
+    if len(in_shape) != 4 or in_shape[1] != in_shape[2] or in_shape[1] is None or in_shape[3] % 3:
+        raise ModelLoadError(f"{path}: expected a square image input of 3 channels per slice, model takes {in_shape}")
     size = int(in_shape[1])
     expected_out = (None, 1) if role == "classifier" else (None, size, size, 1)
     if out_shape != expected_out:
@@ -86,9 +90,12 @@ def load_model(path: str | Path, role: str) -> LoadedModel:
     sidecar = path.with_suffix(".json")
     metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     spec_dict = metadata.get("input_spec", {"size": size, "scaling": DEFAULT_SCALING[role]})
-    spec = InputSpec(int(spec_dict["size"]), spec_dict["scaling"])
+    spec = InputSpec(int(spec_dict["size"]), spec_dict["scaling"], int(spec_dict.get("context_slices", 0)))
     if spec.size != size:
         raise ModelLoadError(f"{sidecar}: says input size {spec.size}, the model takes {size}")
+    if spec.channels != in_shape[3]:
+        raise ModelLoadError(f"{path}: the model takes {in_shape[3]} channels; its sidecar's input spec "
+                             f"({spec.context_slices} context slices) means {spec.channels}")
     return LoadedModel(role, model, spec, path, sha256_of(path), metadata)
 
 
@@ -236,15 +243,23 @@ class Cascade:
                    float(point.get("mask_threshold", MASK_THRESHOLD)), int(point.get("min_component_pixels", 0)),
                    str(point.get("slice_score", "classifier")))
 
-    def predict(self, images: np.ndarray) -> CascadeResult:
-        """Run both models on (N, H, W, 3) uint8 slices, ``batch_size`` at a time."""
-        probabilities, maps = self.predict_native(images)
+    def predict(self, images: np.ndarray, slice_numbers: np.ndarray | None = None,
+                progress: Callable[[int, int], None] | None = None) -> CascadeResult:
+        """Run both models on (N, H, W, 3) uint8 slices, ``batch_size`` at a time (``slice_numbers`` and
+        ``progress``: see ``predict_native``)."""
+        probabilities, maps = self.predict_native(images, slice_numbers, progress)
         height, width = np.shape(images)[1:3]
         return self.result(probabilities, upsample_maps(maps, height, width) if len(maps) else
                            np.zeros((0, height, width), np.float32))
 
-    def predict_native(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_native(self, images: np.ndarray, slice_numbers: np.ndarray | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N,) classifier P(tumor) and (N, s, s) segmenter maps at the segmenter's own input size ``s``.
+
+        ``slice_numbers``: when the slices are one volume's, each one's number in it, so that a model reading
+        neighbouring slices (``InputSpec.context_slices``) gets them; None: unrelated slices (e.g. uploads), each
+        read as its own neighbours. Models without context slices ignore it. ``progress(done, total)`` is called
+        after each batch.
 
         What the prediction store keeps: ``predict`` is this plus ``upsample_maps`` to the slices' size. Batches
         always start at slice 0, so any caller scoring the same slices gets bit-identical outputs (a different
@@ -253,19 +268,43 @@ class Cascade:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected (N, H, W, 3) uint8 slices, got {images.shape} {images.dtype}")
-        n, size = len(images), self.segmenter.spec.size
+        if slice_numbers is not None and len(slice_numbers) != len(images):
+            raise ValueError(f"{len(slice_numbers)} slice numbers for {len(images)} slices")
+        n = len(images)
         probabilities = np.empty(n, np.float32)
-        maps = np.empty((n, size, size), np.float32)
+        maps = np.empty((n, self.segmenter.spec.size, self.segmenter.spec.size), np.float32)
+        inputs = {model.role: ModelInputs(model.spec, images, slice_numbers) for model in (self.classifier,
+                                                                                             self.segmenter)}
         for start in range(0, n, self.batch_size):
-            batch = images[start : start + self.batch_size]
-            stop = start + len(batch)
-            probabilities[start:stop] = self.classifier.infer(prepare_images(batch, self.classifier.spec.size))[:, 0]
-            maps[start:stop] = self.segmenter.infer(prepare_images(batch, size))[..., 0]
+            stop = min(n, start + self.batch_size)
+            probabilities[start:stop] = self.classifier.infer(inputs["classifier"].batch(start, stop))[:, 0]
+            maps[start:stop] = self.segmenter.infer(inputs["segmenter"].batch(start, stop))[..., 0]
+            if progress is not None:
+                progress(stop, n)
         return probabilities, maps
 
     def result(self, probabilities: np.ndarray, maps: np.ndarray) -> CascadeResult:
         """A ``CascadeResult`` for outputs made elsewhere (e.g. the prediction store), with this cascade's rules."""
         return CascadeResult(probabilities, maps, self.mask_threshold, self.min_component_pixels, self.slice_score)
+
+
+class ModelInputs:
+    """One model's inputs for a run of slices, a batch at a time: ``prepare_images`` at the model's size, and
+    for a model reading neighbouring slices, those stacked as channels (``brainseg.core.context``)."""
+
+    def __init__(self, spec: InputSpec, images: np.ndarray, slice_numbers: np.ndarray | None) -> None:
+        self.spec, self.images = spec, images
+        self.rows = None
+        if spec.context_slices:
+            k = spec.context_slices
+            self.rows = lone_rows(len(images), k) if slice_numbers is None else context_rows(slice_numbers, k)
+            # Neighbours cross batch boundaries: prepare every slice once, up front.
+            self.prepared = prepare_images(images, spec.size)
+
+    def batch(self, start: int, stop: int) -> np.ndarray:
+        if self.rows is None:
+            return prepare_images(self.images[start:stop], self.spec.size)
+        return stack_context(self.prepared, self.rows[start:stop])
 
 
 def read_operating_point(models_dir: str | Path) -> dict:

@@ -216,7 +216,7 @@ class PredictionStore:
         identity = InputIdentity.of(rows)  # before reading the pixels (see InputIdentity.of)
         if images is None:
             images = load_slices(rows)[0]
-        probabilities, maps = cascade.predict_native(images)
+        probabilities, maps = cascade.predict_native(images, rows["slice"].to_numpy())
         self.write(ModelsKey.of(cascade), _patient_of(rows), identity, probabilities, maps, images.shape[1:3])
         # Return what a later read returns (quantised), so a first view and a second one never differ.
         return StoredPrediction(probabilities, dequantise(quantise(maps)), *images.shape[1:3]).result(cascade)

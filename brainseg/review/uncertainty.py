@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brainseg.core.preprocess import prepare_images, upsample_maps
-from brainseg.inference.cascade import MASK_THRESHOLD, LoadedModel
+from brainseg.core.preprocess import upsample_maps
+from brainseg.inference.cascade import MASK_THRESHOLD, LoadedModel, ModelInputs
 
 SHIFT_FRACTION = 1 / 64  # 4 px on a 256-pixel slice
 
@@ -41,10 +41,12 @@ def views(size: int) -> list[tuple[bool, int, int]]:
     return [(False, 0, 0), (True, 0, 0), (False, step, 0), (False, -step, 0), (False, 0, step), (False, 0, -step)]
 
 
-def tta_segment(segmenter: LoadedModel, images: np.ndarray, batch_size: int = 16) -> TTAResult:
-    """TTA maps for (N, H, W, 3) uint8 slices at their own size."""
+def tta_segment(segmenter: LoadedModel, images: np.ndarray, batch_size: int = 16,
+                slice_numbers: np.ndarray | None = None) -> TTAResult:
+    """TTA maps for (N, H, W, 3) uint8 slices at their own size (``slice_numbers``: see ``Cascade.predict_native``;
+    a view moves a slice and its neighbours' channels together)."""
     n, height, width = images.shape[:3]
-    resized = prepare_images(images, segmenter.spec.size)
+    resized = ModelInputs(segmenter.spec, images, slice_numbers).batch(0, n)
     outputs = []
     for mirror, dy, dx in views(segmenter.spec.size):
         view = _shift(resized[:, :, ::-1] if mirror else resized, dy, dx)

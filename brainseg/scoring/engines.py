@@ -4,8 +4,9 @@
 ``ray`` runs it on Ray Data: the rows are chunks of up to ``batch_size`` slice paths of one patient,
 ``map_batches`` sends them to a pool of actors that each load the models once, the actors read the slices
 and return the outputs already quantised, and this process writes each patient's entry as soon as all its
-chunks are back. Chunks start at each patient's slice 0 exactly like ``Cascade.predict``'s batches, so both
-engines (and the live cascade) feed the networks identical batches and store bit-identical entries.
+chunks are back (a segmenter reading neighbouring slices gets whole patients as chunks, so no slice loses
+its neighbours at a chunk's edge). Chunks start at each patient's slice 0 exactly like ``Cascade.predict``'s
+batches, so both engines (and the live cascade) feed the networks identical batches and store bit-identical entries.
 
 Ray starts locally (``num_cpus`` of this machine, no dashboard) unless an address is given or ``RAY_ADDRESS``
 is set, in which case the same code runs on that cluster; its workers need brainseg installed and the data
@@ -14,6 +15,7 @@ folder and models folder at the same paths (shared storage). The store is writte
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -79,6 +81,14 @@ def score_local(cascade: Cascade, manifest: pd.DataFrame, store: PredictionStore
     bar.close()
 
 
+def segmenter_context_slices(models_dir: str | Path) -> int:
+    """How many neighbouring slices on each side the folder's segmenter reads, from its sidecar (0 without one;
+    each actor's ``load_model`` checks the sidecar against the weights)."""
+    sidecar = Path(models_dir) / "segmenter.json"
+    spec = json.loads(sidecar.read_text()).get("input_spec", {}) if sidecar.is_file() else {}
+    return int(spec.get("context_slices", 0))
+
+
 def _bar(total: int, progress: bool):
     from tqdm import tqdm
 
@@ -91,14 +101,17 @@ def _check_models(cascade: Cascade, expected: ModelsKey, models_dir: str | Path)
                             "entries would be filed under the wrong models")
 
 
-def chunk_rows(manifest: pd.DataFrame, batch_size: int) -> list[dict]:
-    """One row per chunk of up to ``batch_size`` slices of one patient, starting at its first slice."""
+def chunk_rows(manifest: pd.DataFrame, batch_size: int, whole_patients: bool = False) -> list[dict]:
+    """One row per chunk of up to ``batch_size`` slices of one patient, starting at its first slice (with
+    ``whole_patients``, one chunk per patient: a segmenter reading neighbouring slices needs the whole volume)."""
     chunks = []
     for patient, rows in manifest.groupby("patient_id", sort=False):
         paths = rows["image_path"].astype(str).tolist()
-        for start in range(0, len(paths), batch_size):
-            chunks.append({"patient_id": str(patient), "start": start,
-                           "image_paths": paths[start : start + batch_size]})
+        numbers = rows["slice"].astype(int).tolist()
+        step = len(paths) if whole_patients else batch_size
+        for start in range(0, len(paths), step):
+            chunks.append({"patient_id": str(patient), "start": start, "image_paths": paths[start : start + step],
+                           "slice_numbers": numbers[start : start + step]})
     return chunks
 
 
@@ -116,9 +129,10 @@ class CascadeActor:
         from brainseg.core.data import read_image
 
         patients, positions, probabilities, maps = [], [], [], []
-        for patient, start, paths in zip(batch["patient_id"], batch["start"], batch["image_paths"], strict=True):
+        for patient, start, paths, numbers in zip(batch["patient_id"], batch["start"], batch["image_paths"],
+                                                  batch["slice_numbers"], strict=True):
             images = np.stack([read_image(path) for path in paths])
-            chunk_probabilities, chunk_maps = self.cascade.predict_native(images)
+            chunk_probabilities, chunk_maps = self.cascade.predict_native(images, np.asarray(numbers))
             patients += [str(patient)] * len(paths)
             positions.extend(range(int(start), int(start) + len(paths)))
             probabilities.append(chunk_probabilities)
@@ -155,7 +169,7 @@ def score_ray(models_dir: str | Path, models: ModelsKey, manifest: pd.DataFrame,
         ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts slices stored, below
         # Identity is taken here, before any worker reads a pixel (see InputIdentity.of).
         expected = {str(p): (rows, InputIdentity.of(rows)) for p, rows in manifest.groupby("patient_id", sort=False)}
-        chunks = chunk_rows(manifest, batch_size)
+        chunks = chunk_rows(manifest, batch_size, whole_patients=segmenter_context_slices(models_dir) > 0)
         max_actors = actors or max(1, int(ray.available_resources().get("CPU", 1)))
         dataset = ray.data.from_items(chunks, override_num_blocks=min(len(chunks), 4 * max_actors))
         outputs = dataset.map_batches(

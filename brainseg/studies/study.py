@@ -185,14 +185,10 @@ class StudyPrediction:
 
 def predict_study(cascade: Cascade, study: Study, threshold: float | None = None,
                   progress: Callable[[int, int], None] | None = None) -> StudyPrediction:
-    """Run the cascade once on every slice of the study (``progress(done, total)`` after each batch)."""
+    """Run the cascade once on every slice of the study (``progress(done, total)`` after each batch).
+
+    The study's slices are one volume in order, so a segmenter reading neighbouring slices gets them.
+    """
     threshold = cascade.default_threshold if threshold is None else float(threshold)
-    parts, step = [], max(cascade.batch_size, 1) * 4
-    for start in range(0, len(study), step):
-        parts.append(cascade.predict(study.images[start : start + step]))
-        if progress is not None:
-            progress(min(start + step, len(study)), len(study))
-    result = CascadeResult(np.concatenate([p.classifier_probabilities for p in parts]),
-                           np.concatenate([p.maps for p in parts]), cascade.mask_threshold,
-                           cascade.min_component_pixels, cascade.slice_score)
+    result = cascade.predict(study.images, np.arange(len(study)), progress=progress)
     return StudyPrediction(study, result, threshold)

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from brainseg.core.context import context_rows, stack_context
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import (
@@ -68,6 +69,8 @@ class TrainConfig:
     fit_on: Literal["train", "train+val"] = "train"
     # Stop after this many epochs of the ``epochs``-long schedule (None: run it all). A final fit needs it.
     stop_epoch: int | None = None
+    # Neighbouring slices read on each side as extra input channels (2.5-D; see brainseg.core.context)
+    context_slices: int = 0
 
     @property
     def final_fit(self) -> bool:
@@ -75,7 +78,7 @@ class TrainConfig:
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(self.input_size, self.scaling)  # type: ignore[arg-type]
+        return InputSpec(self.input_size, self.scaling, self.context_slices)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,11 +133,30 @@ def select_training_slices(manifest: pd.DataFrame, config: TrainConfig, rng: np.
 
 
 def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
-                   cache: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   cache: tuple[np.ndarray, np.ndarray] | None = None,
+                   volumes: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decoded, resized slices and their targets (labels or masks) for one model.
 
     ``cache``: the (images, masks) of a slice cache, which ``manifest``'s ``cache_row`` column points into.
+    ``volumes``: the whole volumes ``manifest``'s slices were selected from (its index labels are theirs), where a
+    model with context slices finds each slice's neighbours; default ``manifest`` itself.
     """
+    images, masks = _decoded(manifest, config, progress, cache)
+    if config.context_slices:
+        volumes = manifest if volumes is None else volumes
+        rows = context_rows(volumes["slice"], config.context_slices, volumes["case"])[
+            volumes.index.get_indexer(manifest.index)]
+        needed, positions = np.unique(rows, return_inverse=True)
+        neighbours, _ = _decoded(volumes.iloc[needed], config, progress, cache)
+        images = stack_context(neighbours, positions.reshape(rows.shape))
+    if config.model == "classifier":
+        return images, manifest["has_tumor"].to_numpy(np.float32)
+    return images, resize_masks(masks, config.input_size)
+
+
+def _decoded(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
+             cache: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The slices' (N, s, s, 3) model-ready uint8 images and their full-size or cached masks."""
     if cache is None:
         images, masks = load_slices(manifest, progress=progress)
     else:
@@ -143,10 +165,7 @@ def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
         if images.shape[1] != config.input_size:
             raise DataError(f"the slice cache holds {images.shape[1]}x{images.shape[1]} slices; this recipe "
                             f"trains at {config.input_size}x{config.input_size}")
-    images = prepare_images(images, config.input_size)
-    if config.model == "classifier":
-        return images, manifest["has_tumor"].to_numpy(np.float32)
-    return images, resize_masks(masks, config.input_size)
+    return prepare_images(images, config.input_size), masks
 
 
 def build_model(config: TrainConfig) -> keras.Model:
@@ -155,11 +174,11 @@ def build_model(config: TrainConfig) -> keras.Model:
 
     keras.utils.set_random_seed(config.seed)
     if config.model == "classifier":
-        model = build_classifier(config.input_size, config.width)
+        model = build_classifier(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = ["accuracy", keras.metrics.AUC(name="auc")]
         loss = "binary_crossentropy"
     else:
-        model = build_segmenter(config.input_size, config.width)
+        model = build_segmenter(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = [tversky_index, soft_dice]
         loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma)
     optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon)
@@ -202,10 +221,10 @@ def train(
     part_patients = {"train": config.fit_on.split("+")} | ({} if config.final_fit else {"val": ["val"]})
     for part, members in part_patients.items():
         rows = pd.concat([select_part(manifest, split, member) for member in members], ignore_index=True)
-        rows = select_training_slices(rows, config, rng)
+        selected = select_training_slices(rows, config, rng)
         if limit_slices is not None:
-            rows = rows.sample(n=min(limit_slices, len(rows)), random_state=config.seed).sort_index()
-        parts[part] = prepare_arrays(rows, config, progress=verbose > 0, cache=cache)
+            selected = selected.sample(n=min(limit_slices, len(selected)), random_state=config.seed).sort_index()
+        parts[part] = prepare_arrays(selected, config, progress=verbose > 0, cache=cache, volumes=rows)
 
     x_train, y_train = parts["train"]
     weights = None
