@@ -141,14 +141,17 @@ def prepare_arrays(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
     ``volumes``: the whole volumes ``manifest``'s slices were selected from (its index labels are theirs), where a
     model with context slices finds each slice's neighbours; default ``manifest`` itself.
     """
-    images, masks = _decoded(manifest, config, progress, cache)
-    if config.context_slices:
+    if not config.context_slices:
+        images, masks = _decoded(manifest, config, progress, cache)
+    else:
         volumes = manifest if volumes is None else volumes
-        rows = context_rows(volumes["slice"], config.context_slices, volumes["case"])[
-            volumes.index.get_indexer(manifest.index)]
+        k = config.context_slices
+        rows = context_rows(volumes["slice"], k, volumes["case"])[volumes.index.get_indexer(manifest.index)]
+        # Every slice and neighbour decoded once; each slice is its own middle neighbour, so its mask is among them.
         needed, positions = np.unique(rows, return_inverse=True)
-        neighbours, _ = _decoded(volumes.iloc[needed], config, progress, cache)
-        images = stack_context(neighbours, positions.reshape(rows.shape))
+        positions = positions.reshape(rows.shape)
+        decoded, decoded_masks = _decoded(volumes.iloc[needed], config, progress, cache)
+        images, masks = stack_context(decoded, positions), decoded_masks[positions[:, k]]
     if config.model == "classifier":
         return images, manifest["has_tumor"].to_numpy(np.float32)
     return images, resize_masks(masks, config.input_size)
