@@ -56,6 +56,10 @@ def test_input_spec_channels_and_record():
     assert InputSpec(128, "zscore", 1).to_dict()["context_slices"] == 1
     with pytest.raises(ValueError):
         InputSpec(128, "zscore", -1)
+    # Every reader of a sidecar or run record goes through from_record, to_dict's inverse.
+    for spec in (InputSpec(128, "zscore"), InputSpec(64, "unit", 2)):
+        assert InputSpec.from_record(spec.to_dict()) == spec
+    assert InputSpec.from_record({"size": 96, "scaling": "unit"}).context_slices == 0
 
 
 def test_missing_sequences_are_missing_in_every_neighbour():

@@ -62,6 +62,12 @@ class InputSpec:
     def channels(self) -> int:
         return 3 * (2 * self.context_slices + 1)
 
+    @classmethod
+    def from_record(cls, record: dict) -> InputSpec:
+        """The spec an ``input_spec`` record (sidecar, run) describes: ``to_dict``'s inverse, where a record
+        without ``context_slices`` (written before they existed, or for a 3-channel model) means 0."""
+        return cls(int(record["size"]), record["scaling"], int(record.get("context_slices", 0)))
+
     def to_dict(self) -> dict:
         # A plain 3-channel model's record stays as it was before context slices existed.
         record = asdict(self)

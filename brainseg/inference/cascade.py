@@ -90,7 +90,7 @@ def load_model(path: str | Path, role: str) -> LoadedModel:
     sidecar = path.with_suffix(".json")
     metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     spec_dict = metadata.get("input_spec", {"size": size, "scaling": DEFAULT_SCALING[role]})
-    spec = InputSpec(int(spec_dict["size"]), spec_dict["scaling"], int(spec_dict.get("context_slices", 0)))
+    spec = InputSpec.from_record(spec_dict)
     if spec.size != size:
         raise ModelLoadError(f"{sidecar}: says input size {spec.size}, the model takes {size}")
     if spec.channels != in_shape[3]:

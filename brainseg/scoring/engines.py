@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core.data import SLICE_SHAPE, load_slices
+from brainseg.core.preprocess import InputSpec
 from brainseg.errors import BrainsegError
 from brainseg.inference.cascade import Cascade
 from brainseg.inference.store import InputIdentity, ModelsKey, PredictionStore, quantise
@@ -85,8 +86,8 @@ def segmenter_context_slices(models_dir: str | Path) -> int:
     """How many neighbouring slices on each side the folder's segmenter reads, from its sidecar (0 without one;
     each actor's ``load_model`` checks the sidecar against the weights)."""
     sidecar = Path(models_dir) / "segmenter.json"
-    spec = json.loads(sidecar.read_text()).get("input_spec", {}) if sidecar.is_file() else {}
-    return int(spec.get("context_slices", 0))
+    record = json.loads(sidecar.read_text()).get("input_spec") if sidecar.is_file() else None
+    return InputSpec.from_record(record).context_slices if record else 0
 
 
 def _bar(total: int, progress: bool):

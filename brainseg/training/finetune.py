@@ -95,7 +95,7 @@ def finetune(parent_dir: str | Path, corrections_dir: str | Path, data_dir: str 
     import brainseg.core.losses as losses
 
     model = keras.models.load_model(parent_model, compile=False, safe_mode=True)
-    spec = InputSpec(**spec_dict) if spec_dict else InputSpec(int(model.input_shape[1]), "zscore")
+    spec = InputSpec.from_record(spec_dict) if spec_dict else InputSpec(int(model.input_shape[1]), "zscore")
     if spec.context_slices:
         # Corrections are single slices; their neighbours' channels would have to be gathered from the volume.
         raise DataError(f"{parent_model}: fine-tuning a segmenter that reads neighbouring slices is not supported")
