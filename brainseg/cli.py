@@ -617,6 +617,37 @@ def _run_resolution_ceiling(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_network_cost(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("network-cost", help="inference cost of each planned candidate's networks, as a ratio to the "
+                       "speed reference, before training it -> JSON",
+                       description="Each candidate's networks (random weights) and the speed reference are timed "
+                       "interleaved in this process; a candidate's whole patient is estimated from the shipped "
+                       "cascade's bench record.")
+    p.add_argument("--plan", type=Path, action="append", required=True, help="plan JSON (repeatable)")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--bench", type=Path, default=None,
+                   help="the shipped cascade's `brainseg bench` record, for the whole-patient estimates "
+                   "(default: bench.json in --models-dir)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds (median)")
+    p.add_argument("--out", type=Path, required=True, help="report JSON")
+
+
+def _run_network_cost(args: argparse.Namespace) -> int:
+    from brainseg.evaluation.network_cost import network_cost
+
+    report = network_cost(args.plan, args.models_dir, args.bench or args.models_dir / "bench.json",
+                          repeats=args.repeats)
+    report["command"] = ("brainseg network-cost " + " ".join(f"--plan {plan}" for plan in args.plan)
+                         + ("" if args.bench is None else f" --bench {args.bench}")
+                         + f" --repeats {args.repeats} --out {args.out}")
+    _write_json(report, args.out)
+    for row in report["rows"]:
+        estimate = row["estimated_patient_over_reference"]
+        print(f"{row['networks_over_reference']:6.3f}  patient ~{'?' if estimate is None else f'{estimate:.2f}'}"
+              f"  {', '.join(row['candidates'])}")
+    return 0
+
+
 def _write_json(document: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=float) + "\n")
@@ -636,6 +667,7 @@ COMMANDS = {
     "final-fit": (_add_final_fit, _run_final_fit),
     "cache-slices": (_add_cache_slices, _run_cache_slices),
     "resolution-ceiling": (_add_resolution_ceiling, _run_resolution_ceiling),
+    "network-cost": (_add_network_cost, _run_network_cost),
     "ui-report": (_add_ui_report, _run_ui_report),
     "split": (_add_split, _run_split),
     "scan": (_add_scan, _run_scan),

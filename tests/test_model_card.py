@@ -105,3 +105,32 @@ def test_card_shows_the_recorded_resolution_ceiling_beside_the_out_of_fold_dice(
     oof = card["crossval"]["figures"]["cascade_dice_per_volume"]["mean"]
     text = (MODELS_DIR / "MODEL_CARD.md").read_text()
     assert f"would lose {1 - ceiling:.3f}. The rest, {ceiling - oof:.3f}, is the models' error" in text
+
+
+def test_card_shows_the_recorded_cost_of_every_planned_candidate(card):
+    from brainseg.evaluation.network_cost import SHIPPED, Network
+    from brainseg.reports.model_card import network_cost_record
+
+    record = network_cost_record(MODELS_DIR)
+    assert card["network_cost"] == json.loads(json.dumps(record))
+    assert record["command"].startswith("brainseg network-cost")
+    shipped_row = record["rows"][0]
+    assert shipped_row["candidates"][0] == SHIPPED
+    # The cost was measured on the architectures that ship (the card reads them from the weights' sidecars).
+    shipped = [Network.of_sidecar(card["models"][role]["training"]).label for role in ("classifier", "segmenter")]
+    assert shipped_row["networks"] == shipped
+    costed = {name for row in record["rows"] for name in row["candidates"]}
+    for plan in record["plans"]:
+        document = json.loads((MODELS_DIR.parent / plan).read_text())
+        names = [v["name"] for v in document["variants"]] if "variants" in document else list(document["runs"])
+        assert set(names) <= costed, plan
+    text = (MODELS_DIR / "MODEL_CARD.md").read_text()
+    patient = card["bench"]["patient_over_reference"]
+    for row in record["rows"]:
+        assert f"| {row['networks_over_reference']:.2f} | {patient + row['extra_over_shipped']:.2f} (" in text
+    # An ablation row left untrained says what its networks would cost, from this card's own bench.
+    for name, variant in card["ablation"]["variants"].items():
+        if "status" in variant:
+            extra = next(row["extra_over_shipped"] for row in record["rows"] if name in row["candidates"])
+            assert f"| {name} | {variant['change']} | {variant['status']}; its networks would put a whole patient " \
+                   f"at about {patient + extra:.2f}x" in text

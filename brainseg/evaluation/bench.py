@@ -127,14 +127,16 @@ def reference_workload(input_size: int = 256, n_slices: int = 36, width: float =
     return run, description
 
 
-def interleaved_runs(workloads: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+def interleaved_runs(workloads: list[Callable[[], object]], repeats: int, progress: bool = False) -> list[list[float]]:
     """Seconds of each workload per round: every round runs each workload once, in order.
 
     Interleaving spreads the machine's drift in speed over all workloads alike, so their ratios hold
     even when the absolute times move.
     """
+    from tqdm import tqdm
+
     runs: list[list[float]] = [[] for _ in workloads]
-    for _ in range(repeats):
+    for _ in tqdm(range(repeats), desc="timing rounds", unit="round", disable=not progress):
         for work, times in zip(workloads, runs, strict=True):
             start = time.perf_counter()
             work()

@@ -112,9 +112,17 @@ def results_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def ablation_markdown(ablation: dict) -> list[str]:
-    """The ablation as a table: one row per variant, the baseline first, deltas in mean Dice per volume."""
-    variants = ablation["variants"]
+def estimated_patient_ratios(network_cost: dict | None, patient_ratio: float) -> dict[str, float]:
+    """Each costed candidate's whole patient, estimated as the card's own measured ``patient_ratio`` (its bench)
+    plus the candidate's networks' difference from the shipped ones (``brainseg network-cost``)."""
+    return {name: patient_ratio + row["extra_over_shipped"]
+            for row in (network_cost or {}).get("rows", []) for name in row["candidates"]}
+
+
+def ablation_markdown(ablation: dict, estimates: dict[str, float] | None = None) -> list[str]:
+    """The ablation as a table: one row per variant, the baseline first, deltas in mean Dice per volume. A variant
+    not scored says what a whole patient would cost with its networks, where ``estimates`` has it."""
+    variants, estimates = ablation["variants"], estimates or {}
     base = variants.get("baseline", {}).get("cascade_dice_per_volume", {}).get("mean", float("nan"))
     lines = [
         f"Validation split: {ablation['n_patients']} patients, {ablation['n_slices']} slices "
@@ -128,7 +136,10 @@ def ablation_markdown(ablation: dict) -> list[str]:
     ]
     for name, row in variants.items():
         if "status" in row:
-            lines.append(f"| {name} | {row['change']} | {row['status']} | | | | | | |")
+            cost = estimates.get(name)
+            cost_words = "" if cost is None else (f"; its networks would put a whole patient at about {_f(cost, 2)}x "
+                                                  f"the speed reference (goal <= {GOALS['speed_ratio']})")
+            lines.append(f"| {name} | {row['change']} | {row['status']}{cost_words} | | | | | | |")
             continue
         dice = row["cascade_dice_per_volume"]
         delta = "" if name == "baseline" else f" ({dice['mean'] - base:+.3f})"
@@ -386,7 +397,8 @@ def _ablation_lines(card: dict) -> list[str]:
         f"`{ablation.get('command', 'brainseg ablate')}` runs `models/ablation_plan.json` and writes "
         "`models/ablation.json`. The test split is not used.",
         "",
-        *ablation_markdown(ablation),
+        *ablation_markdown(ablation, estimated_patient_ratios(card.get("network_cost"),
+                                                             card["bench"]["patient_over_reference"])),
         "",
         *card.get("ablation_decision", []),
         "",
@@ -707,4 +719,36 @@ def _speed_lines(card: dict) -> list[str]:
     if steps:
         lines.append("Training step, batch 16: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()) + ".")
     lines.append("")
-    return lines
+    return [*lines, *network_cost_lines(card.get("network_cost"), b["patient_over_reference"])]
+
+
+def network_cost_lines(report: dict | None, patient_ratio: float) -> list[str]:
+    """What each candidate's networks would cost at inference (``brainseg network-cost``): one row per set of
+    networks, with the candidates that share it, and the whole patient estimated from this card's bench."""
+    if not report:
+        return []
+    goal = GOALS["speed_ratio"]
+    lines = [
+        "### What each candidate would cost at inference (`models/network_cost.json`)",
+        f"`{report['command']}`. Each candidate's networks, with random weights (the time does not depend on "
+        "them), run on the reference's workload (36 random slices, batch 16) interleaved with the reference in one "
+        "process; a network's cost is the median over rounds of its time / that round's reference time. The whole "
+        "patient is an estimate, not a measurement: the shipped cascade's ratio measured above "
+        f"({_f(patient_ratio, 2)}) plus the candidate's networks' difference from the shipped ones (decoding, "
+        "resizing and post-processing do not change).",
+        "",
+        f"| candidates | networks run on every slice | networks x reference | whole patient, estimated (goal <= "
+        f"{goal}) |",
+        "|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        names = row["candidates"]
+        shown = ", ".join(names) if len(names) <= 4 else f"{', '.join(names[:3])} and {len(names) - 3} more"
+        networks = " + ".join(row["networks"]) + (f", {row['passes']} passes" if row["passes"] > 1 else "")
+        estimate = patient_ratio + row["extra_over_shipped"]
+        lines.append(f"| {shown} | {networks} | {_f(row['networks_over_reference'], 2)} | {_f(estimate, 2)} "
+                     f"({'within' if estimate <= goal else '**over**'}) |")
+    others = report.get("other_processes_cpu_share")
+    if others is not None:
+        lines += ["", f"Other processes used {others:.0%} of the machine's CPU capacity while it was measured."]
+    return [*lines, ""]

@@ -84,6 +84,7 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
                      if (models_dir / "crossval.json").is_file() else None),
         "crossval_variants": crossval_variants(models_dir),
         "resolution_ceiling": resolution_ceiling_record(models_dir),
+        "network_cost": network_cost_record(models_dir),
         "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
         "test": _strip(test_report),
         "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
@@ -126,6 +127,16 @@ def resolution_ceiling_record(models_dir: Path) -> dict | None:
     report = json.loads(path.read_text())
     for ceiling in report["ceilings"].values():
         ceiling.pop("per_patient", None)
+    return report
+
+
+def network_cost_record(models_dir: Path) -> dict | None:
+    """``network_cost.json`` (``brainseg network-cost``) without its per-round seconds, or None."""
+    path = models_dir / "network_cost.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    report.pop("rounds", None)
     return report
 
 
