@@ -633,7 +633,7 @@ def _add_network_cost(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_network_cost(args: argparse.Namespace) -> int:
-    from brainseg.evaluation.network_cost import network_cost
+    from brainseg.experiments.network_cost import network_cost
 
     report = network_cost(args.plan, args.models_dir, args.bench or args.models_dir / "bench.json",
                           repeats=args.repeats)

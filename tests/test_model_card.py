@@ -108,7 +108,7 @@ def test_card_shows_the_recorded_resolution_ceiling_beside_the_out_of_fold_dice(
 
 
 def test_card_shows_the_recorded_cost_of_every_planned_candidate(card):
-    from brainseg.evaluation.network_cost import SHIPPED, Network
+    from brainseg.experiments.network_cost import SHIPPED, Network
     from brainseg.reports.model_card import network_cost_record
 
     record = network_cost_record(MODELS_DIR)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from brainseg.errors import DataError
-from brainseg.evaluation.network_cost import (
+from brainseg.experiments.network_cost import (
     SHIPPED,
     Candidate,
     Network,
