@@ -115,16 +115,25 @@ def reference_workload(input_size: int = 256, n_slices: int = 36, width: float =
                        seed: int = 0) -> tuple[Callable[[], None], dict]:
     """A callable running the reference model on ``n_slices`` random uint8 slices at batch 16, and its description."""
     reference = reference_model(input_size, width, seed)
-    images = np.random.default_rng(seed).integers(0, 256, (n_slices, input_size, input_size, 3), dtype=np.uint8)
-
-    def run() -> None:
-        for start in range(0, n_slices, REFERENCE_BATCH_SIZE):
-            reference.infer(images[start : start + REFERENCE_BATCH_SIZE])
-
+    run = batched_workload(reference, n_slices, seed)
     description = {"network": "seed ResUNet" if (input_size, width) == (256, 1.0) else "ResUNet",
                    "input_size": input_size, "width": width, "slices": n_slices, "batch_size": REFERENCE_BATCH_SIZE,
                    "parameters": int(reference.model.count_params()), "seed": seed}
     return run, description
+
+
+def batched_workload(model: LoadedModel, n_slices: int, seed: int = 0) -> Callable[[], None]:
+    """A callable running ``model`` on ``n_slices`` random uint8 slices of its input shape, at the reference's
+    batch size: the reference's workload, for any network."""
+    spec = model.spec
+    images = np.random.default_rng(seed).integers(0, 256, (n_slices, spec.size, spec.size, spec.channels),
+                                                   dtype=np.uint8)
+
+    def run() -> None:
+        for start in range(0, n_slices, REFERENCE_BATCH_SIZE):
+            model.infer(images[start : start + REFERENCE_BATCH_SIZE])
+
+    return run
 
 
 def interleaved_runs(workloads: list[Callable[[], object]], repeats: int, progress: bool = False) -> list[list[float]]:

@@ -30,6 +30,7 @@ from brainseg.evaluation.bench import (
     PATIENT_OVER_REFERENCE_GOAL,
     REFERENCE_BATCH_SIZE,
     OtherWorkMeter,
+    batched_workload,
     interleaved_runs,
     machine_description,
     reference_workload,
@@ -130,14 +131,7 @@ def network_workload(network: Network, n_slices: int, seed: int = 0) -> Callable
     build = build_classifier if network.model == "classifier" else build_segmenter
     model = LoadedModel(network.model, build(network.input_size, network.width, channels=network.spec.channels),
                         network.spec, Path(f"<{network.label}>"), "", {})
-    size, channels = network.input_size, network.spec.channels
-    images = np.random.default_rng(seed).integers(0, 256, (n_slices, size, size, channels), dtype=np.uint8)
-
-    def run() -> None:
-        for start in range(0, n_slices, REFERENCE_BATCH_SIZE):
-            model.infer(images[start : start + REFERENCE_BATCH_SIZE])
-
-    return run
+    return batched_workload(model, n_slices, seed)
 
 
 def measure_networks(networks: list[Network], repeats: int = 7, n_slices: int = 36, reference_size: int = 256,
