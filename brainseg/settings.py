@@ -5,6 +5,9 @@
 ``BRAINSEG_REVIEW_DB``: the review store, a SQLite file or a SQLAlchemy URL (default: the user's data folder).
 ``BRAINSEG_STORE``: a prediction store folder the dashboard reads outputs from and scores missing patients into
 (default: none, the cascade runs in the server process for each patient it shows).
+``BRAINSEG_RUNTIME``: what executes the networks, ``onnxruntime`` (default) or ``tensorflow``
+(``brainseg.inference.runtimes``).
+``BRAINSEG_CACHE_DIR``: where converted ONNX graphs are cached (default: the user's cache folder).
 ``BRAINSEG_DATA_ROOTS``: folders (separated by ``os.pathsep``) under which the dashboard may open data;
 by default the demo cases and ``BRAINSEG_DATA_DIR``. A visitor can never make the server read elsewhere.
 
@@ -25,6 +28,9 @@ DATA_DIR_ENV = "BRAINSEG_DATA_DIR"
 DATA_ROOTS_ENV = "BRAINSEG_DATA_ROOTS"
 REVIEW_DB_ENV = "BRAINSEG_REVIEW_DB"
 STORE_ENV = "BRAINSEG_STORE"
+RUNTIME_ENV = "BRAINSEG_RUNTIME"
+CACHE_DIR_ENV = "BRAINSEG_CACHE_DIR"
+RUNTIMES = ("onnxruntime", "tensorflow")  # the first is the default
 DEMO_DATA_DIR = CHECKOUT_ROOT / "demo" / "kaggle_3m"
 DEFAULT_MODELS_DIR = CHECKOUT_ROOT / "models"
 
@@ -144,3 +150,24 @@ def prediction_store() -> Path | None:
     """The prediction store folder (``BRAINSEG_STORE``; see ``brainseg score``), or None when unset."""
     configured = os.environ.get(STORE_ENV, "").strip()
     return Path(configured) if configured else None
+
+
+def inference_runtime() -> str:
+    """``BRAINSEG_RUNTIME`` (``onnxruntime`` or ``tensorflow``), default ``onnxruntime``; SettingsError otherwise."""
+    configured = os.environ.get(RUNTIME_ENV, "").strip() or RUNTIMES[0]
+    if configured not in RUNTIMES:
+        raise SettingsError(f"${RUNTIME_ENV}={configured!r} is not an inference runtime; choose one of "
+                            f"{', '.join(RUNTIMES)}")
+    return configured
+
+
+def onnx_cache_dir() -> Path:
+    """Where converted ONNX graphs are cached: ``BRAINSEG_CACHE_DIR``, else ``onnx`` in the user's cache folder
+    (``~/.cache/brainseg`` on Linux). Entries are named by what they depend on, so the folder can be emptied
+    at any time."""
+    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured) / "onnx"
+    import platformdirs
+
+    return platformdirs.user_cache_path("brainseg") / "onnx"

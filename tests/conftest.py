@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Converted ONNX graphs go to a throwaway folder (inherited by the servers and commands tests start), not the
+# user's cache.
+if "BRAINSEG_CACHE_DIR" not in os.environ:
+    os.environ["BRAINSEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="brainseg-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["BRAINSEG_CACHE_DIR"], True)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "demo" / "kaggle_3m"

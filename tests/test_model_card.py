@@ -119,6 +119,8 @@ def test_card_shows_the_recorded_cost_of_every_planned_candidate(card):
     # The cost was measured on the architectures that ship (the card reads them from the weights' sidecars).
     shipped = [Network.of_sidecar(card["models"][role]["training"]).label for role in ("classifier", "segmenter")]
     assert shipped_row["networks"] == shipped
+    # The card adds the record's differences to its own bench: both must have timed the same runtime.
+    assert record["runtime"]["runtime"] == card["bench"]["runtime"]["runtime"]
     costed = {name for row in record["rows"] for name in row["candidates"]}
     for plan in record["plans"]:
         document = json.loads((MODELS_DIR.parent / plan).read_text())

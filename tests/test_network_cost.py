@@ -11,12 +11,14 @@ from brainseg.experiments.network_cost import (
     SHIPPED,
     Candidate,
     Network,
+    bench_patient_ratio,
     candidate_rows,
     group_candidates,
     network_cost,
     plan_candidates,
     shipped_candidate,
 )
+from brainseg.settings import inference_runtime
 from brainseg.training.train import config_with_overrides, recipe
 
 CLASSIFIER = Network("classifier", 128, 0.5)
@@ -113,7 +115,7 @@ def test_network_cost_end_to_end_on_tiny_networks(tmp_path):
     plan.write_text(json.dumps({"runs": {"classifier-wider": {"model": "classifier",
                                                                "overrides": {"input_size": 32, "width": 0.25}}}}))
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"patient_over_reference": 0.4}))
+    bench.write_text(json.dumps({"patient_over_reference": 0.4, "runtime": {"runtime": inference_runtime()}}))
     report = network_cost([plan], tmp_path, bench, repeats=2, n_slices=4, reference_size=32, reference_width=0.125,
                           progress=False)
     labels = [network["label"] for network in report["networks"]]
@@ -126,3 +128,15 @@ def test_network_cost_end_to_end_on_tiny_networks(tmp_path):
     assert wider["estimated_patient_over_reference"] == pytest.approx(0.4 + wider["extra_over_shipped"])
     assert len(report["rounds"]["reference_seconds"]) == 2
     assert report["shipped_patient_over_reference"] == 0.4
+    assert report["runtime"]["runtime"] == inference_runtime()
+
+
+def test_an_estimate_only_adds_to_a_bench_of_the_same_runtime(tmp_path):
+    bench = tmp_path / "bench.json"
+    assert bench_patient_ratio(bench, "onnxruntime") is None  # no record
+    bench.write_text(json.dumps({"patient_over_reference": 0.4, "runtime": {"runtime": "onnxruntime"}}))
+    assert bench_patient_ratio(bench, "onnxruntime") == 0.4
+    assert bench_patient_ratio(bench, "tensorflow") is None
+    bench.write_text(json.dumps({"patient_over_reference": 0.45}))  # written before runtimes were recorded
+    assert bench_patient_ratio(bench, "tensorflow") == 0.45
+    assert bench_patient_ratio(bench, "onnxruntime") is None

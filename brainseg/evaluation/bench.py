@@ -24,6 +24,7 @@ import brainseg
 from brainseg.core.data import load_slices
 from brainseg.core.preprocess import InputSpec
 from brainseg.inference.cascade import Cascade, LoadedModel
+from brainseg.inference.runtimes import runtime_versions
 from brainseg.runtime import cpu_name
 
 PATIENT_OVER_REFERENCE_GOAL = 0.5  # the project's speed goal: median patient <= 0.5x the reference
@@ -38,11 +39,20 @@ tensorflow_done = time.perf_counter()
 import keras
 from brainseg.inference.cascade import Cascade
 imports_done = time.perf_counter()
-Cascade.from_dir(sys.argv[1], batch_size=int(sys.argv[2]))
+cascade = Cascade.from_dir(sys.argv[1], batch_size=int(sys.argv[2]))
 loaded = time.perf_counter()
+import numpy as np
+from brainseg.inference.runtimes import onnx_cache_path
+models = (cascade.classifier, cascade.segmenter)
+cached = (all(onnx_cache_path(m.spec, m.sha256).is_file() for m in models)
+          if cascade.classifier.runtime == "onnxruntime" else None)
+call_start = time.perf_counter()
+cascade.predict(np.zeros((1, 256, 256, 3), np.uint8))  # builds each network's graph (ONNX: converts or reads cache)
+called = time.perf_counter()
 print(json.dumps({"pid": os.getpid(), "tensorflow_import_seconds": tensorflow_done - start,
                   "other_imports_seconds": imports_done - tensorflow_done,
-                  "model_load_seconds": loaded - imports_done}))
+                  "model_load_seconds": loaded - imports_done, "runtime": cascade.classifier.runtime,
+                  "first_call_seconds": called - call_start, "onnx_graphs_cached": cached}))
 """
 
 
@@ -94,8 +104,8 @@ REFERENCE_BATCH_SIZE = 16  # fixed, not the cascade's batch size: the reference 
 def reference_model(input_size: int = 256, width: float = 1.0, seed: int = 0) -> LoadedModel:
     """The seed ResUNet (at 256 and width 1.0) with deterministic random weights, fed like the cascade's segmenter.
 
-    Wrapping it in a ``LoadedModel`` makes it run through the very ``tf.function`` path the cascade uses
-    (uint8 in, z-score scaling inside the graph).
+    Wrapping it in a ``LoadedModel`` makes it run through the same graph the cascade builds (uint8 in, z-score
+    scaling inside the graph), on TensorFlow.
     """
     from brainseg.core.networks import build_segmenter
 
@@ -107,8 +117,10 @@ def reference_model(input_size: int = 256, width: float = 1.0, seed: int = 0) ->
         shape = tuple(weight.shape)
         if len(shape) == 4:
             weight.assign(rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:3])), shape).astype(np.float32))
+    # Always TensorFlow: the goal defines the reference as the seed network under TensorFlow's tf.function,
+    # whatever runtime the cascade uses.
     return LoadedModel("segmenter", model, InputSpec(input_size, "zscore"), Path("<reference>"), "",
-                       {"input_size": input_size, "width": width, "seed": seed})
+                       {"input_size": input_size, "width": width, "seed": seed}, runtime="tensorflow")
 
 
 def reference_workload(input_size: int = 256, n_slices: int = 36, width: float = 1.0,
@@ -157,7 +169,9 @@ def cold_model_load(models_dir: str | Path, batch_size: int = 16, timeout: float
     """``Cascade.from_dir`` timed in a fresh Python process (nothing imported, nothing cached in memory).
 
     Returns the child's ``pid``, ``tensorflow_import_seconds``, ``other_imports_seconds`` (keras,
-    brainseg) and ``model_load_seconds`` (the load alone).
+    brainseg), ``model_load_seconds`` (the load alone), its ``runtime``, ``first_call_seconds`` (one slice, which
+    builds each network's graph) and ``onnx_graphs_cached`` (whether the ONNX cache held both graphs beforehand;
+    None on TensorFlow).
     """
     env = dict(os.environ)
     # The child must import this same brainseg, installed or not.
@@ -243,6 +257,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "reference_runs_seconds": [float(t) for t in reference_runs],
         "patient_runs_seconds": {p: [float(t) for t in runs] for p, runs in zip(patients, patient_runs, strict=True)},
         "patient_slices": dict(zip(patients, n_slices, strict=True)),
+        "runtime": runtime_versions(cascade.classifier.runtime),
         "models": {"classifier": {"input": cascade.classifier.spec.to_dict(), "sha256": cascade.classifier.sha256},
                    "segmenter": {"input": cascade.segmenter.spec.to_dict(), "sha256": cascade.segmenter.sha256}},
         "machine": machine_description(),
@@ -258,8 +273,11 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "ms_per_slice": "sum of the per-patient medians / all their slices",
         "model_load_seconds": "Cascade.from_dir in this process, TensorFlow and Keras already imported",
         "model_load_seconds_cold": "Cascade.from_dir in a fresh Python process (pid in cold_load), imports "
-                                   "timed apart: cold_load.tensorflow_import_seconds, cold_load.other_imports_seconds"
+                                   "timed apart: cold_load.tensorflow_import_seconds, cold_load.other_imports_seconds; "
+                                   "its first call on one slice (building the runtime's graphs) in "
+                                   "cold_load.first_call_seconds"
                                    if cold is not None else "not measured (cold_load=False)",
+        "runtime": "what executed the cascade's networks; the reference always runs on TensorFlow",
     }
     return result
 

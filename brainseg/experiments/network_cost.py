@@ -36,6 +36,8 @@ from brainseg.evaluation.bench import (
     reference_workload,
 )
 from brainseg.inference.cascade import LoadedModel
+from brainseg.inference.runtimes import runtime_versions
+from brainseg.settings import inference_runtime
 from brainseg.training.train import TrainConfig, config_with_overrides, recipe
 
 SHIPPED = "shipped models"
@@ -191,28 +193,41 @@ def network_cost(plans: list[str | Path], models_dir: str | Path, bench_record: 
 
     others = OtherWorkMeter()
     ratios, rounds = measure_networks(networks, repeats, n_slices, reference_size, reference_width, progress)
-    bench = json.loads(Path(bench_record).read_text()) if bench_record and Path(bench_record).is_file() else None
-    shipped_patient_ratio = None if bench is None else float(bench["patient_over_reference"])
+    runtime = inference_runtime()
+    shipped_patient_ratio = bench_patient_ratio(bench_record, runtime)
     return {
         "rows": candidate_rows(groups, ratios, shipped, shipped_patient_ratio),
         "networks": [{**asdict(network), "label": network.label, "over_reference": ratios[network]}
                      for network in networks],
         "shipped_patient_over_reference": shipped_patient_ratio,
-        "bench_record": None if bench is None else _shown(Path(bench_record)),
+        "bench_record": None if shipped_patient_ratio is None else _shown(Path(bench_record)),
         "patient_over_reference_goal": PATIENT_OVER_REFERENCE_GOAL,
         "plans": [str(plan) for plan in plans],
         "rounds": rounds,
+        "runtime": runtime_versions(runtime),
         "machine": machine_description(),
         "other_processes_cpu_share": others.share(),
         "notes": {
             "over_reference": f"median over rounds of the network's time on {n_slices} random slices at batch "
-                              f"{REFERENCE_BATCH_SIZE} / the same round's reference time (random weights: the time "
-                              "does not depend on them)",
+                              f"{REFERENCE_BATCH_SIZE} on the runtime in 'runtime' / the same round's reference "
+                              "time on TensorFlow (random weights: the time does not depend on them)",
             "networks_over_reference": "sum over the candidate's networks, times its passes (2 for mirrored TTA)",
             "estimated_patient_over_reference": "an estimate, not a measurement: the shipped cascade's measured "
                                                 "patient_over_reference (bench_record) + extra_over_shipped",
         },
     }
+
+
+def bench_patient_ratio(bench_record: str | Path | None, runtime: str) -> float | None:
+    """The shipped cascade's whole-patient ratio from a ``brainseg bench`` record, if there is one and it timed
+    ``runtime``: an estimate may only add differences measured on the runtime the bench measured (a record
+    without a runtime predates ONNX Runtime: TensorFlow)."""
+    if not bench_record or not Path(bench_record).is_file():
+        return None
+    bench = json.loads(Path(bench_record).read_text())
+    if bench.get("runtime", {}).get("runtime", "tensorflow") != runtime:
+        return None
+    return float(bench["patient_over_reference"])
 
 
 def _shown(path: Path) -> str:

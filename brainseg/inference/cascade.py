@@ -18,8 +18,10 @@ import numpy as np
 
 from brainseg.core.context import context_rows, lone_rows, stack_context
 from brainseg.core.hashing import sha256_of
-from brainseg.core.preprocess import InputSpec, prepare_images, scale_images, upsample_maps
+from brainseg.core.preprocess import InputSpec, prepare_images, upsample_maps
 from brainseg.errors import ModelLoadError
+from brainseg.inference.runtimes import build_infer, check_runtime
+from brainseg.settings import inference_runtime
 
 MASK_THRESHOLD = 0.5  # per-pixel cut on the segmenter's probability map
 DEFAULT_THRESHOLD = 0.5  # slice gate used when no operating point file is shipped
@@ -28,7 +30,8 @@ DEFAULT_SCALING = {"classifier": "unit", "segmenter": "zscore"}  # the seed's, f
 
 @dataclass
 class LoadedModel:
-    """A Keras model with what is needed to feed it: its input spec, file hash and metadata."""
+    """A Keras model with what is needed to feed it: its input spec, file hash, metadata and the runtime that
+    executes it (``brainseg.inference.runtimes``; default: ``BRAINSEG_RUNTIME`` or ONNX Runtime)."""
 
     role: str
     model: object
@@ -36,29 +39,20 @@ class LoadedModel:
     path: Path
     sha256: str
     metadata: dict = field(default_factory=dict)
+    runtime: str = field(default_factory=inference_runtime)
     _infer: Callable | None = field(default=None, repr=False)
 
     def infer(self, images: np.ndarray) -> np.ndarray:
         """Run the model on already-resized uint8 slices, with their neighbours' channels if the model reads them
-        (scaling happens inside the graph)."""
+        (scaling happens inside the graph). The first call builds the runtime's graph."""
         if self._infer is None:
-            import tensorflow as tf
-
-            model, scaling = self.model, self.spec.scaling
-
-            # One trace for every batch size; 2-7x faster than model.predict on small batches.
-            shape = [None, self.spec.size, self.spec.size, self.spec.channels]
-
-            @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8)])
-            def infer(batch):
-                return model(scale_images(batch, scaling), training=False)
-
-            self._infer = infer
-        return self._infer(images).numpy()
+            self._infer = build_infer(self.model, self.spec, self.runtime, self.sha256)
+        return self._infer(images)
 
 
-def load_model(path: str | Path, role: str) -> LoadedModel:
-    """Load a ``.keras`` model in Keras safe mode and check it is a ``role`` network.
+def load_model(path: str | Path, role: str, runtime: str | None = None) -> LoadedModel:
+    """Load a ``.keras`` model in Keras safe mode and check it is a ``role`` network, to run on ``runtime``
+    (default: ``settings.inference_runtime()``).
 
     Safe mode refuses Python lambdas serialized in the file, so opening a model never runs code
     from it. Raises ModelLoadError (naming the file) if missing, corrupt, or the wrong shape.
@@ -96,7 +90,8 @@ def load_model(path: str | Path, role: str) -> LoadedModel:
     if spec.channels != in_shape[3]:
         raise ModelLoadError(f"{path}: the model takes {in_shape[3]} channels; its sidecar's input spec "
                              f"({spec.context_slices} context slices) means {spec.channels}")
-    return LoadedModel(role, model, spec, path, sha256_of(path), metadata)
+    return LoadedModel(role, model, spec, path, sha256_of(path), metadata,
+                       check_runtime(runtime) if runtime else inference_runtime())
 
 
 def passes_gate(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -230,15 +225,16 @@ class Cascade:
         self.slice_score = slice_score
 
     @classmethod
-    def from_dir(cls, models_dir: str | Path, batch_size: int = 16) -> Cascade:
-        """Load ``classifier.keras``, ``segmenter.keras`` and the operating point from a models folder."""
+    def from_dir(cls, models_dir: str | Path, batch_size: int = 16, runtime: str | None = None) -> Cascade:
+        """Load ``classifier.keras``, ``segmenter.keras`` and the operating point from a models folder (``runtime``:
+        see ``load_model``)."""
         models_dir = Path(models_dir)
         if not models_dir.is_dir():
             raise ModelLoadError(f"{models_dir}: models folder not found (point --models-dir or $BRAINSEG_MODELS_DIR "
                                  "at a folder holding classifier.keras and segmenter.keras)")
         point = read_operating_point(models_dir)
-        return cls(load_model(models_dir / "classifier.keras", "classifier"),
-                   load_model(models_dir / "segmenter.keras", "segmenter"), batch_size,
+        return cls(load_model(models_dir / "classifier.keras", "classifier", runtime),
+                   load_model(models_dir / "segmenter.keras", "segmenter", runtime), batch_size,
                    float(point.get("threshold", DEFAULT_THRESHOLD)),
                    float(point.get("mask_threshold", MASK_THRESHOLD)), int(point.get("min_component_pixels", 0)),
                    str(point.get("slice_score", "classifier")))

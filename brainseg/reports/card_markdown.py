@@ -707,6 +707,8 @@ def _speed_lines(card: dict) -> list[str]:
         f"one); peak memory {b['peak_rss_mb']:.0f} MB. Both models run on every slice (batch 16) so that any "
         "threshold applies without re-running them.",
     ]
+    if b.get("runtime"):
+        lines.append(runtime_line(b["runtime"], b.get("cold_load")))
     others = b.get("other_processes_cpu_share")
     if others is not None:
         lines.append(f"Other processes used {others:.0%} of the machine's CPU capacity while it was measured (they "
@@ -720,6 +722,21 @@ def _speed_lines(card: dict) -> list[str]:
         lines.append("Training step, batch 16: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()) + ".")
     lines.append("")
     return [*lines, *network_cost_lines(card.get("network_cost"), b["patient_over_reference"])]
+
+
+def runtime_line(runtime: dict, cold: dict | None) -> str:
+    """Which runtime executed the networks, and what its first call cost in a fresh process."""
+    if runtime["runtime"] == "onnxruntime":
+        line = (f"The networks ran on ONNX Runtime {runtime['onnxruntime']} (graphs converted from the Keras models by "
+                f"tf2onnx {runtime['tf2onnx']}, opset {runtime['opset']}); the reference on TensorFlow "
+                f"{runtime['tensorflow']}.")
+    else:
+        line = f"The networks and the reference ran on TensorFlow {runtime['tensorflow']}."
+    if cold and cold.get("first_call_seconds") is not None:
+        built = {True: "ONNX graphs read from the cache", False: "ONNX graphs converted, then cached",
+                 None: "tf.function traced"}[cold.get("onnx_graphs_cached")]
+        line += f" First call in the fresh process: {_f(cold['first_call_seconds'], 1)} s ({built})."
+    return line
 
 
 def network_cost_lines(report: dict | None, patient_ratio: float) -> list[str]:
