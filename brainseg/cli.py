@@ -14,7 +14,7 @@ from pathlib import Path
 
 from brainseg.errors import BrainsegError, DataError
 from brainseg.runtime import import_tensorflow_quietly
-from brainseg.settings import configured_models_dir
+from brainseg.settings import RUNTIMES, configured_models_dir
 
 # $BRAINSEG_MODELS_DIR, else the checkout's models/ (a `pip install .` has none: load errors then name the variable)
 DEFAULT_MODELS_DIR = configured_models_dir()
@@ -256,13 +256,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per patient and of the reference (median)")
     p.add_argument("--reference-size", type=int, default=256,
                    help="input size of the seed ResUNet reference workload (256: the documented one)")
+    p.add_argument("--compare-runtime", action="append", default=[], choices=RUNTIMES,
+                   help="also time the cascade on this runtime, in the same rounds (repeatable); the cascade itself "
+                   "runs on $BRAINSEG_RUNTIME (default onnxruntime)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     from brainseg.evaluation.bench import bench
 
     result = bench(args.models_dir, _select(args), max_patients=args.max_patients, batch_size=args.batch_size,
-                   repeats=args.repeats, reference_size=args.reference_size)
+                   repeats=args.repeats, reference_size=args.reference_size,
+                   compare_runtimes=tuple(args.compare_runtime))
     _write_json(result, args.out)
     print(json.dumps({k: result[k] for k in ("patient_over_reference", "reference_seconds", "ms_per_slice",
                                              "patient_seconds", "model_load_seconds_cold", "peak_rss_mb")},

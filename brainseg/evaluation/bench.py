@@ -26,6 +26,7 @@ from brainseg.core.preprocess import InputSpec
 from brainseg.inference.cascade import Cascade, LoadedModel
 from brainseg.inference.runtimes import runtime_versions
 from brainseg.runtime import cpu_name
+from brainseg.settings import RUNTIME_ENV
 
 PATIENT_OVER_REFERENCE_GOAL = 0.5  # the project's speed goal: median patient <= 0.5x the reference
 
@@ -49,10 +50,14 @@ cached = (all(onnx_cache_path(m.spec, m.sha256).is_file() for m in models)
 call_start = time.perf_counter()
 cascade.predict(np.zeros((1, 256, 256, 3), np.uint8))  # builds each network's graph (ONNX: converts or reads cache)
 called = time.perf_counter()
+cascade.predict(np.zeros((cascade.batch_size, 256, 256, 3), np.uint8))  # a full batch: the working memory
+import resource
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 print(json.dumps({"pid": os.getpid(), "tensorflow_import_seconds": tensorflow_done - start,
                   "other_imports_seconds": imports_done - tensorflow_done,
                   "model_load_seconds": loaded - imports_done, "runtime": cascade.classifier.runtime,
-                  "first_call_seconds": called - call_start, "onnx_graphs_cached": cached}))
+                  "first_call_seconds": called - call_start, "onnx_graphs_cached": cached,
+                  "peak_rss_mb_after_one_batch": peak_mb}))
 """
 
 
@@ -165,19 +170,23 @@ def interleaved_runs(workloads: list[Callable[[], object]], repeats: int, progre
     return runs
 
 
-def cold_model_load(models_dir: str | Path, batch_size: int = 16, timeout: float = 600.0) -> dict:
+def cold_model_load(models_dir: str | Path, batch_size: int = 16, timeout: float = 600.0,
+                    runtime: str | None = None) -> dict:
     """``Cascade.from_dir`` timed in a fresh Python process (nothing imported, nothing cached in memory).
 
     Returns the child's ``pid``, ``tensorflow_import_seconds``, ``other_imports_seconds`` (keras,
     brainseg), ``model_load_seconds`` (the load alone), its ``runtime``, ``first_call_seconds`` (one slice, which
     builds each network's graph) and ``onnx_graphs_cached`` (whether the ONNX cache held both graphs beforehand;
-    None on TensorFlow).
+    None on TensorFlow) and ``peak_rss_mb_after_one_batch`` (the memory a process serving the cascade needs:
+    loaded, then one full batch run). ``runtime``: the child's (default: this process's setting).
     """
     env = dict(os.environ)
     # The child must import this same brainseg, installed or not.
     root = str(Path(brainseg.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if runtime is not None:
+        env[RUNTIME_ENV] = runtime
     done = subprocess.run([sys.executable, "-c", _COLD_LOAD_SCRIPT, str(Path(models_dir).resolve()), str(batch_size)],
                           capture_output=True, text=True, env=env, timeout=timeout, check=False)
     lines = done.stdout.strip().splitlines()
@@ -188,13 +197,16 @@ def cold_model_load(models_dir: str | Path, batch_size: int = 16, timeout: float
 
 def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10, batch_size: int = 16,
           repeats: int = 3, reference_size: int = 256, reference_slices: int = 36, reference_width: float = 1.0,
-          cold_load: bool = True) -> dict:
+          cold_load: bool = True, compare_runtimes: tuple[str, ...] = ()) -> dict:
     """Time the cascade per patient (decoded slices in memory, both models on every slice) against a reference.
 
     The reference workload (``reference_workload``; by default the seed ResUNet on 36 slices of 256x256)
     and the cascade on each patient are timed interleaved, ``repeats`` rounds; each patient's time and the
     reference's are medians of their runs. ``patient_over_reference`` (median patient / reference) is the
     figure that compares across machines; the absolute seconds describe this machine only.
+
+    ``compare_runtimes``: other inference runtimes to time the same cascade on, in the same rounds (so the
+    machine's drift falls on all alike); reported under ``other_runtimes`` with their own ratios.
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -228,9 +240,18 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
     first_call_seconds = time.perf_counter() - start
     run_reference()  # traces the reference's function
 
+    others_by_runtime = {runtime: Cascade.from_dir(models_dir, batch_size=batch_size, runtime=runtime)
+                         for runtime in dict.fromkeys(compare_runtimes) if runtime != cascade.classifier.runtime}
+    for other in others_by_runtime.values():
+        other.predict(images[patients[0]], numbers[patients[0]])  # builds its graphs before the clock runs
+    others_cold = {runtime: cold_model_load(models_dir, batch_size, runtime=runtime) if cold_load else None
+                   for runtime in others_by_runtime}
+
     workloads: list[Callable[[], object]] = [run_reference]
-    workloads += [lambda p=patient: cascade.predict(images[p], numbers[p]) for patient in patients]
-    reference_runs, *patient_runs = interleaved_runs(workloads, repeats)
+    for timed in (cascade, *others_by_runtime.values()):
+        workloads += [lambda c=timed, p=patient: c.predict(images[p], numbers[p]) for patient in patients]
+    reference_runs, *all_patient_runs = interleaved_runs(workloads, repeats)
+    patient_runs = all_patient_runs[: len(patients)]
 
     reference_seconds = float(np.median(reference_runs))
     seconds = np.asarray([np.median(runs) for runs in patient_runs])
@@ -263,6 +284,19 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "machine": machine_description(),
         "other_processes_cpu_share": others.share(),
     }
+    if others_by_runtime:
+        result["other_runtimes"] = {}
+        for i, runtime in enumerate(others_by_runtime, start=1):
+            runs = all_patient_runs[i * len(patients) : (i + 1) * len(patients)]
+            medians = np.asarray([np.median(r) for r in runs])
+            result["other_runtimes"][runtime] = {
+                "runtime": runtime_versions(runtime),
+                "patient_over_reference": float(np.median(medians)) / reference_seconds,
+                "patient_seconds": {"median": float(np.median(medians)), "max": float(medians.max())},
+                "ms_per_slice": float(1000 * medians.sum() / sum(n_slices)),
+                "patient_runs_seconds": {p: [float(t) for t in r] for p, r in zip(patients, runs, strict=True)},
+                "cold_load": others_cold[runtime],
+            }
     result["notes"] = {
         "patient_over_reference": "median whole-patient seconds / reference_seconds, timed interleaved in this "
                                   f"process; the goal is <= {PATIENT_OVER_REFERENCE_GOAL}. Compare this across "
@@ -278,6 +312,8 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
                                    "cold_load.first_call_seconds"
                                    if cold is not None else "not measured (cold_load=False)",
         "runtime": "what executed the cascade's networks; the reference always runs on TensorFlow",
+        "other_runtimes": "the same cascade on other runtimes, timed in the same rounds as the patients above; "
+                          "each ratio is over the same reference_seconds",
     }
     return result
 

@@ -704,11 +704,18 @@ def _speed_lines(card: dict) -> list[str]:
         f"(median of {b['repeats']} runs each; max {_f(b['patient_seconds']['max'], 2)} s), "
         f"{_f(b['ms_per_slice'], 1)} ms per slice, reference {_f(b['reference_seconds'], 2)} s. Model load "
         f"{_f(b['model_load_seconds_cold'], 1)} s in a fresh process ({_f(b['model_load_seconds'], 2)} s in a warm "
-        f"one); peak memory {b['peak_rss_mb']:.0f} MB. Both models run on every slice (batch 16) so that any "
-        "threshold applies without re-running them.",
+        f"one); {_memory(b)}. Both models run on every slice (batch 16) so that any threshold applies without "
+        "re-running them.",
     ]
     if b.get("runtime"):
         lines.append(runtime_line(b["runtime"], b.get("cold_load")))
+    for name, other in b.get("other_runtimes", {}).items():
+        lines.append(f"The same cascade on {_RUNTIME_NAMES[name]}, timed in the same rounds: "
+                     f"{_f(other['patient_over_reference'], 2)}x the reference per whole patient "
+                     f"({_f(other['patient_seconds']['median'], 2)} s, {_f(other['ms_per_slice'], 1)} ms per slice"
+                     + (f"; a fresh process needs {other['cold_load']['peak_rss_mb_after_one_batch']:.0f} MB after "
+                        "one batch" if (other.get("cold_load") or {}).get("peak_rss_mb_after_one_batch") else "")
+                     + ").")
     others = b.get("other_processes_cpu_share")
     if others is not None:
         lines.append(f"Other processes used {others:.0%} of the machine's CPU capacity while it was measured (they "
@@ -722,6 +729,16 @@ def _speed_lines(card: dict) -> list[str]:
         lines.append("Training step, batch 16: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()) + ".")
     lines.append("")
     return [*lines, *network_cost_lines(card.get("network_cost"), b["patient_over_reference"])]
+
+
+def _memory(b: dict) -> str:
+    """Memory: a fresh process serving the cascade (loaded, one batch run) where measured; the bench's own peak."""
+    own = f"peak memory {b['peak_rss_mb']:.0f} MB"
+    fresh = (b.get("cold_load") or {}).get("peak_rss_mb_after_one_batch")
+    if fresh is None:
+        return own
+    return (f"a fresh process holding the cascade needs {fresh:.0f} MB after one batch ({own} in this benchmark's "
+            "process, which also holds the reference and any runtime compared)")
 
 
 def runtime_line(runtime: dict, cold: dict | None) -> str:
@@ -739,6 +756,14 @@ def runtime_line(runtime: dict, cold: dict | None) -> str:
     return line
 
 
+_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "tensorflow": "TensorFlow"}
+
+
+def _runtime_name(record: dict) -> str:
+    """The runtime a timing record ran the networks on (records without one predate ONNX Runtime)."""
+    return _RUNTIME_NAMES[record.get("runtime", {"runtime": "tensorflow"})["runtime"]]
+
+
 def network_cost_lines(report: dict | None, patient_ratio: float) -> list[str]:
     """What each candidate's networks would cost at inference (``brainseg network-cost``): one row per set of
     networks, with the candidates that share it, and the whole patient estimated from this card's bench."""
@@ -748,11 +773,11 @@ def network_cost_lines(report: dict | None, patient_ratio: float) -> list[str]:
     lines = [
         "### What each candidate would cost at inference (`models/network_cost.json`)",
         f"`{report['command']}`. Each candidate's networks, with random weights (the time does not depend on "
-        "them), run on the reference's workload (36 random slices, batch 16) interleaved with the reference in one "
-        "process; a network's cost is the median over rounds of its time / that round's reference time. The whole "
-        "patient is an estimate, not a measurement: the shipped cascade's ratio measured above "
-        f"({_f(patient_ratio, 2)}) plus the candidate's networks' difference from the shipped ones (decoding, "
-        "resizing and post-processing do not change).",
+        f"them), run on the reference's workload (36 random slices, batch 16) on {_runtime_name(report)}, "
+        "interleaved with the reference (TensorFlow) in one process; a network's cost is the median over rounds "
+        "of its time / that round's reference time. The whole patient is an estimate, not a measurement: the "
+        f"shipped cascade's ratio measured above ({_f(patient_ratio, 2)}) plus the candidate's networks' "
+        "difference from the shipped ones (decoding, resizing and post-processing do not change).",
         "",
         f"| candidates | networks run on every slice | networks x reference | whole patient, estimated (goal <= "
         f"{goal}) |",

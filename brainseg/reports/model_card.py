@@ -55,8 +55,9 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
     temperature = load_temperature(models_dir)
     test_report = evaluate(cascade, select_part(manifest, split, "test"), progress=progress, temperature=temperature)
     demo_report = evaluate(cascade, scan_dataset(DEMO_DIR), progress=progress)
+    # The same cascade on TensorFlow in the same rounds: the evidence for the runtime it ships on.
     speed = bench(models_dir, select_part(manifest, split, "test"), max_patients=bench_patients,
-                  reference_size=reference_size)
+                  reference_size=reference_size, compare_runtimes=("tensorflow",))
     if train_steps:
         from brainseg.training.step_time import train_step_seconds
 
