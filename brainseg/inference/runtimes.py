@@ -2,9 +2,10 @@
 
 Both run the same graph: the Keras model with its input scaling (``preprocess.scale_images``) in front, fed
 uint8 slices. For ONNX Runtime that graph is converted once with tf2onnx, so the one preprocessing path and
-the weights stay Keras'; only the executor changes. On this project's 2-core CPUs ONNX Runtime ran the shipped
-networks about 1.15x faster than TensorFlow's ``tf.function`` at the cascade's batch of 16, with outputs equal
-to within 2e-7 (float32 rounding; the prediction store's quantisation step is 1.5e-5). TensorFlow stays
+the weights stay Keras'; only the executor changes. On this project's 2-core CPUs a whole patient took about
+0.8-0.9x the time it takes on TensorFlow's ``tf.function`` at the cascade's batch of 16 (``brainseg bench
+--compare-runtime tensorflow``; the model card quotes it), with outputs equal to within 2e-7 (float32 rounding; the
+prediction store's quantisation step is 1.5e-5). TensorFlow stays
 available (``BRAINSEG_RUNTIME=tensorflow``) and is what the speed reference always runs on, as the goal
 defines it.
 
@@ -77,7 +78,7 @@ def _onnx_infer(graph, spec: InputSpec, weights_sha256: str) -> Infer:
         options = onnxruntime.SessionOptions()
         # Threads: one per core (the default), as TensorFlow uses. Without spinning: by default each session's
         # threads busy-wait after a run, and the cascade alternates two sessions and then post-processes in numpy,
-        # so on 2 cores they ran the whole patient 1.1x slower than TensorFlow instead of 1.15x faster.
+        # so on 2 cores a whole patient then took longer than on TensorFlow, not less.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
 
