@@ -129,3 +129,23 @@ def test_an_unwritable_cache_only_costs_a_conversion(tiny_models_dir, tmp_path, 
     monkeypatch.setenv("BRAINSEG_CACHE_DIR", str(blocker))
     model = load_model(tiny_models_dir / "classifier.keras", "classifier", runtime="onnxruntime")
     assert model.infer(_slices(2, 32)).shape == (2, 1)
+
+
+def test_sessions_calling_a_new_model_together_convert_it_once(tiny_models_dir, cache_dir, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    conversions = []
+    convert = runtimes._convert
+
+    def counted(graph, spec):
+        conversions.append(spec)
+        return convert(graph, spec)
+
+    monkeypatch.setattr(runtimes, "_convert", counted)
+    model = load_model(tiny_models_dir / "segmenter.keras", "segmenter", runtime="onnxruntime")
+    images = _slices(2, 32)
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(lambda _: model.infer(images), range(4)))
+    assert len(conversions) == 1
+    for output in outputs[1:]:
+        np.testing.assert_array_equal(output, outputs[0])

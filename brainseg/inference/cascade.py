@@ -8,6 +8,7 @@ model again. The segmenter runs on every slice, not just those above today's thr
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,12 +42,16 @@ class LoadedModel:
     metadata: dict = field(default_factory=dict)
     runtime: str = field(default_factory=inference_runtime)
     _infer: Callable | None = field(default=None, repr=False)
+    _build_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def infer(self, images: np.ndarray) -> np.ndarray:
         """Run the model on already-resized uint8 slices, with their neighbours' channels if the model reads them
-        (scaling happens inside the graph). The first call builds the runtime's graph."""
+        (scaling happens inside the graph). The first call builds the runtime's graph, once even when the
+        dashboard's sessions call it together (a conversion takes seconds)."""
         if self._infer is None:
-            self._infer = build_infer(self.model, self.spec, self.runtime, self.sha256)
+            with self._build_lock:
+                if self._infer is None:
+                    self._infer = build_infer(self.model, self.spec, self.runtime, self.sha256)
         return self._infer(images)
 
 
