@@ -251,19 +251,18 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
     for timed in (cascade, *others_by_runtime.values()):
         workloads += [lambda c=timed, p=patient: c.predict(images[p], numbers[p]) for patient in patients]
     reference_runs, *all_patient_runs = interleaved_runs(workloads, repeats)
-    patient_runs = all_patient_runs[: len(patients)]
-
     reference_seconds = float(np.median(reference_runs))
-    seconds = np.asarray([np.median(runs) for runs in patient_runs])
-    median_patient = float(np.median(seconds))
+    timings = [_patient_timings(patients, all_patient_runs[i * len(patients) : (i + 1) * len(patients)], n_slices,
+                                reference_seconds) for i in range(1 + len(others_by_runtime))]
+
     review_tools = _time_review_tools(cascade, images[patients[0]])
     result = {
-        "patient_over_reference": median_patient / reference_seconds,
+        "patient_over_reference": timings[0]["patient_over_reference"],
         "patient_over_reference_goal": PATIENT_OVER_REFERENCE_GOAL,
         "reference_seconds": reference_seconds,
         "reference": reference,
-        "ms_per_slice": float(1000 * seconds.sum() / sum(n_slices)),
-        "patient_seconds": {"median": median_patient, "max": float(seconds.max()), "mean": float(seconds.mean())},
+        "ms_per_slice": timings[0]["ms_per_slice"],
+        "patient_seconds": timings[0]["patient_seconds"],
         "slices_per_patient": {"median": float(np.median(n_slices)), "max": int(max(n_slices))},
         "decode_seconds_per_patient": {"median": float(np.median(decode_seconds))},
         "model_load_seconds": load_seconds,
@@ -276,7 +275,7 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "batch_size": batch_size,
         "repeats": repeats,
         "reference_runs_seconds": [float(t) for t in reference_runs],
-        "patient_runs_seconds": {p: [float(t) for t in runs] for p, runs in zip(patients, patient_runs, strict=True)},
+        "patient_runs_seconds": timings[0]["patient_runs_seconds"],
         "patient_slices": dict(zip(patients, n_slices, strict=True)),
         "runtime": runtime_versions(cascade.classifier.runtime),
         "models": {"classifier": {"input": cascade.classifier.spec.to_dict(), "sha256": cascade.classifier.sha256},
@@ -285,18 +284,9 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
         "other_processes_cpu_share": others.share(),
     }
     if others_by_runtime:
-        result["other_runtimes"] = {}
-        for i, runtime in enumerate(others_by_runtime, start=1):
-            runs = all_patient_runs[i * len(patients) : (i + 1) * len(patients)]
-            medians = np.asarray([np.median(r) for r in runs])
-            result["other_runtimes"][runtime] = {
-                "runtime": runtime_versions(runtime),
-                "patient_over_reference": float(np.median(medians)) / reference_seconds,
-                "patient_seconds": {"median": float(np.median(medians)), "max": float(medians.max())},
-                "ms_per_slice": float(1000 * medians.sum() / sum(n_slices)),
-                "patient_runs_seconds": {p: [float(t) for t in r] for p, r in zip(patients, runs, strict=True)},
-                "cold_load": others_cold[runtime],
-            }
+        result["other_runtimes"] = {runtime: {"runtime": runtime_versions(runtime), **timing,
+                                              "cold_load": others_cold[runtime]}
+                                    for runtime, timing in zip(others_by_runtime, timings[1:], strict=True)}
     result["notes"] = {
         "patient_over_reference": "median whole-patient seconds / reference_seconds, timed interleaved in this "
                                   f"process; the goal is <= {PATIENT_OVER_REFERENCE_GOAL}. Compare this across "
@@ -316,6 +306,18 @@ def bench(models_dir: str | Path, manifest: pd.DataFrame, max_patients: int = 10
                           "each ratio is over the same reference_seconds",
     }
     return result
+
+
+def _patient_timings(patients: list[str], runs: list[list[float]], n_slices: list[int],
+                     reference_seconds: float) -> dict:
+    """One cascade's per-patient runs, summarised: each patient's time is the median of its runs; the ratio to
+    the reference is the median patient's."""
+    seconds = np.asarray([np.median(patient_runs) for patient_runs in runs])
+    return {"patient_over_reference": float(np.median(seconds)) / reference_seconds,
+            "ms_per_slice": float(1000 * seconds.sum() / sum(n_slices)),
+            "patient_seconds": {"median": float(np.median(seconds)), "max": float(seconds.max()),
+                                "mean": float(seconds.mean())},
+            "patient_runs_seconds": {p: [float(t) for t in r] for p, r in zip(patients, runs, strict=True)}}
 
 
 def _time_review_tools(cascade: Cascade, images: np.ndarray) -> dict[str, float]:

@@ -2,9 +2,10 @@
 
 A network's inference time depends on its architecture and input (size, width, channels), not on its weights,
 so each candidate's networks are built with random weights and run on the speed reference's workload (36
-random slices at batch 16, through the cascade's own ``tf.function`` path), interleaved with the reference
-itself (the seed ResUNet at 256) in the same process; each network's cost is the median over rounds of its
-time / that round's reference time, a ratio that holds across machines of different speed.
+random slices at batch 16, through the cascade's own path on the configured runtime, ``BRAINSEG_RUNTIME``),
+interleaved with the reference itself (the seed ResUNet at 256, on TensorFlow) in the same process; each
+network's cost is the median over rounds of its time / that round's reference time, a ratio that holds across
+machines of different speed.
 
 A candidate is the set of networks the cascade would run on every slice (``passes`` 2 for mirrored test-time
 augmentation). Its whole-patient estimate adds the difference between its networks' cost and the shipped
