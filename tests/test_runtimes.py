@@ -149,3 +149,13 @@ def test_sessions_calling_a_new_model_together_convert_it_once(tiny_models_dir, 
     assert len(conversions) == 1
     for output in outputs[1:]:
         np.testing.assert_array_equal(output, outputs[0])
+
+
+def test_a_failed_cache_write_leaves_no_partial_file(tiny_models_dir, cache_dir, monkeypatch):
+    def full_disk(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runtimes.os, "replace", full_disk)
+    model = load_model(tiny_models_dir / "classifier.keras", "classifier", runtime="onnxruntime")
+    assert model.infer(_slices(2, 32)).shape == (2, 1)
+    assert list(cache_dir.iterdir()) == []
