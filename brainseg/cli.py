@@ -313,7 +313,8 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def _add_model_card(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model-card", help="evaluate + bench the shipped models and write models/MODEL_CARD.md")
-    p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder holding the test-split patients")
+    p.add_argument("--data", type=Path, help="Kaggle-layout folder holding the test-split patients (required unless "
+                   "--reread-records)")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--readme", type=Path, default=None,
                    help="also rewrite this README's results section (e.g. README.md)")
@@ -321,13 +322,23 @@ def _add_model_card(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-size", type=int, default=256,
                    help="input size of the seed ResUNet reference workload (256: the documented one)")
     p.add_argument("--no-train-steps", action="store_true", help="skip timing the recipes' training steps")
+    p.add_argument("--reread-records", action="store_true",
+                   help="keep the last run's measurements (model_card.json) and only read the records beside the "
+                   "weights again (decision record, ablation, cross-validations, network cost); refused if the "
+                   "weights, operating point or temperature changed since")
 
 
 def _run_model_card(args: argparse.Namespace) -> int:
-    from brainseg.reports.model_card import collect_card, update_readme, write_card
+    from brainseg.reports.model_card import collect_card, reread_records, update_readme, write_card
 
-    card = collect_card(args.data, args.models_dir, bench_patients=args.bench_patients,
-                        reference_size=args.reference_size, train_steps=not args.no_train_steps)
+    if args.data is None and not args.reread_records:
+        raise DataError("model-card needs --data (the Kaggle-layout folder holding the test split) to measure the "
+                        "models; only --reread-records works without it")
+    if args.reread_records:
+        card = reread_records(json.loads((args.models_dir / "model_card.json").read_text()), args.models_dir)
+    else:
+        card = collect_card(args.data, args.models_dir, bench_patients=args.bench_patients,
+                            reference_size=args.reference_size, train_steps=not args.no_train_steps)
     write_card(card, args.models_dir)
     if args.readme is not None:
         update_readme(args.readme, card)

@@ -136,3 +136,39 @@ def test_card_shows_the_recorded_cost_of_every_planned_candidate(card):
             extra = next(row["extra_over_shipped"] for row in record["rows"] if name in row["candidates"])
             assert f"| {name} | {variant['change']} | {variant['status']}; its networks would put a whole patient " \
                    f"at about {patient + extra:.2f}x" in text
+
+
+def test_rereading_the_records_keeps_the_measurements_and_refuses_other_weights(tmp_path, capsys):
+    import shutil
+
+    from brainseg.cli import main
+
+    models = tmp_path / "models"
+    shutil.copytree(MODELS_DIR, models)
+    before = json.loads((models / "model_card.json").read_text())
+    with open(models / "ablation_decision.md", "a") as handle:
+        handle.write("\nA paragraph added after the card was measured.\n")
+    readme = tmp_path / "README.md"
+    shutil.copy(MODELS_DIR.parent / "README.md", readme)
+
+    assert main(["model-card", "--reread-records", "--models-dir", str(models), "--readme", str(readme)]) == 0
+    after = json.loads((models / "model_card.json").read_text())
+    assert after["ablation_decision"][-1] == "A paragraph added after the card was measured."
+    assert "A paragraph added after the card was measured." in (models / "MODEL_CARD.md").read_text()
+    for measured in ("test", "demo_cases", "bench", "models", "generated", "command"):
+        assert after[measured] == before[measured], measured
+    assert "read again on" in (models / "MODEL_CARD.md").read_text()
+
+    # Measurements of other weights or another operating point would be stale: refused, nothing written.
+    point = json.loads((models / "operating_point.json").read_text())
+    (models / "operating_point.json").write_text(json.dumps({**point, "threshold": point["threshold"] / 2}))
+    assert main(["model-card", "--reread-records", "--models-dir", str(models)]) == 2
+    assert "operating point" in capsys.readouterr().err
+    (models / "operating_point.json").write_text(json.dumps(point))
+    shutil.copy(models / "classifier.keras", models / "segmenter.keras")
+    assert main(["model-card", "--reread-records", "--models-dir", str(models)]) == 2
+    assert "is not the segmenter the card measured" in capsys.readouterr().err
+    assert json.loads((models / "model_card.json").read_text()) == after
+    # Measuring needs the data.
+    assert main(["model-card", "--models-dir", str(models)]) == 2
+    assert "needs --data" in capsys.readouterr().err

@@ -166,7 +166,9 @@ def render_markdown(card: dict) -> str:
         "",
         f"Generated {card['generated']} by `{card['command']}` from the shipped weights; every figure below "
         "comes from that one command (evaluation, benchmark) or from the records it reads beside the weights "
-        "(training sidecars, `operating_point.json`, `ablation.json`).",
+        "(training sidecars, `operating_point.json`, `ablation.json`)."
+        + (f" The records were read again on {card['records_reread']} (`brainseg model-card --reread-records`: "
+           "same weights, measurements kept)." if card.get("records_reread") else ""),
         "",
         "## Intended use",
         "- **Research and education** on lower-grade glioma (LGG) brain MRI: reviewing where an AI slice",

@@ -1,7 +1,8 @@
 """The model card: every figure in it is computed by `brainseg model-card` from the shipped files.
 
 Three jobs, one function each: ``collect_card`` evaluates the cascade on the test split and the demo
-cases and benchmarks it (the only step that runs models); ``write_card`` writes ``models/MODEL_CARD.md``
+cases and benchmarks it (the only step that runs models; ``reread_records`` instead keeps a card's measurements
+and reads only the records beside the weights again); ``write_card`` writes ``models/MODEL_CARD.md``
 (rendered by ``brainseg.reports.card_markdown``) with its machine-readable twin ``model_card.json``;
 ``update_readme`` rewrites the README's results section. A test recomputes the demo-case figures from
 the weights, so the card cannot drift from them.
@@ -19,7 +20,7 @@ from brainseg.errors import DataError
 from brainseg.evaluation.bench import bench
 from brainseg.evaluation.calibration import load_temperature
 from brainseg.evaluation.evaluate import evaluate
-from brainseg.inference.cascade import Cascade
+from brainseg.inference.cascade import Cascade, sha256_of
 from brainseg.reports.card_markdown import RESULTS_START, render_markdown, replace_results_section
 from brainseg.settings import DEMO_DATA_DIR as DEMO_DIR
 
@@ -76,9 +77,49 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
         "models": {m.role: {"file": m.path.name, "sha256": m.sha256, "input_spec": m.spec.to_dict(),
                             "parameters": int(m.model.count_params()), "training": m.metadata}
                    for m in (cascade.classifier, cascade.segmenter)},
+        **_measured_with(models_dir),
+        **_records(models_dir),
+        "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
+        "test": _strip(test_report),
+        "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
+        "checked_keys": list(CHECKED_KEYS),
+        "bench": speed,
+    }
+
+
+def reread_records(card: dict, models_dir: str | Path) -> dict:
+    """``card`` with the records beside the weights read again (the hand-written decision record, the ablation,
+    the cross-validations, the resolution ceiling, the network cost) and its measurements (evaluation,
+    benchmark) kept: editing a record's prose need not re-run, and re-roll, the benchmark.
+
+    Refused (DataError) when the weights, operating point or temperature differ from those the card measured
+    with: then its figures are stale and only ``collect_card`` may write them.
+    """
+    models_dir = Path(models_dir)
+    for role, model in card["models"].items():
+        path = models_dir / model["file"]
+        if not path.is_file() or sha256_of(path) != model["sha256"]:
+            raise DataError(f"{path} is not the {role} the card measured: run `brainseg model-card` in full")
+    now = _measured_with(models_dir)
+    for key, value in now.items():
+        if card.get(key) != value:
+            raise DataError(f"the {key.replace('_', ' ')} beside the weights is not the one the card measured "
+                            "with: run `brainseg model-card` in full")
+    return {**card, **_records(models_dir), "records_reread": dt.date.today().isoformat()}
+
+
+def _measured_with(models_dir: Path) -> dict:
+    """The files beside the weights that the card's measurements depend on."""
+    return {
         "operating_point": json.loads((models_dir / "operating_point.json").read_text()),
         "calibration": (json.loads((models_dir / "calibration.json").read_text())
                         if (models_dir / "calibration.json").is_file() else None),
+    }
+
+
+def _records(models_dir: Path) -> dict:
+    """The records beside the weights that the card quotes but does not measure."""
+    return {
         "ablation": (json.loads((models_dir / "ablation.json").read_text())
                      if (models_dir / "ablation.json").is_file() else None),
         "crossval": (json.loads((models_dir / "crossval.json").read_text())
@@ -86,12 +127,7 @@ def collect_card(data_dir: str | Path, models_dir: str | Path, progress: bool = 
         "crossval_variants": crossval_variants(models_dir),
         "resolution_ceiling": resolution_ceiling_record(models_dir),
         "network_cost": network_cost_record(models_dir),
-        "data": {"folder_patients": len(patients), "folder_slices": len(manifest), "split": split_table},
-        "test": _strip(test_report),
-        "demo_cases": {"folder": "demo/kaggle_3m", **_strip(demo_report)},
-        "checked_keys": list(CHECKED_KEYS),
         "ablation_decision": _ablation_decision(models_dir),
-        "bench": speed,
     }
 
 

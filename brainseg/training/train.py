@@ -71,6 +71,9 @@ class TrainConfig:
     stop_epoch: int | None = None
     # Neighbouring slices read on each side as extra input channels (2.5-D; see brainseg.core.context)
     context_slices: int = 0
+    # Momentum of an exponential moving average of the weights (Polyak averaging), per step; None: off. When
+    # on, validation, the checkpoints and the exported model use the averaged weights, training the raw ones.
+    weight_average_momentum: float | None = None
 
     @property
     def final_fit(self) -> bool:
@@ -184,7 +187,9 @@ def build_model(config: TrainConfig) -> keras.Model:
         model = build_segmenter(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = [tversky_index, soft_dice]
         loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma)
-    optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon)
+    averaged = config.weight_average_momentum is not None
+    optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon, use_ema=averaged,
+                                      ema_momentum=config.weight_average_momentum if averaged else 0.99)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=distribute.replica_loss_weight(loss))
     return model
 
@@ -256,12 +261,16 @@ def train(
         "preprocessing": PREPROCESSING_VERSION,
     }, indent=2) + "\n")
 
+    averaged = config.weight_average_momentum is not None
     # Model and optimizer are created, the backup restored into them and fit run, inside the strategy's scope.
     with distribute.strategy_scope(distribution):
         model = build_model(config)
         epoch_timer = EpochTimer(run_dir / "epoch_seconds.csv")
         callbacks = [
+            # The backup holds the raw weights (the average lives in the optimizer state it saves too) ...
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            # ... then the averaged weights are swapped in for validation and for the checkpoint below.
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaged else []),
             # A final fit keeps its last epoch (nothing held out to choose by).
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
                                             save_best_only=not config.final_fit),
