@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from brainseg.core import files
 from brainseg.inference import runtimes
 from brainseg.inference.cascade import Cascade, load_model
 from brainseg.inference.runtimes import onnx_cache_path
@@ -155,7 +156,7 @@ def test_a_failed_cache_write_leaves_no_partial_file(tiny_models_dir, cache_dir,
     def full_disk(source, destination):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(runtimes.os, "replace", full_disk)
+    monkeypatch.setattr(files.os, "replace", full_disk)
     model = load_model(tiny_models_dir / "classifier.keras", "classifier", runtime="onnxruntime")
     assert model.infer(_slices(2, 32)).shape == (2, 1)
     assert list(cache_dir.iterdir()) == []

@@ -155,7 +155,7 @@ def test_a_crash_mid_write_leaves_the_old_entry_and_no_temporary_file(demo_dir, 
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez_compressed", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StoreError, match=r"cannot write to the prediction store.*disk full"):
         store.score(tiny_cascade, rows)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]

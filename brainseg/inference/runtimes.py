@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from brainseg.core.files import write_atomically
 from brainseg.core.preprocess import InputSpec, scale_images
 from brainseg.settings import RUNTIMES, onnx_cache_dir
 
@@ -126,24 +125,9 @@ def _cached_onnx(graph, spec: InputSpec, weights_sha256: str, refresh: bool = Fa
     if path.is_file() and not refresh:
         return path.read_bytes()
     serialized = _convert(graph, spec)
-    temporary = None
     try:  # a read-only or full disk only costs the next process another conversion
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(handle, "wb") as file:
-            file.write(serialized)
-        os.replace(temporary, path)  # atomic: a concurrent reader sees no file or a whole one
+        write_atomically(path, lambda handle: handle.write(serialized))
     except OSError as err:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)  # a failed write leaves nothing behind in the cache
-        logging.getLogger(__name__).warning("could not cache the ONNX graph at %s: %s", path, err)
-    return serialized
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(serialized)
-        os.replace(temporary, path)  # atomic: a concurrent reader sees no file or a whole one
-    except OSError as err:
-        Path(temporary).unlink(missing_ok=True)  # a failed write leaves nothing behind in the cache
         logging.getLogger(__name__).warning("could not cache the ONNX graph at %s: %s", path, err)
     return serialized
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core.data import load_slices
+from brainseg.core.files import write_atomically
 from brainseg.core.hashing import sha256_of
 from brainseg.core.preprocess import PREPROCESSING_VERSION, upsample_maps
 from brainseg.errors import BrainsegError
@@ -233,22 +233,11 @@ class PredictionStore:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """Write a compressed .npz to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    """Write a compressed .npz atomically (``write_atomically``); a disk's error becomes a one-line StoreError."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomically(path, lambda handle: np.savez_compressed(handle, **arrays))
     except OSError as err:
-        raise StoreError(f"{path.parent}: cannot write to the prediction store ({err.strerror})") from err
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; other app servers' users read the store too
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        raise StoreError(f"{path.parent}: cannot write to the prediction store ({err.strerror or err})") from err
 
 
 def _patient_of(rows: pd.DataFrame) -> str:
