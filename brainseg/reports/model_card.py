@@ -112,18 +112,15 @@ def _measured_with(models_dir: Path) -> dict:
     """The files beside the weights that the card's measurements depend on."""
     return {
         "operating_point": json.loads((models_dir / "operating_point.json").read_text()),
-        "calibration": (json.loads((models_dir / "calibration.json").read_text())
-                        if (models_dir / "calibration.json").is_file() else None),
+        "calibration": _json_or_none(models_dir / "calibration.json"),
     }
 
 
 def _records(models_dir: Path) -> dict:
     """The records beside the weights that the card quotes but does not measure."""
     return {
-        "ablation": (json.loads((models_dir / "ablation.json").read_text())
-                     if (models_dir / "ablation.json").is_file() else None),
-        "crossval": (json.loads((models_dir / "crossval.json").read_text())
-                     if (models_dir / "crossval.json").is_file() else None),
+        "ablation": _json_or_none(models_dir / "ablation.json"),
+        "crossval": _json_or_none(models_dir / "crossval.json"),
         "crossval_variants": crossval_variants(models_dir),
         "resolution_ceiling": resolution_ceiling_record(models_dir),
         "network_cost": network_cost_record(models_dir),
@@ -158,10 +155,9 @@ def crossval_variants(models_dir: Path) -> list[dict]:
 
 def resolution_ceiling_record(models_dir: Path) -> dict | None:
     """``resolution_ceiling.json`` (``brainseg resolution-ceiling``) without its per-patient rows, or None."""
-    path = models_dir / "resolution_ceiling.json"
-    if not path.is_file():
+    report = _json_or_none(models_dir / "resolution_ceiling.json")
+    if report is None:
         return None
-    report = json.loads(path.read_text())
     for ceiling in report["ceilings"].values():
         ceiling.pop("per_patient", None)
     return report
@@ -169,12 +165,14 @@ def resolution_ceiling_record(models_dir: Path) -> dict | None:
 
 def network_cost_record(models_dir: Path) -> dict | None:
     """``network_cost.json`` (``brainseg network-cost``) without its per-round seconds, or None."""
-    path = models_dir / "network_cost.json"
-    if not path.is_file():
-        return None
-    report = json.loads(path.read_text())
-    report.pop("rounds", None)
+    report = _json_or_none(models_dir / "network_cost.json")
+    if report is not None:
+        report.pop("rounds", None)
     return report
+
+
+def _json_or_none(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _ablation_decision(models_dir: Path) -> list[str]:
