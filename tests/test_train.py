@@ -6,6 +6,7 @@ import keras
 import pandas as pd
 import pytest
 
+from brainseg.core.hashing import weights_sha256
 from brainseg.core.preprocess import PREPROCESSING_VERSION
 from brainseg.errors import DataError
 from brainseg.inference.cascade import load_model
@@ -55,6 +56,16 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
     assert sidecar["input_spec"] == {"size": 32, "scaling": config.scaling}
     assert sidecar["epochs_run"] == 2
     assert sidecar["preprocessing"] == recorded["preprocessing"] == PREPROCESSING_VERSION
+
+    # The weights' digest names the values, not the file: a second export of the same run (a new file, with
+    # its own save time) has the same digest, and one changed weight changes it.
+    again = export_model(run_dir, tmp_path / "again" / f"{model}.keras")
+    assert json.loads(again.with_suffix(".json").read_text())["weights_sha256"] == sidecar["weights_sha256"]
+    network = keras.models.load_model(again, compile=False)
+    assert weights_sha256(network) == sidecar["weights_sha256"]
+    kernel = network.weights[0]
+    kernel.assign(keras.ops.convert_to_numpy(kernel) + 1e-3)
+    assert weights_sha256(network) != sidecar["weights_sha256"]
 
 
 def test_run_folder_refuses_another_config(tmp_path, demo_dir, demo_split):

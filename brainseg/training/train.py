@@ -25,7 +25,7 @@ import pandas as pd
 
 from brainseg.core.context import context_rows, stack_context
 from brainseg.core.data import load_dataset, load_slices
-from brainseg.core.hashing import sha256_of
+from brainseg.core.hashing import sha256_of, weights_sha256
 from brainseg.core.preprocess import (
     PREPROCESSING_VERSION,
     AugmentConfig,
@@ -318,7 +318,8 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
     # Ship the weights without the optimizer state (a third of the size); training resumes from the run folder.
     import brainseg.core.losses  # noqa: F401  (registers the custom objects the checkpoint names)
 
-    keras.models.load_model(run_dir / "best.keras", compile=False, safe_mode=True).save(destination)
+    model = keras.models.load_model(run_dir / "best.keras", compile=False, safe_mode=True)
+    model.save(destination)
     epoch_seconds = pd.read_csv(run_dir / "epoch_seconds.csv", header=None, names=["epoch", "seconds"])
     history = pd.read_csv(run_dir / "history.csv")
     # A final fit ships its last epoch and has no validation loss.
@@ -338,6 +339,8 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "train_wall_seconds": _wall_seconds(run_dir) or float(epoch_seconds["seconds"].sum()),
         "train_wall_clock_recorded": _wall_seconds(run_dir) is not None,
         "sha256": sha256_of(destination),
+        # The weight values' own digest: equal for two trainings that gave the same model (the file's is not).
+        "weights_sha256": weights_sha256(model),
         "strategy": record.get("strategy", {"name": "default", "replicas": 1}),  # runs before it was recorded
         "keras_backend": record.get("keras_backend", "tensorflow"),
         "devices": record.get("devices", []),
