@@ -212,3 +212,13 @@ def test_weight_averaging_validates_checkpoints_and_exports_the_average_and_surv
     assert largest_difference(steps.first_step) < 1e-6
     # Training itself moved on with the raw weights, which are not what was exported.
     assert largest_difference(steps.last_step) > 1e-4
+
+
+def test_a_run_repeats_bit_for_bit_whatever_ran_before_it_in_the_process(tmp_path, demo_dir, demo_split):
+    config = tiny("segmenter", epochs=1)
+    digests = []
+    for i, earlier_seed in enumerate((7, 42)):
+        keras.utils.set_random_seed(earlier_seed)  # what earlier work (another run, a test) left in this process
+        best = train(config, demo_dir, demo_split, tmp_path / f"run-{i}", verbose=0, limit_slices=12)
+        digests.append(weights_sha256(keras.models.load_model(best, compile=False)))
+    assert digests[0] == digests[1]

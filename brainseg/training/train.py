@@ -216,6 +216,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     check_schedule(config)
     check_run_config(run_dir, config)
+    _forget_global_seed()
     config_path = run_dir / "config.json"
     cache = None
     if is_slice_cache(data_dir):  # the arrays themselves, already at the input size (see core.slice_cache)
@@ -407,6 +408,20 @@ def check_schedule(config: TrainConfig) -> None:
     if config.stop_epoch is not None and not 1 <= config.stop_epoch <= config.epochs:
         raise DataError(f"stop_epoch must lie between 1 and the schedule's {config.epochs} epochs, "
                         f"got {config.stop_epoch}")
+
+
+def _forget_global_seed() -> None:
+    """Make a run's random stream depend on its config alone, not on what ran before it in the process.
+
+    ``build_model`` sets TensorFlow's global seed (for the initial weights); a second run in the same process
+    (the ablation, the final fit, the tests) then built its datasets under that seed instead of none, and drew
+    another shuffle order than the same run in a fresh process. Unset, as in a fresh process, the datasets' own
+    seeds decide, so every run repeats bit for bit the one a fresh process gives (and those trained before).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.random.set_seed(None)
 
 
 def _device_names() -> list[str]:
