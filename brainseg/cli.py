@@ -331,11 +331,11 @@ def _add_model_card(sub: argparse._SubParsersAction) -> None:
 def _run_model_card(args: argparse.Namespace) -> int:
     from brainseg.reports.model_card import collect_card, reread_records, update_readme, write_card
 
-    if args.data is None and not args.reread_records:
-        raise DataError("model-card needs --data (the Kaggle-layout folder holding the test split) to measure the "
-                        "models; only --reread-records works without it")
     if args.reread_records:
         card = reread_records(json.loads((args.models_dir / "model_card.json").read_text()), args.models_dir)
+    elif args.data is None:
+        raise DataError("model-card needs --data (the Kaggle-layout folder holding the test split) to measure the "
+                        "models; only --reread-records works without it")
     else:
         card = collect_card(args.data, args.models_dir, bench_patients=args.bench_patients,
                             reference_size=args.reference_size, train_steps=not args.no_train_steps)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(path: str | Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` with ``write(handle)`` into a temporary file beside it, flushed to disk, then renamed over it.
 
     A reader sees the old file or the whole new one, never a part, and a failure (a full disk, a crash in
@@ -23,7 +23,7 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object], mode
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, mode)  # mkstemp makes it 0600; other users (app servers) read these files too
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; other users (app servers) read these files too
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

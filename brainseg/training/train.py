@@ -80,6 +80,10 @@ class TrainConfig:
         return self.fit_on == FINAL_FIT_PARTS
 
     @property
+    def averages_weights(self) -> bool:
+        return self.weight_average_momentum is not None
+
+    @property
     def input_spec(self) -> InputSpec:
         return InputSpec(self.input_size, self.scaling, self.context_slices)  # type: ignore[arg-type]
 
@@ -187,9 +191,9 @@ def build_model(config: TrainConfig) -> keras.Model:
         model = build_segmenter(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = [tversky_index, soft_dice]
         loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma)
-    averaged = config.weight_average_momentum is not None
-    optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon, use_ema=averaged,
-                                      ema_momentum=config.weight_average_momentum if averaged else 0.99)
+    optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon,
+                                      use_ema=config.averages_weights,
+                                      ema_momentum=config.weight_average_momentum if config.averages_weights else 0.99)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=distribute.replica_loss_weight(loss))
     return model
 
@@ -262,7 +266,6 @@ def train(
         "preprocessing": PREPROCESSING_VERSION,
     }, indent=2) + "\n")
 
-    averaged = config.weight_average_momentum is not None
     # Model and optimizer are created, the backup restored into them and fit run, inside the strategy's scope.
     with distribute.strategy_scope(distribution):
         model = build_model(config)
@@ -271,7 +274,7 @@ def train(
             # The backup holds the raw weights (the average lives in the optimizer state it saves too) ...
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
             # ... then the averaged weights are swapped in for validation and for the checkpoint below.
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaged else []),
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.averages_weights else []),
             # A final fit keeps its last epoch (nothing held out to choose by).
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
                                             save_best_only=not config.final_fit),
@@ -416,7 +419,7 @@ def _forget_global_seed() -> None:
     ``build_model`` sets TensorFlow's global seed (for the initial weights); a second run in the same process
     (the ablation, the final fit, the tests) then built its datasets under that seed instead of none, and drew
     another shuffle order than the same run in a fresh process. Unset, as in a fresh process, the datasets' own
-    seeds decide, so every run repeats bit for bit the one a fresh process gives (and those trained before).
+    seeds decide, so every run repeats bit for bit what the same run gives as the first of a fresh process.
     """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
