@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from brainseg.errors import BrainsegError, DataError
+from brainseg.inference.cascade import SLICE_SCORES
 from brainseg.runtime import import_tensorflow_quietly
 from brainseg.settings import RUNTIMES, configured_models_dir
 
@@ -201,9 +202,10 @@ def _add_operating_point(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-sensitivity", type=float, default=0.97)
     p.add_argument("--no-postprocessing", action="store_true",
                    help="keep the mask cut at 0.5 and no small-component removal")
-    p.add_argument("--slice-score", choices=["classifier", "classifier+segmenter"], default="classifier+segmenter",
-                   help="what the gate thresholds: the classifier's P(tumor), or its mean with the segmenter's peak "
-                        "pixel probability (default; chosen by the ablation)")
+    p.add_argument("--slice-score", choices=SLICE_SCORES, default="classifier+segmenter",
+                   help="what the gate thresholds: the classifier's P(tumor), its mean with the segmenter's peak "
+                        "pixel probability (default; chosen by the ablation), or that raised to its neighbouring "
+                        "slices' mean when higher")
 
 
 def _validation_outputs(args: argparse.Namespace, what: str):
@@ -393,6 +395,9 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
                    help="train only this model of each fold (repeatable; default both)")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
                    help="whose operating point (target sensitivity, slice score) the folds reproduce")
+    p.add_argument("--slice-score", choices=SLICE_SCORES,
+                   help="'evaluate': gate on this slice score instead of the --models-dir operating point's (a screen "
+                        "of the score; each fold's threshold is still chosen on its inner validation patients)")
     p.add_argument("--report", type=Path, default=DEFAULT_MODELS_DIR / "crossval.json")
     p.add_argument("--variant", help="cross-validate this run of the ablation plan instead of the shipped recipe "
                    "(its model trains with the run's overrides; use a new --out and --report)")
@@ -430,9 +435,9 @@ def _run_crossval(args: argparse.Namespace) -> int:
             print(f"fold {fold}: models in {models}")
     if args.stage in ("evaluate", "all"):
         point = json.loads((args.models_dir / "operating_point.json").read_text())
-        report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]),
-                                         str(point.get("slice_score", "classifier")), progress=True,
-                                         folds=args.fold)
+        slice_score = args.slice_score or str(point.get("slice_score", "classifier"))
+        report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]), slice_score,
+                                         progress=True, folds=args.fold)
         report["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["crossval"] else \
             "brainseg crossval"
         if args.variant:
@@ -455,6 +460,11 @@ def _run_crossval(args: argparse.Namespace) -> int:
             ci = paired["confidence_interval"]
             print(f"against {paired['report']}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "
                   f"(paired over {paired['n_patients']} patients; {paired['better']} better, {paired['worse']} worse)")
+            if "roc_auc_pooled" in paired:
+                auc = paired["roc_auc_pooled"]
+                ci = auc["confidence_interval"]
+                print(f"  pooled slice ROC AUC {auc['value']:.4f} vs {auc['baseline']:.4f}: {auc['difference']:+.4f} "
+                      f"[{ci['low']:+.4f}, {ci['high']:+.4f}]")
     return 0
 
 

@@ -12,6 +12,7 @@ from brainseg.app.navigation import SliceNavigator
 from brainseg.core import metrics
 from brainseg.errors import BrainsegError
 from brainseg.evaluation.patient_summary import decision_note, summarize_patient
+from brainseg.inference.cascade import describe_slice_score
 from brainseg.inference.results import slice_results
 from brainseg.reports.export import case_report_html, masks_to_multipage_tiff, masks_to_nifti, masks_to_png_zip
 from brainseg.reports.figures import burden_strip, volume_figure
@@ -83,9 +84,7 @@ called = bool(decisions[i])
 gate_note = decision_note(probability, threshold, called)
 cols = st.columns(5)
 cols[0].metric("Slice score", f"{probability:.3f}", f"classifier P {result.classifier_probabilities[i]:.3f}",
-               delta_color="off", help="What the threshold gates: "
-               + ("the mean of the classifier's P(tumor) and the segmenter's peak pixel probability"
-                  if result.slice_score == "classifier+segmenter" else "the classifier's P(tumor)"))
+               delta_color="off", help=f"What the threshold gates: {describe_slice_score(result.slice_score)}")
 cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor", gate_note, delta_color="off",
                help="A slice over the threshold whose predicted mask is empty is reported as no tumor.")
 cols[2].metric("Ground-truth area", f"{int(truth[i].sum())} px")

@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 from brainseg.errors import ModelLoadError
-from brainseg.inference.cascade import Cascade, CascadeResult, load_model
+from brainseg.inference.cascade import (
+    SLICE_SCORES,
+    Cascade,
+    CascadeResult,
+    describe_slice_score,
+    lift_by_neighbours,
+    load_model,
+    slice_scores,
+)
 
 
 def _result():
@@ -29,6 +37,48 @@ def test_positive_slice_with_empty_mask_is_reported_no_tumor():
     result = _result()
     assert result.decisions(0.5).tolist() == [True, False, False]
     assert result.tumor_pixels(0.05).tolist() == [4, 4, 0]
+
+
+def test_a_slice_score_is_lifted_to_its_neighbours_mean_by_slice_number():
+    scores = np.array([0.1, 0.8, 0.2, 0.6], np.float32)
+    # Volume ends: the missing neighbour is the slice itself, so slice 1 reads (0.1 + 0.8) / 2.
+    assert lift_by_neighbours(scores, np.array([1, 2, 3, 4])) == pytest.approx([0.45, 0.8, 0.7, 0.6])
+    # Neighbours go by number, not by position: the same slices given in another order get the same scores.
+    order = np.array([2, 0, 3, 1])
+    assert lift_by_neighbours(scores[order], np.array([1, 2, 3, 4])[order]) == pytest.approx([0.7, 0.45, 0.6, 0.8])
+    # A gap in the numbering: slice 7 has no slice 6, so its lower neighbour is itself: (0.2 + 0.6) / 2.
+    assert lift_by_neighbours(scores, np.array([1, 2, 7, 8])) == pytest.approx([0.45, 0.8, 0.4, 0.6])
+    # Unrelated slices (an upload) keep their scores.
+    assert np.array_equal(lift_by_neighbours(scores, None), scores)
+    with pytest.raises(ValueError, match="3 slice numbers for 4"):
+        lift_by_neighbours(scores, np.array([1, 2, 3]))
+
+
+def test_a_lifted_score_is_never_below_the_combined_one_and_lone_slices_keep_it():
+    rng = np.random.default_rng(0)
+    probabilities, maps = rng.random(20).astype(np.float32), rng.random((20, 4, 4)).astype(np.float32)
+    numbers = rng.permutation(40)[:20]
+    combined = slice_scores(probabilities, maps, "classifier+segmenter")
+    lifted = slice_scores(probabilities, maps, "classifier+segmenter+neighbours", numbers)
+    assert (lifted >= combined).all() and (lifted > combined).any()
+    assert np.array_equal(slice_scores(probabilities, maps, "classifier+segmenter+neighbours"), combined)
+    result = CascadeResult(probabilities, maps, slice_score="classifier+segmenter+neighbours", slice_numbers=numbers)
+    assert np.array_equal(result.probabilities, lifted)
+    assert all(describe_slice_score(kind) for kind in SLICE_SCORES)
+    with pytest.raises(ValueError, match="unknown slice score"):
+        describe_slice_score("neighbours")
+
+
+def test_a_volume_scored_by_the_cascade_carries_its_slice_numbers_to_the_score(tiny_models_dir):
+    cascade = Cascade.from_dir(tiny_models_dir)
+    cascade.slice_score = "classifier+segmenter+neighbours"
+    images = np.random.default_rng(1).integers(0, 255, (5, 256, 256, 3), dtype=np.uint8)
+    numbers = np.array([3, 4, 5, 6, 7])
+    volume, lone = cascade.predict(images, numbers), cascade.predict(images)
+    assert np.array_equal(volume.slice_numbers, numbers) and lone.slice_numbers is None
+    combined = slice_scores(volume.classifier_probabilities, volume.maps, "classifier+segmenter")
+    assert np.array_equal(volume.probabilities, lift_by_neighbours(combined, numbers))
+    assert np.allclose(lone.probabilities, combined)
 
 
 class CountingModel:

@@ -6,10 +6,12 @@ import json
 import lzma
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import DEMO_COUNTS, MODELS_DIR
 
 from brainseg.cli import main
+from brainseg.core import metrics
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.metrics import DICE_LOSS_PARTS
 from brainseg.core.preprocess import prepare_images, resize_masks
@@ -170,6 +172,19 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert dice["low"] <= report["figures"]["cascade_dice_per_volume"]["mean"] <= dice["high"]
     pooled = report["figures"]["gate_at_each_folds_threshold"]
     assert pooled["tp"] + pooled["fn"] == DEMO_COUNTS["tumor_slices"]
+    # Every held-out slice's score is kept, by slice number: a screen of another slice score pairs its ROC AUC.
+    per_slice = pd.DataFrame(report["per_slice"])
+    assert len(per_slice) == DEMO_COUNTS["slices"] and not per_slice.duplicated(["patient_id", "slice"]).any()
+    assert metrics.roc_auc(per_slice["has_tumor"], per_slice["probability"]) == report["figures"]["roc_auc_pooled"]
+    lifted = crossval.evaluate_folds(demo_dir, out, target_sensitivity=0.98,
+                                     slice_score="classifier+segmenter+neighbours", n_resamples=0, folds=[0])
+    paired = crossval.paired_comparison(lifted, report, n_resamples=100)["roc_auc_pooled"]
+    fold_0 = per_slice[per_slice["patient_id"].isin(folds[0]["test"])]
+    assert paired["baseline"] == pytest.approx(metrics.roc_auc(fold_0["has_tumor"], fold_0["probability"]))
+    assert paired["value"] == pytest.approx(lifted["figures"]["roc_auc_pooled"])
+    lifted_slices = pd.DataFrame(lifted["per_slice"]).merge(fold_0, on=["patient_id", "slice"])
+    assert (lifted_slices["probability_x"] >= lifted_slices["probability_y"] - 1e-7).all()  # never lowered
+
     choices = report["final_fit_choices"]
     assert choices["stop_epochs"]["segmenter"]["stop_epoch"] == 1  # every fold trained 1 epoch
     point = choices["operating_point"]
@@ -233,6 +248,28 @@ def test_paired_comparison_pairs_patients_and_refuses_different_ones():
     assert -0.1 - 1e-9 <= ci["low"] <= paired["mean_difference"] <= ci["high"] <= 0.3 + 1e-9
     with pytest.raises(DataError, match="different patients"):
         crossval.paired_comparison(report, {"per_patient": baseline["per_patient"][:2]})
+
+
+def test_paired_auc_matches_slices_by_patient_and_number_with_hand_computed_values():
+    ours = {"patient_id": ["a", "a", "b", "b"], "slice": [1, 2, 1, 2], "has_tumor": [True, False, True, False],
+            "probability": [0.9, 0.2, 0.4, 0.6]}  # 3 of 4 tumor / tumor-free pairs ordered right: 0.75
+    theirs = {"patient_id": ["b", "b", "a", "a"], "slice": [2, 1, 2, 1], "has_tumor": [False, True, False, True],
+              "probability": [0.7, 0.3, 0.5, 0.5]}  # one tie (0.5 / 0.5) of 4 pairs: 0.125
+    paired = crossval.paired_auc(ours, theirs, n_resamples=300)
+    assert (paired["value"], paired["baseline"]) == (pytest.approx(0.75), pytest.approx(0.125))
+    assert paired["difference"] == pytest.approx(0.625)
+    ci = paired["confidence_interval"]
+    assert ci["n_patients"] == 2 and ci["low"] <= paired["difference"] <= ci["high"]
+    per_patient = [{"patient_id": "a", "cascade_dice": 0.5}, {"patient_id": "b", "cascade_dice": 0.5}]
+    both = crossval.paired_comparison({"per_patient": per_patient, "per_slice": ours},
+                                      {"per_patient": per_patient, "per_slice": theirs}, n_resamples=100)
+    assert both["roc_auc_pooled"]["difference"] == pytest.approx(0.625)
+    assert "roc_auc_pooled" not in crossval.paired_comparison({"per_patient": per_patient, "per_slice": ours},
+                                                              {"per_patient": per_patient}, n_resamples=100)
+    with pytest.raises(DataError, match="different slices"):
+        crossval.paired_auc(ours, {k: v[:3] for k, v in theirs.items()})
+    with pytest.raises(DataError, match="disagree"):
+        crossval.paired_auc(ours, {**theirs, "has_tumor": [True, True, False, True]})
 
 
 def test_a_partial_report_is_paired_with_the_baselines_patients_of_the_same_folds():

@@ -16,7 +16,7 @@ from conftest import DEMO_DIR
 from brainseg.cli import main
 from brainseg.core.data import load_slices, scan_dataset
 from brainseg.evaluation.evaluate import evaluate
-from brainseg.inference.cascade import Cascade
+from brainseg.inference.cascade import Cascade, CascadeResult
 from brainseg.inference.store import (
     QUANT_STEPS,
     InputIdentity,
@@ -87,6 +87,18 @@ def test_stored_outputs_equal_live_ones_within_the_quantisation_step(demo_dir, t
         same_slices = ~differ.any(axis=(1, 2))
         assert np.array_equal(stored.decisions(threshold)[same_slices], live.decisions(threshold)[same_slices])
         assert np.array_equal(stored.gate(threshold), live.gate(threshold))
+
+
+def test_a_stored_result_gates_on_its_volumes_slice_numbers(demo_dir, tiny_cascade, tmp_path):
+    rows = _patient_rows(demo_dir, 1)
+    store = PredictionStore(tmp_path / "store")
+    store.score(tiny_cascade, rows)
+    stored = store.result(tiny_cascade, rows)
+    assert np.array_equal(stored.slice_numbers, rows["slice"].to_numpy())
+    lifted = CascadeResult(stored.classifier_probabilities, stored.maps, slice_score="classifier+segmenter+neighbours",
+                           slice_numbers=stored.slice_numbers)
+    tiny_cascade.slice_score = "classifier+segmenter+neighbours"  # the rules are applied when read
+    assert np.array_equal(store.result(tiny_cascade, rows).probabilities, lifted.probabilities)
 
 
 def test_quantisation_round_trip_error_is_half_a_step():

@@ -76,8 +76,8 @@ class ValidationOutputs:
 
     def with_postprocessing(self, mask_threshold: float, min_component_pixels: int,
                             slice_score: str = "classifier") -> list[CascadeResult]:
-        return [CascadeResult(r.classifier_probabilities, r.maps, mask_threshold, min_component_pixels, slice_score)
-                for r in self.results]
+        return [CascadeResult(r.classifier_probabilities, r.maps, mask_threshold, min_component_pixels, slice_score,
+                              r.slice_numbers) for r in self.results]
 
     def dice_per_volume(self, results: Sequence[CascadeResult], threshold: float) -> list[float]:
         return [metrics.dice(r.masks(threshold), t) for r, t in zip(results, self.truths, strict=True)]

@@ -161,12 +161,15 @@ def collect_model_outputs(model: LoadedModel, images: list[np.ndarray]) -> Model
 
 
 def score_variant(patients: list[str], truths: list[np.ndarray], classifier: ModelOutputs,
-                  segmenter: ModelOutputs, settings: dict, target_sensitivity: float) -> dict:
-    """Validation figures of one variant, with its own threshold for the target sensitivity."""
+                  segmenter: ModelOutputs, settings: dict, target_sensitivity: float,
+                  slice_numbers: list[np.ndarray] | None = None) -> dict:
+    """Validation figures of one variant, with its own threshold for the target sensitivity (``slice_numbers``:
+    each patient's, for a slice score that reads neighbouring slices)."""
     tta = bool(settings["mirror_tta"])
+    numbers = slice_numbers or [None] * len(patients)
     results = [CascadeResult(p, m, settings["mask_threshold"], int(settings["min_component_pixels"]),
-                             settings["slice_score"])
-               for p, m in zip(classifier.get(tta), segmenter.get(tta), strict=True)]
+                             settings["slice_score"], n)
+               for p, m, n in zip(classifier.get(tta), segmenter.get(tta), numbers, strict=True)]
     labels = np.concatenate([t.any(axis=(1, 2)) for t in truths])
     scores = np.concatenate([r.probabilities for r in results])
     threshold = metrics.threshold_for_sensitivity(labels, scores, target_sensitivity)
@@ -204,6 +207,7 @@ def run_ablation(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_
     patients = list(dict.fromkeys(rows["patient_id"]))
     decoded = [load_slices(rows[rows["patient_id"] == p]) for p in patients]
     images, truths = [d[0] for d in decoded], [d[1] for d in decoded]
+    slice_numbers = [rows.loc[rows["patient_id"] == p, "slice"].to_numpy() for p in patients]
 
     outputs: dict[str, ModelOutputs] = {}
     models: dict[str, dict] = {}
@@ -229,7 +233,7 @@ def run_ablation(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_
             "segmenter_runs": variant.segmenter_runs, "inference": variant.settings,
             **score_variant(patients, truths, outputs[variant.classifier_run],
                             ModelOutputs.average([outputs[run] for run in variant.segmenter_runs]),
-                            variant.settings, plan.target_sensitivity),
+                            variant.settings, plan.target_sensitivity, slice_numbers),
         }
     return {
         "split": plan.split,

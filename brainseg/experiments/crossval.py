@@ -133,7 +133,9 @@ def reuse_models(baseline_dir: str | Path, out_dir: str | Path, fold: int, role:
 
 def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, seed: int = 0) -> dict:
     """Out-of-fold cascade Dice per volume of ``report`` minus ``baseline``'s, patient by patient: the mean
-    difference with a paired bootstrap interval over patients, and how many patients gain or lose.
+    difference with a paired bootstrap interval over patients, and how many patients gain or lose. When both
+    reports hold their slice scores (``per_slice``), the pooled slice ROC AUC's difference too, with the same
+    patients drawn for both scores in each resample.
 
     A partial ``report`` (some folds scored) is paired with the baseline's patients of the same folds."""
     from brainseg.evaluation.bootstrap import mean_of_column, patient_bootstrap
@@ -148,12 +150,39 @@ def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, see
         raise DataError("the two cross-validations scored different patients: they cannot be paired")
     paired["difference"] = paired["cascade_dice"] - paired["cascade_dice_baseline"]
     interval = patient_bootstrap(paired, mean_of_column("difference"), n_resamples=n_resamples, seed=seed)
-    return {"n_patients": len(paired), "folds": report.get("folds_scored"),
-            "mean_difference": float(paired["difference"].mean()),
-            "confidence_interval": interval, "better": int((paired["difference"] > 1e-6).sum()),
-            "worse": int((paired["difference"] < -1e-6).sum()),
-            "baseline_mean": float(paired["cascade_dice_baseline"].mean()),
-            "mean": float(paired["cascade_dice"].mean())}
+    comparison = {"n_patients": len(paired), "folds": report.get("folds_scored"),
+                  "mean_difference": float(paired["difference"].mean()),
+                  "confidence_interval": interval, "better": int((paired["difference"] > 1e-6).sum()),
+                  "worse": int((paired["difference"] < -1e-6).sum()),
+                  "baseline_mean": float(paired["cascade_dice_baseline"].mean()),
+                  "mean": float(paired["cascade_dice"].mean())}
+    if "per_slice" in report and "per_slice" in baseline:
+        baseline_slices = pd.DataFrame(baseline["per_slice"])
+        baseline_slices = baseline_slices[baseline_slices["patient_id"].isin(set(theirs["patient_id"]))]
+        comparison["roc_auc_pooled"] = paired_auc(report["per_slice"], baseline_slices, n_resamples, seed)
+    return comparison
+
+
+def paired_auc(ours: dict | pd.DataFrame, theirs: dict | pd.DataFrame, n_resamples: int = 2000,
+               seed: int = 0) -> dict:
+    """Pooled slice ROC AUC of two reports' slice scores (``per_slice``) over the same slices, and their
+    difference with a paired bootstrap interval over patients."""
+    from brainseg.evaluation.bootstrap import patient_bootstrap, roc_auc_statistic
+
+    keys = ["patient_id", "slice"]
+    slices = pd.DataFrame(ours).merge(pd.DataFrame(theirs), on=keys, suffixes=("", "_baseline"),
+                                      validate="one_to_one")
+    if len(slices) != len(ours["slice"]) or len(slices) != len(theirs["slice"]):
+        raise DataError("the two cross-validations scored different slices: their ROC AUCs cannot be paired")
+    if not (slices["has_tumor"] == slices["has_tumor_baseline"]).all():
+        raise DataError("the two cross-validations disagree on which slices hold tumor: not the same data")
+
+    def difference(table: pd.DataFrame) -> float:
+        return roc_auc_statistic(table) - roc_auc_statistic(table, score_column="probability_baseline")
+
+    baseline_auc = roc_auc_statistic(slices, score_column="probability_baseline")
+    return {"value": roc_auc_statistic(slices), "baseline": baseline_auc, "difference": difference(slices),
+            "confidence_interval": patient_bootstrap(slices, difference, n_resamples=n_resamples, seed=seed)}
 
 
 def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: float, slice_score: str,
@@ -207,7 +236,8 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
                                  "tumor_slices": int(truth.any(axis=(1, 2)).sum()),
                                  "tumor_pixels": int(truth.sum()), "predicted_pixels": int(masks.sum()),
                                  **metrics.dice_loss_parts(masks, truth)})
-            fold_tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "has_tumor": truth.any(axis=(1, 2)),
+            fold_tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "slice": result.slice_numbers,
+                                             "has_tumor": truth.any(axis=(1, 2)),
                                              "probability": result.probabilities,
                                              "passed_gate": result.probabilities >= threshold,
                                              "cascade_called": result.decisions(threshold)}))
@@ -266,6 +296,10 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         },
         "figures": figures, "confidence_intervals": intervals, "per_fold": per_fold,
         "per_patient": per_patient.to_dict(orient="records"),
+        # Every held-out slice's score, columns as lists: what a paired ROC AUC comparison needs (paired_auc).
+        "per_slice": {"patient_id": slices["patient_id"].tolist(), "slice": slices["slice"].astype(int).tolist(),
+                      "has_tumor": slices["has_tumor"].astype(bool).tolist(),
+                      "probability": [float(v) for v in slices["probability"]]},
     }
     if not report["partial"]:
         report["final_fit_choices"] = final_fit_choices(out_of_fold, per_fold, document["k"], len(slices),

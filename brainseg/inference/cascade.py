@@ -112,21 +112,55 @@ def tumor_called(passed_gate: np.ndarray, mask_pixels: np.ndarray) -> np.ndarray
     return np.asarray(passed_gate, bool) & (np.asarray(mask_pixels) > 0)
 
 
-SLICE_SCORES = ("classifier", "classifier+segmenter")
+SLICE_SCORES = ("classifier", "classifier+segmenter", "classifier+segmenter+neighbours")
 
 
-def slice_scores(probabilities: np.ndarray, maps: np.ndarray, kind: str = "classifier") -> np.ndarray:
+def slice_scores(probabilities: np.ndarray, maps: np.ndarray, kind: str = "classifier",
+                 slice_numbers: np.ndarray | None = None) -> np.ndarray:
     """The per-slice score the gate thresholds.
 
     ``classifier``: the classifier's P(tumor). ``classifier+segmenter``: the mean of that and the
     segmenter's highest pixel probability on the slice, so that either model's strong evidence counts.
+    ``classifier+segmenter+neighbours``: that score lifted by the slices above and below (``lift_by_neighbours``;
+    ``slice_numbers``: each slice's number in its volume, None for unrelated slices, which keep their own score).
     """
     if kind == "classifier":
         return np.asarray(probabilities, np.float32)
-    if kind == "classifier+segmenter":
+    if kind in ("classifier+segmenter", "classifier+segmenter+neighbours"):
         peak = maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0, np.float32)
-        return ((np.asarray(probabilities, np.float32) + peak) / 2).astype(np.float32)
+        combined = ((np.asarray(probabilities, np.float32) + peak) / 2).astype(np.float32)
+        return combined if kind == "classifier+segmenter" else lift_by_neighbours(combined, slice_numbers)
     raise ValueError(f"unknown slice score {kind!r}; choose one of {SLICE_SCORES}")
+
+
+def lift_by_neighbours(scores: np.ndarray, slice_numbers: np.ndarray | None) -> np.ndarray:
+    """Each slice's score raised to the mean of its two neighbours' scores when that is higher.
+
+    A reader judges a faint slice at a tumor's end by the slices around it; so does this score. Neighbours go by
+    slice number in the volume, and a missing one is the slice itself (``context_rows``), so a lone slice
+    (``slice_numbers`` None) keeps its score. No score is ever lowered.
+    """
+    scores = np.asarray(scores, np.float32)
+    if slice_numbers is None or len(scores) == 0:
+        return scores
+    if len(slice_numbers) != len(scores):
+        raise ValueError(f"{len(slice_numbers)} slice numbers for {len(scores)} slice scores")
+    rows = context_rows(slice_numbers, 1)
+    neighbours_mean = (scores[rows[:, 0]] + scores[rows[:, 2]]) / 2
+    return np.maximum(scores, neighbours_mean).astype(np.float32)
+
+
+def describe_slice_score(kind: str) -> str:
+    """One line for readers: what the gate thresholds under ``kind``."""
+    descriptions = {
+        "classifier": "the classifier's P(tumor)",
+        "classifier+segmenter": "the mean of the classifier's P(tumor) and the segmenter's highest pixel probability",
+        "classifier+segmenter+neighbours": "the mean of the classifier's P(tumor) and the segmenter's highest pixel "
+                                           "probability, raised to its neighbouring slices' mean when that is higher",
+    }
+    if kind not in descriptions:
+        raise ValueError(f"unknown slice score {kind!r}; choose one of {SLICE_SCORES}")
+    return descriptions[kind]
 
 
 def remove_small_components(masks: np.ndarray, min_size: int, across_slices: bool = False) -> np.ndarray:
@@ -168,7 +202,8 @@ class CascadeResult:
     at the slices' own size (float32: a float16 copy can round a pixel just under the cut up onto it).
     ``mask_threshold`` and ``min_component_pixels`` (the per-pixel cut and small-component removal)
     turn maps into masks; ``slice_score`` says what the gate thresholds (see ``slice_scores``). All three
-    are chosen on validation and stored in ``operating_point.json``.
+    are chosen on validation and stored in ``operating_point.json``. ``slice_numbers``: each slice's number in
+    its volume when the slices are one volume's (a neighbour-lifted slice score reads them), else None.
     """
 
     classifier_probabilities: np.ndarray
@@ -176,6 +211,7 @@ class CascadeResult:
     mask_threshold: float = MASK_THRESHOLD
     min_component_pixels: int = 0
     slice_score: str = "classifier"
+    slice_numbers: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.classifier_probabilities)
@@ -183,7 +219,7 @@ class CascadeResult:
     @cached_property
     def probabilities(self) -> np.ndarray:
         """(N,) the slice score the gate thresholds (the classifier's P(tumor) unless combined)."""
-        return slice_scores(self.classifier_probabilities, self.maps, self.slice_score)
+        return slice_scores(self.classifier_probabilities, self.maps, self.slice_score, self.slice_numbers)
 
     @cached_property
     def _segmenter_masks(self) -> np.ndarray:
@@ -251,7 +287,7 @@ class Cascade:
         probabilities, maps = self.predict_native(images, slice_numbers, progress)
         height, width = np.shape(images)[1:3]
         return self.result(probabilities, upsample_maps(maps, height, width) if len(maps) else
-                           np.zeros((0, height, width), np.float32))
+                           np.zeros((0, height, width), np.float32), slice_numbers)
 
     def predict_native(self, images: np.ndarray, slice_numbers: np.ndarray | None = None,
                        progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -284,9 +320,12 @@ class Cascade:
                 progress(stop, n)
         return probabilities, maps
 
-    def result(self, probabilities: np.ndarray, maps: np.ndarray) -> CascadeResult:
-        """A ``CascadeResult`` for outputs made elsewhere (e.g. the prediction store), with this cascade's rules."""
-        return CascadeResult(probabilities, maps, self.mask_threshold, self.min_component_pixels, self.slice_score)
+    def result(self, probabilities: np.ndarray, maps: np.ndarray,
+               slice_numbers: np.ndarray | None = None) -> CascadeResult:
+        """A ``CascadeResult`` for outputs made elsewhere (e.g. the prediction store), with this cascade's rules
+        (``slice_numbers``: see ``predict_native``)."""
+        return CascadeResult(probabilities, maps, self.mask_threshold, self.min_component_pixels, self.slice_score,
+                             None if slice_numbers is None else np.asarray(slice_numbers))
 
 
 class ModelInputs:

@@ -106,12 +106,12 @@ class StoredPrediction:
     height: int
     width: int
 
-    def result(self, cascade: Cascade) -> CascadeResult:
+    def result(self, cascade: Cascade, slice_numbers: np.ndarray | None = None) -> CascadeResult:
         """The outputs as ``cascade.predict`` returns them (maps upsampled to the slices' size), under
-        ``cascade``'s current rules."""
+        ``cascade``'s current rules (``slice_numbers``: see ``Cascade.predict_native``)."""
         maps = upsample_maps(self.maps, self.height, self.width) if len(self.maps) else \
             np.zeros((0, self.height, self.width), np.float32)
-        return cascade.result(self.probabilities, maps)
+        return cascade.result(self.probabilities, maps, slice_numbers)
 
 
 def quantise(maps: np.ndarray) -> np.ndarray:
@@ -209,7 +209,7 @@ class PredictionStore:
     def result(self, cascade: Cascade, rows: pd.DataFrame) -> CascadeResult | None:
         """The stored ``CascadeResult`` for one patient's manifest rows, or None when not (validly) stored."""
         stored = self.read(ModelsKey.of(cascade), _patient_of(rows), InputIdentity.of(rows))
-        return None if stored is None else stored.result(cascade)
+        return None if stored is None else stored.result(cascade, rows["slice"].to_numpy())
 
     def score(self, cascade: Cascade, rows: pd.DataFrame, images: np.ndarray | None = None) -> CascadeResult:
         """Run the cascade on one patient (decoding its slices unless given) and store the outputs."""
@@ -219,7 +219,8 @@ class PredictionStore:
         probabilities, maps = cascade.predict_native(images, rows["slice"].to_numpy())
         self.write(ModelsKey.of(cascade), _patient_of(rows), identity, probabilities, maps, images.shape[1:3])
         # Return what a later read returns (quantised), so a first view and a second one never differ.
-        return StoredPrediction(probabilities, dequantise(quantise(maps)), *images.shape[1:3]).result(cascade)
+        return StoredPrediction(probabilities, dequantise(quantise(maps)), *images.shape[1:3]).result(
+            cascade, rows["slice"].to_numpy())
 
     def result_or_score(self, cascade: Cascade, rows: pd.DataFrame, images: np.ndarray | None = None) -> CascadeResult:
         """The stored result, scoring the patient into the store first when it is missing or stale."""

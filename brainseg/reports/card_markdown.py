@@ -9,6 +9,7 @@ from brainseg.core.preprocess import PREPROCESSING_VERSION, recorded_preprocessi
 from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
+from brainseg.inference.cascade import describe_slice_score
 
 RESULTS_START, RESULTS_END = "<!-- results:start (written by brainseg model-card) -->", "<!-- results:end -->"
 GOALS = {"dice": 0.85, "auc": 0.98, "sensitivity": 0.97, "specificity": 0.85, "speed_ratio": 0.5,
@@ -234,8 +235,7 @@ def render_markdown(card: dict) -> str:
         "  2|P and T| / (|P| + |T|); then mean and median over patients. **Dice per tumor slice**: 2-D Dice on",
         "  slices whose truth is non-empty. An empty prediction on an empty truth counts 1.0.",
         f"- **Cascade**: each slice gets a *slice score* ('{op.get('slice_score', 'classifier')}': "
-        + ("the mean of the classifier's P(tumor) and the segmenter's highest pixel probability"
-           if op.get("slice_score") == "classifier+segmenter" else "the classifier's P(tumor)")
+        + describe_slice_score(op.get("slice_score", "classifier"))
         + f"); a slice whose score is >= the threshold gets the segmenter's mask (pixel probability >= "
         f"{op.get('mask_threshold', 0.5)}, 2-D components under {op.get('min_component_pixels', 0)} px removed). "
         "A slice over the threshold whose mask is empty counts as no tumor. **Segmenter alone**: the same masks, "
@@ -375,7 +375,9 @@ def _time_basis(card: dict) -> str:
 def _gate_note(op: dict) -> list[str]:
     """Say when the combined score lets every drawn slice through: then the masks are the segmenter's."""
     cut = op.get("mask_threshold", 0.5)
-    if op.get("slice_score") != "classifier+segmenter" or op["threshold"] > cut / 2:
+    # A lifted score is never below the combined one, so the same bound holds for it.
+    if op.get("slice_score") not in ("classifier+segmenter", "classifier+segmenter+neighbours") or \
+            op["threshold"] > cut / 2:
         return []
     return [f"At this threshold every slice on which the segmenter draws passes the gate (a drawn pixel means a peak "
             f"of at least {cut}, so a score of at least {cut / 2}): the cascade's masks are the segmenter's, and the "
