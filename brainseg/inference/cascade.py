@@ -112,7 +112,13 @@ def tumor_called(passed_gate: np.ndarray, mask_pixels: np.ndarray) -> np.ndarray
     return np.asarray(passed_gate, bool) & (np.asarray(mask_pixels) > 0)
 
 
-SLICE_SCORES = ("classifier", "classifier+segmenter", "classifier+segmenter+neighbours")
+SLICE_SCORE_MEANINGS = {  # what the gate thresholds under each kind, in words for readers
+    "classifier": "the classifier's P(tumor)",
+    "classifier+segmenter": "the mean of the classifier's P(tumor) and the segmenter's highest pixel probability",
+    "classifier+segmenter+neighbours": "the mean of the classifier's P(tumor) and the segmenter's highest pixel "
+                                       "probability, raised to its neighbouring slices' mean when that is higher",
+}
+SLICE_SCORES = tuple(SLICE_SCORE_MEANINGS)
 
 
 def slice_scores(probabilities: np.ndarray, maps: np.ndarray, kind: str = "classifier",
@@ -152,15 +158,9 @@ def lift_by_neighbours(scores: np.ndarray, slice_numbers: np.ndarray | None) -> 
 
 def describe_slice_score(kind: str) -> str:
     """One line for readers: what the gate thresholds under ``kind``."""
-    descriptions = {
-        "classifier": "the classifier's P(tumor)",
-        "classifier+segmenter": "the mean of the classifier's P(tumor) and the segmenter's highest pixel probability",
-        "classifier+segmenter+neighbours": "the mean of the classifier's P(tumor) and the segmenter's highest pixel "
-                                           "probability, raised to its neighbouring slices' mean when that is higher",
-    }
-    if kind not in descriptions:
+    if kind not in SLICE_SCORE_MEANINGS:
         raise ValueError(f"unknown slice score {kind!r}; choose one of {SLICE_SCORES}")
-    return descriptions[kind]
+    return SLICE_SCORE_MEANINGS[kind]
 
 
 def remove_small_components(masks: np.ndarray, min_size: int, across_slices: bool = False) -> np.ndarray:
