@@ -41,10 +41,16 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
               extra_callbacks=[StopAfterFirstEpoch()])
     assert len(pd.read_csv(run_dir / "history.csv")) == 1
     assert (run_dir / "backup").exists()
+    # The killed invocation's wall clock is kept up to its last completed epoch (start-up included).
+    killed = pd.read_csv(run_dir / "wall_seconds.csv", header=None)[0].tolist()
+    first_epoch = pd.read_csv(run_dir / "epoch_seconds.csv", header=None)[1].sum()
+    assert len(killed) == 1 and killed[0] >= first_epoch
 
     train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12)
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1]  # resumed at epoch 1, not restarted
+    walls = pd.read_csv(run_dir / "wall_seconds.csv", header=None)[0].tolist()
+    assert len(walls) == 2 and walls[0] == killed[0]  # one line per invocation; the first one's kept
     assert (run_dir / "curves.png").stat().st_size > 1000
     recorded = json.loads((run_dir / "config.json").read_text())
     assert recorded["config"] == config.to_dict()
@@ -55,6 +61,8 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
     assert loaded.sha256 == sidecar["sha256"]
     assert sidecar["input_spec"] == {"size": 32, "scaling": config.scaling}
     assert sidecar["epochs_run"] == 2
+    assert sidecar["train_wall_seconds"] == pytest.approx(sum(walls)) and sidecar["train_wall_clock_recorded"]
+    assert sidecar["train_wall_seconds"] >= sidecar["train_epoch_seconds"]
     assert sidecar["preprocessing"] == recorded["preprocessing"] == PREPROCESSING_VERSION
 
     # The weights' digest names the values, not the file: a second export of the same run (a new file, with

@@ -1,4 +1,4 @@
-"""Writing files that concurrent readers may open at any moment (the prediction store, the ONNX graph cache)."""
+"""Writing files that readers may open at any moment (prediction store, ONNX graph cache, a run's wall clock)."""
 
 from __future__ import annotations
 

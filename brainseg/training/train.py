@@ -25,6 +25,7 @@ import pandas as pd
 
 from brainseg.core.context import context_rows, stack_context
 from brainseg.core.data import load_dataset, load_slices
+from brainseg.core.files import write_atomically
 from brainseg.core.hashing import sha256_of, weights_sha256
 from brainseg.core.preprocess import (
     PREPROCESSING_VERSION,
@@ -270,6 +271,7 @@ def train(
     with distribute.strategy_scope(distribution):
         model = build_model(config)
         epoch_timer = EpochTimer(run_dir / "epoch_seconds.csv")
+        clock = InvocationClock(run_dir / "wall_seconds.csv", started)
         callbacks = [
             # The backup holds the raw weights (the average lives in the optimizer state it saves too) ...
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
@@ -281,6 +283,7 @@ def train(
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
             epoch_timer,
+            clock,
             *(extra_callbacks or []),
         ]
         model.fit(train_ds, validation_data=val_ds, epochs=config.stop_epoch or config.epochs, callbacks=callbacks,
@@ -288,9 +291,7 @@ def train(
     from brainseg.training.curves import plot_training_curves
 
     plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)
-    # The command's own wall clock (data loading and start-up included), one line per (resumed) invocation.
-    with open(run_dir / "wall_seconds.csv", "a") as handle:
-        handle.write(f"{time.perf_counter() - started:.1f}\n")
+    clock.record()
     return run_dir / "best.keras"
 
 
@@ -308,6 +309,24 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         with open(self.path, "a") as handle:
             handle.write(f"{epoch},{time.perf_counter() - self._start:.1f}\n")
+
+
+class InvocationClock(keras.callbacks.Callback):
+    """The command's own wall clock (start-up and data loading included), one line of ``wall_seconds.csv`` per
+    invocation of a (resumed) run. This invocation's line is rewritten after every epoch, so a run killed
+    mid-way (a session's end) still counts its time up to its last completed epoch."""
+
+    def __init__(self, path: Path, started: float) -> None:
+        super().__init__()
+        self.path, self.started = path, started
+        self.earlier = path.read_text().splitlines() if path.is_file() else []
+
+    def record(self) -> None:
+        lines = [*self.earlier, f"{time.perf_counter() - self.started:.1f}"]
+        write_atomically(self.path, lambda handle: handle.write(("\n".join(lines) + "\n").encode()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.record()
 
 
 def export_model(run_dir: str | Path, destination: str | Path) -> Path:
