@@ -8,7 +8,7 @@ from conftest import DEMO_DIR, MODELS_DIR
 from brainseg.core.data import scan_dataset
 from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade, sha256_of
-from brainseg.reports.card_markdown import dig
+from brainseg.reports.card_markdown import _gate_note, dig
 from brainseg.reports.model_card import CHECKED_KEYS
 
 
@@ -172,3 +172,16 @@ def test_rereading_the_records_keeps_the_measurements_and_refuses_other_weights(
     # Measuring needs the data.
     assert main(["model-card", "--models-dir", str(models)]) == 2
     assert "needs --data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, threshold, noted", [
+    ("classifier+segmenter", 0.25, True),  # a drawn pixel (peak >= 0.5) scores >= 0.25: every drawn slice passes
+    ("classifier+segmenter+neighbours", 0.25, True),  # lifting never lowers a score, so the same bound holds
+    ("classifier+segmenter", 0.26, False),
+    ("classifier", 0.10, False),  # the classifier alone bounds nothing about the segmenter
+])
+def test_card_says_when_the_gate_lets_every_drawn_slice_through(kind, threshold, noted):
+    lines = _gate_note({"slice_score": kind, "threshold": threshold, "mask_threshold": 0.5})
+    assert bool(lines) is noted
+    if noted:
+        assert "score of at least 0.25" in lines[0]

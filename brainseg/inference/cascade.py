@@ -119,6 +119,8 @@ SLICE_SCORE_MEANINGS = {  # what the gate thresholds under each kind, in words f
                                        "probability, raised to its neighbouring slices' mean when that is higher",
 }
 SLICE_SCORES = tuple(SLICE_SCORE_MEANINGS)
+# Kinds that average the classifier with the segmenter's peak: a drawn pixel (peak >= mask cut) scores >= cut / 2.
+COMBINED_SLICE_SCORES = ("classifier+segmenter", "classifier+segmenter+neighbours")
 
 
 def slice_scores(probabilities: np.ndarray, maps: np.ndarray, kind: str = "classifier",
@@ -132,7 +134,7 @@ def slice_scores(probabilities: np.ndarray, maps: np.ndarray, kind: str = "class
     """
     if kind == "classifier":
         return np.asarray(probabilities, np.float32)
-    if kind in ("classifier+segmenter", "classifier+segmenter+neighbours"):
+    if kind in COMBINED_SLICE_SCORES:
         peak = maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0, np.float32)
         combined = ((np.asarray(probabilities, np.float32) + peak) / 2).astype(np.float32)
         return combined if kind == "classifier+segmenter" else lift_by_neighbours(combined, slice_numbers)

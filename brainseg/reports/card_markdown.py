@@ -9,7 +9,7 @@ from brainseg.core.preprocess import PREPROCESSING_VERSION, recorded_preprocessi
 from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
-from brainseg.inference.cascade import describe_slice_score
+from brainseg.inference.cascade import COMBINED_SLICE_SCORES, describe_slice_score
 
 RESULTS_START, RESULTS_END = "<!-- results:start (written by brainseg model-card) -->", "<!-- results:end -->"
 GOALS = {"dice": 0.85, "auc": 0.98, "sensitivity": 0.97, "specificity": 0.85, "speed_ratio": 0.5,
@@ -376,8 +376,7 @@ def _gate_note(op: dict) -> list[str]:
     """Say when the combined score lets every drawn slice through: then the masks are the segmenter's."""
     cut = op.get("mask_threshold", 0.5)
     # A lifted score is never below the combined one, so the same bound holds for it.
-    if op.get("slice_score") not in ("classifier+segmenter", "classifier+segmenter+neighbours") or \
-            op["threshold"] > cut / 2:
+    if op.get("slice_score") not in COMBINED_SLICE_SCORES or op["threshold"] > cut / 2:
         return []
     return [f"At this threshold every slice on which the segmenter draws passes the gate (a drawn pixel means a peak "
             f"of at least {cut}, so a score of at least {cut / 2}): the cascade's masks are the segmenter's, and the "
