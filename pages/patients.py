@@ -84,8 +84,10 @@ called = bool(decisions[i])
 gate_note = decision_note(probability, threshold, called)
 cols = st.columns(5)
 cols[0].metric("Slice score", f"{probability:.3f}", f"classifier P {result.classifier_probabilities[i]:.3f}",
-               delta_color="off", help=f"What the threshold gates: {describe_slice_score(result.slice_score)}")
-cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor", gate_note, delta_color="off",
+               delta_color="off", delta_arrow="off",
+               help=f"What the threshold gates: {describe_slice_score(result.slice_score)}")
+cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor", gate_note,
+               delta_color="off", delta_arrow="off",
                help="A slice over the threshold whose predicted mask is empty is reported as no tumor.")
 cols[2].metric("Ground-truth area", f"{int(truth[i].sum())} px")
 cols[3].metric("Predicted area", f"{int(masks[i].sum())} px")

@@ -74,9 +74,10 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
     m[0].metric("Dice per volume (mean)", _fmt(report["dice_per_volume"]["mean"]))
     m[1].metric("Dice per volume (median)", _fmt(report["dice_per_volume"]["median"]))
     m[2].metric("Tumor slices gated out", gate["tumor_slices_gated_out"],
-                help="tumor slices whose probability is below the threshold: the segmenter never draws on them")
-    m[3].metric("Segmented tumor pixels lost to the gate", f"{gate['segmented_tumor_pixels_lost']:,}",
-                f"{100 * gate['share_of_segmented_tumor_pixels_lost']:.1f}% of those found", delta_color="off",
+                help="tumor slices whose slice score is below the threshold: the segmenter never draws on them")
+    m[3].metric("Tumor pixels lost to the gate", f"{gate['segmented_tumor_pixels_lost']:,}",
+                f"{100 * gate['share_of_segmented_tumor_pixels_lost']:.1f}% of those found",
+                delta_color="off", delta_arrow="off",
                 help="true tumor pixels the segmenter had found on slices the gate discards")
 
     if not labels.all() and labels.any():

@@ -71,7 +71,7 @@ base = channel_view(item.image, view)
 called = bool(table["tumor_called"].iloc[choice])
 st.metric(f"Slice score — decision at {threshold:.3f}", f"{result.probabilities[choice]:.3f}",
           ("tumor" if called else "no tumor") + (" (outside training distribution)" if item.out_of_distribution
-                                                  else ""), delta_color="off")
+                                                  else ""), delta_color="off", delta_arrow="off")
 left, right = st.columns(2)
 left.image(overlay(base, item.mask, mask, opacity, style), caption="Ground truth (red) and prediction (green)"
            if item.mask is not None else "Prediction (green)", width="stretch")

@@ -41,6 +41,17 @@ def test_patients_page_shows_a_demo_patient_with_the_notice(app):
     assert len(app.get("image")) >= 5  # three overlays, the difference view and the plain slice
 
 
+def test_descriptive_metric_notes_carry_no_up_or_down_arrow(app):
+    """"classifier P 0.998" and "passed the gate" describe a figure; an arrow would read as a change."""
+    from streamlit.proto.Metric_pb2 import Metric
+
+    notes = {m.label: m.proto for m in app.metric if m.label == "Slice score" or m.label.startswith("Decision at")}
+    assert len(notes) == 2
+    for label, proto in notes.items():
+        assert proto.delta, label
+        assert proto.direction == Metric.MetricDirection.NONE, label
+
+
 def test_slice_buttons_and_slider_move_together(app):
     slider = app.slider(key="_slice_slider")
     start = slider.value
