@@ -196,10 +196,21 @@ def _run_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def sensitivity_target(text: str) -> float:
+    """A target sensitivity in (0, 1]: refused before any data is read or model run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def _add_operating_point(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("operating-point", help="choose the default threshold, mask cut and post-processing on val")
     _add_data_args(p, default_split="val")
-    p.add_argument("--target-sensitivity", type=float, default=0.97)
+    p.add_argument("--target-sensitivity", type=sensitivity_target, default=0.97)
     p.add_argument("--no-postprocessing", action="store_true",
                    help="keep the mask cut at 0.5 and no small-component removal")
     p.add_argument("--slice-score", choices=SLICE_SCORES, default="classifier+segmenter",

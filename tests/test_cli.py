@@ -1,6 +1,7 @@
 """The command line: one-line errors with exit code 2 for bad input, and working commands on demo data."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -168,6 +169,82 @@ def test_choices_on_patients_the_models_trained_on_are_refused(demo_dir, tiny_mo
         assert _run([command, "--data", str(demo_dir), "--split", "val"], models) == 2
         assert "trained on the 'val' patients" in capsys.readouterr().err
     assert not (models / "operating_point.json").exists() and not (models / "calibration.json").exists()
+
+
+def _sidecars(folder, fit_on):
+    """Training sidecars recording ``fit_on`` (None: no sidecars at all)."""
+    folder.mkdir(exist_ok=True)
+    for role in ("classifier", "segmenter"):
+        if fit_on is not None:
+            (folder / f"{role}.json").write_text(json.dumps({"train_config": {"fit_on": fit_on}}))
+    return folder
+
+
+@pytest.mark.parametrize(("fit_on", "split", "refused"), [
+    ("train+val", "train+val", "'train+val' patients"),  # a final fit saw both parts
+    ("train+val", "val", "'val' patients"),
+    ("train+val", "train", "'train' patients"),
+    ("train", "train+val", "'train' patients"),  # the usual fit saw train, which train+val includes
+    ("train", "train", "'train' patients"),
+    (None, "train", "'train' patients"),  # no sidecar: taken as trained on train
+    (None, "train+val", "'train' patients"),
+    ("train", "val", None),
+    (None, "val", None),
+])
+def test_choices_on_any_part_the_models_trained_on_are_refused(tmp_path, fit_on, split, refused):
+    from brainseg.errors import DataError
+    from brainseg.evaluation.operating_point import refuse_trained_on
+
+    models = _sidecars(tmp_path / "models", fit_on)
+    if refused is None:
+        refuse_trained_on(models, split, "the operating point")
+        return
+    with pytest.raises(DataError, match=re.escape(refused)):
+        refuse_trained_on(models, split, "the operating point")
+
+
+@pytest.mark.parametrize("split", ["test", "all", "train+test", "val+test"])
+def test_splits_holding_test_patients_are_refused(split):
+    from brainseg.errors import DataError
+    from brainseg.evaluation.operating_point import refuse_test_split, split_parts
+
+    assert "test" in split_parts(split)
+    with pytest.raises(DataError, match=re.escape(f"never on '{split}'")):
+        refuse_test_split(split, "the operating point")
+
+
+def test_split_parts_by_hand():
+    from brainseg.evaluation.operating_point import split_parts
+
+    assert split_parts("all") == {"train", "val", "test"}
+    assert split_parts("train+val") == {"train", "val"} and split_parts("val") == {"val"}
+
+
+@pytest.mark.parametrize("command", ["operating-point", "calibrate"])
+def test_all_is_refused_even_without_training_sidecars(tmp_path, command, capsys):
+    models = _sidecars(tmp_path / "models", None)  # nothing says what the models trained on
+    assert main([command, "--data", str(tmp_path), "--split", "all", "--models-dir", str(models)]) == 2
+    assert "never on 'all'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["0", "-0.1", "1.5", "nan", "high"])
+def test_target_sensitivity_outside_0_1_is_refused_before_anything_runs(tmp_path, target, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["operating-point", "--data", str(tmp_path), "--target-sensitivity", target])
+    assert exit_info.value.code == 2
+    assert "--target-sensitivity" in capsys.readouterr().err
+
+
+def test_floor_decimals_never_returns_more_than_its_input():
+    import numpy as np
+
+    from brainseg.evaluation.operating_point import floor_decimals
+
+    below = float(np.nextafter(0.199975, 0))  # x 1e6 rounds up to 199975.0 exactly
+    assert floor_decimals(below) == 0.199974 and floor_decimals(below) <= below
+    assert floor_decimals(0.199975) == 0.199975  # a value on a step stays
+    assert floor_decimals(0.29, 2) == 0.29  # 0.29 x 100 is 28.999999999999996: still the step itself
+    assert floor_decimals(0.0200589) == 0.020058 and floor_decimals(0.020058, 4) == 0.02
 
 
 def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split, tmp_path):

@@ -86,6 +86,14 @@ def test_threshold_for_sensitivity_is_the_highest_that_reaches_it():
     assert m.classification_at(labels, scores >= t)["sensitivity"] >= 0.75
 
 
+@pytest.mark.parametrize("target", [0.0, -0.5, 1.01, 2.0, float("nan")])
+def test_threshold_for_sensitivity_refuses_targets_outside_0_1(target):
+    # 2.0 used to wrap to the lowest positive's neighbour, 0.0 to index past the 4 positives.
+    labels, scores = np.array([1, 1, 1, 1, 0]), np.array([0.9, 0.8, 0.3, 0.2, 0.5])
+    with pytest.raises(ValueError, match=r"target sensitivity must be in \(0, 1\]"):
+        m.threshold_for_sensitivity(labels, scores, target)
+
+
 def test_expected_calibration_error_by_hand():
     # Bin [0.2, 0.3): confidence 0.2, accuracy 0.5 -> |0.3| * 0.5 share; bin [0.9, 1]: 0.9 vs 1.0 -> 0.1 * 0.5
     labels = np.array([1, 0, 1, 1])

@@ -8,7 +8,7 @@ from conftest import DEMO_DIR, MODELS_DIR
 from brainseg.core.data import scan_dataset
 from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade, sha256_of
-from brainseg.reports.card_markdown import _gate_note, dig
+from brainseg.reports.card_markdown import _gate_note, dig, format_threshold, render_markdown
 from brainseg.reports.model_card import CHECKED_KEYS
 
 
@@ -185,3 +185,64 @@ def test_card_says_when_the_gate_lets_every_drawn_slice_through(kind, threshold,
     assert bool(lines) is noted
     if noted:
         assert "score of at least 0.25" in lines[0]
+
+
+def _strict_loads(text: str):
+    """json.loads that refuses NaN and Infinity, as strict JSON parsers (and JavaScript's JSON.parse) do."""
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_thresholds_are_shown_floored_never_rounded_up_past_the_chosen_one(card):
+    assert format_threshold(0.020058) == "0.0200"  # not 0.0201
+    assert format_threshold(0.020058, 3) == "0.020" and format_threshold(0.4469, 3) == "0.446"
+    assert format_threshold(0.020058, 6) == "0.020058"  # a stored 6-decimal threshold is shown as stored
+    assert format_threshold(0.5) == "0.5000"
+    text = (MODELS_DIR / "MODEL_CARD.md").read_text()
+    threshold = card["operating_point"]["threshold"]
+    assert f"default threshold {format_threshold(threshold)} |" in text
+    assert f"**{format_threshold(threshold, 6)}**" in text
+    readme = (MODELS_DIR.parent / "README.md").read_text()
+    assert f"default threshold {format_threshold(threshold)} |" in readme
+
+
+def test_card_json_is_strict_and_undefined_figures_read_back_as_n_a(card, tmp_path):
+    import numpy as np
+
+    from brainseg.reports.model_card import write_card
+
+    _strict_loads((MODELS_DIR / "model_card.json").read_text())  # the shipped card
+    measured = json.loads(json.dumps(card))
+    measured["test"]["patient_detection"]["specificity"] = float("nan")  # no tumor-free patient
+    measured["test"]["classifier"]["expected_calibration_error"] = np.float32("nan")
+    measured["bench"]["ms_per_slice"] = float("nan")
+    measured["test"]["patient_detection"]["precision"] = float("-inf")  # not rendered; inf would show as "inf"
+    write_card(measured, tmp_path)
+    written = _strict_loads((tmp_path / "model_card.json").read_text())
+    assert written["test"]["patient_detection"]["specificity"] is None
+    assert written["test"]["classifier"]["expected_calibration_error"] is None
+    assert written["bench"]["ms_per_slice"] is None and written["test"]["patient_detection"]["precision"] is None
+    # The markdown reads null as it read NaN: n/a.
+    assert render_markdown(written) == (tmp_path / "MODEL_CARD.md").read_text()
+    assert "Expected calibration error of the slice score n/a." in render_markdown(written)
+
+
+def test_card_quotes_patient_counts_resamples_and_input_size_cost_from_its_records(card):
+    changed = json.loads(json.dumps(card))
+    changed["data"]["split"]["train"]["patients"] -= 1  # 94 patients split, 16 held out
+    for interval in changed["test"]["confidence_intervals"].values():
+        interval["n_resamples"] = 500
+    ceiling = changed["resolution_ceiling"]
+    size = changed["models"]["segmenter"]["input_spec"]["size"]
+    ceiling["n_patients"], ceiling["data"]["split"] = 13, "val"
+    ceiling["ceilings"][str(size)]["dice_per_volume_mean"] = 0.5
+    text = render_markdown(changed)
+    used = sum(changed["data"]["split"][part]["patients"] for part in ("train", "val", "test"))
+    assert f"{used} of its 110 patients (the other {110 - used} are held out" in text
+    assert f"Trained and tested on {used} patients" in text and f"measured on the {110 - used} patients" in text
+    assert "(500 resamples, seed 0)" in text
+    assert f"256 -> {size} -> 256 alone limits the masks' Dice per volume to 0.500 on average over the 13 val " \
+           "patients" in text
+    assert "about 0.97 on validation" not in text
+

@@ -193,6 +193,9 @@ def precision_recall_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.n
 
 def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
     """Highest threshold t such that calling ``scores >= t`` positive reaches ``target`` sensitivity."""
+    # Outside (0, 1] the index below would wrap (target > 1) or run past the end (target <= 0).
+    if not 0 < target <= 1:
+        raise ValueError(f"target sensitivity must be in (0, 1], got {target}")
     positives = np.sort(np.asarray(scores, float)[np.asarray(labels, bool)])
     if positives.size == 0:
         raise ValueError("no positive examples: sensitivity is undefined")

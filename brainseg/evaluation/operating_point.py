@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core import metrics
-from brainseg.core.split import trained_on
+from brainseg.core.split import PARTS, trained_on
 from brainseg.errors import DataError
 from brainseg.evaluation.evaluate import predict_patients
 from brainseg.inference.cascade import Cascade, CascadeResult
@@ -33,30 +32,43 @@ MIN_COMPONENT_PIXELS = (0, 10, 25, 50, 100)
 FORBIDDEN_PARTS = ("test",)
 
 
+def split_parts(split: str) -> set[str]:
+    """The split parts a ``--split`` value names: 'all' is every part, 'a+b' is {a, b}."""
+    return set(PARTS) if split == "all" else set(split.split("+"))
+
+
 def refuse_test_split(split: str, what: str) -> None:
-    """Choices made on the test split would flatter every test figure: refuse them."""
-    if split in FORBIDDEN_PARTS:
-        raise DataError(f"{what} must be chosen on the validation split, never on '{split}' (it would make the "
-                        "test figures optimistic); use --split val")
+    """Choices made on test patients (alone, or inside 'all') would flatter every test figure: refuse them."""
+    if split_parts(split) & set(FORBIDDEN_PARTS):
+        raise DataError(f"{what} must be chosen on the validation split, never on '{split}' (it holds test "
+                        "patients, which would make the test figures optimistic); use --split val")
 
 
 def refuse_trained_on(models_dir: str | Path, split: str, what: str) -> None:
-    """Models that trained on ``split`` (a final fit trains on val) cannot have anything chosen on it."""
+    """Models that trained on any part ``split`` names (a final fit trains on val) cannot have anything chosen on
+    it."""
     for role in ("classifier", "segmenter"):
         sidecar = Path(models_dir) / f"{role}.json"
-        if not sidecar.is_file():
-            continue
-        parts = trained_on(json.loads(sidecar.read_text()).get("train_config", {}))
-        if split in ("all", *parts):
-            raise DataError(f"the {role} in {models_dir} was trained on the '{split}' patients ({'+'.join(parts)}), so "
-                            f"{what} chosen there would be flattered; a final fit takes it from the "
-                            "cross-validation (brainseg final-fit)")
+        # No sidecar: assume the usual fit on train, so train patients are never taken for unseen ones.
+        config = json.loads(sidecar.read_text()).get("train_config", {}) if sidecar.is_file() else {}
+        parts = trained_on(config)
+        seen = [part for part in PARTS if part in split_parts(split) and part in parts]
+        if seen:
+            raise DataError(f"the {role} in {models_dir} was trained on the '{'+'.join(seen)}' patients "
+                            f"({'+'.join(parts)}), so {what} chosen on '{split}' would be flattered; choose on "
+                            "patients they never saw (--split val; a final fit takes it from the cross-validation, "
+                            "brainseg final-fit)")
 
 
 def floor_decimals(value: float, decimals: int = 6) -> float:
     """``value`` rounded down: a stored threshold never ends up above the one chosen."""
     factor = 10**decimals
-    return math.floor(value * factor) / factor
+    # value * factor is itself rounded: just below 0.199975 it gives 199975.0, at 0.29 (x 100) 28.999999999999996.
+    # Take the nearest step, then step down while it is above value: the highest step not above it.
+    steps = round(value * factor)
+    while steps / factor > value:
+        steps -= 1
+    return steps / factor
 
 
 @dataclass

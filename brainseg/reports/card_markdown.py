@@ -9,8 +9,10 @@ from brainseg.core.preprocess import PREPROCESSING_VERSION, recorded_preprocessi
 from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
+from brainseg.evaluation.operating_point import floor_decimals
 from brainseg.inference.cascade import COMBINED_SLICE_SCORES, describe_slice_score
 
+DATASET_PATIENTS = 110  # LGG MRI Segmentation (Kaggle / TCGA-LGG): the whole dataset
 RESULTS_START, RESULTS_END = "<!-- results:start (written by brainseg model-card) -->", "<!-- results:end -->"
 GOALS = {"dice": 0.85, "auc": 0.98, "sensitivity": 0.97, "specificity": 0.85, "speed_ratio": 0.5,
          "train_minutes": 150}
@@ -20,6 +22,11 @@ LOSS_NAMES = {"focal_tversky": "focal Tversky (alpha {alpha}, gamma {gamma})", "
 
 def _f(value, digits: int = 3) -> str:
     return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def format_threshold(value: float, decimals: int = 4) -> str:
+    """A threshold shown floored, never rounded up: a reader who sets the shown value loses no sensitivity."""
+    return f"{floor_decimals(value, decimals):.{decimals}f}"
 
 
 def _ci(card: dict, name: str, digits: int = 3) -> str:
@@ -66,7 +73,7 @@ def headline_rows(card: dict) -> list[tuple[str, str, str, str]]:
          _ci(card, "segmenter_dice_per_volume_mean")),
         ("slice ROC AUC (of the gate's slice score)", f"≥ {GOALS['auc']}", _f(t["classifier"]["roc_auc"], 4),
          _ci(card, "roc_auc", 4)),
-        (f"gate sensitivity at the default threshold {op['threshold']:.4f}", f"≥ {GOALS['sensitivity']}",
+        (f"gate sensitivity at the default threshold {format_threshold(op['threshold'])}", f"≥ {GOALS['sensitivity']}",
          _f(at["sensitivity"]), _ci(card, "sensitivity_at_default")),
         ("gate specificity at the default threshold", f"≥ {GOALS['specificity']}", _f(at["specificity"]),
          _ci(card, "specificity_at_default")),
@@ -161,6 +168,7 @@ def render_markdown(card: dict) -> str:
                          "`brainseg train ... --export-dir` so the card can describe how they were trained")
     c, s = clf["training"]["train_config"], seg["training"]["train_config"]
     split = card["data"]["split"]
+    used = sum(split[part]["patients"] for part in PARTS)  # the patients split, of the dataset's DATASET_PATIENTS
     chosen = op["chosen_on"]
     lines = [
         "# brainseg model card",
@@ -181,7 +189,8 @@ def render_markdown(card: dict) -> str:
         "",
         "## Data and split",
         "LGG MRI Segmentation (Buda et al. 2019; Kaggle `mateuszbuda/lgg-mri-segmentation`; TCIA TCGA-LGG),",
-        "95 of its 110 patients (the other 15 are held out by the project owners). Split **by patient**",
+        f"{used} of its {DATASET_PATIENTS} patients (the other {DATASET_PATIENTS - used} are held out by the project "
+        "owners). Split **by patient**",
         "(`models/split.json`, seed 42), stratified by institution and tumor burden:",
         "",
         "| part | patients | slices | tumor slices | institutions |",
@@ -244,13 +253,14 @@ def render_markdown(card: dict) -> str:
         "  specificity = TN/(TN+FP), precision = TP/(TP+FP). ROC AUC is of the slice score. ECE: 10 equal-width",
         "  bins. HD95 in pixels of the 256x256 slice, on tumor slices where both masks are non-empty; the tumor",
         "  slices it leaves out (empty prediction) are counted next to it.",
-        "- **95% confidence intervals**: percentile bootstrap over patients (2000 resamples, seed 0): patients are",
+        f"- **95% confidence intervals**: percentile bootstrap over patients ({_resamples_words(t)}, seed 0): "
+        "patients are",
         "  drawn with replacement and each brings all its slices, since slices of one patient are not independent.",
         "",
         "## Operating point",
         _chosen_on_words(chosen) + " Stored in `models/operating_point.json`: default threshold "
-        f"**{op['threshold']:.6f}**, pixel cut {op.get('mask_threshold', 0.5)}, small components under "
-        f"{op.get('min_component_pixels', 0)} px removed. Rule: {op['rule']}. It favours sensitivity: a missed "
+        f"**{format_threshold(op['threshold'], 6)}**, pixel cut {op.get('mask_threshold', 0.5)}, small components "
+        f"under {op.get('min_component_pixels', 0)} px removed. Rule: {op['rule']}. It favours sensitivity: a missed "
         "tumor slice costs a reviewer more than a false alarm they can dismiss. `operating-point` and `calibrate` "
         "refuse the test split and patients the models trained on.",
         "",
@@ -267,8 +277,8 @@ def render_markdown(card: dict) -> str:
     ]
     for key, label in (("at_default", "default"), ("at_0.5", "seed 0.5"), ("at_0.05", "seed 0.05")):
         r = t["classifier"][key]
-        lines.append(f"| {label} | {r['threshold']:.4f} | {_f(r['sensitivity'])} | {_f(r['specificity'])} | "
-                     f"{_f(r['precision'])} | {_f(r['f1'])} |")
+        lines.append(f"| {label} | {format_threshold(r['threshold'])} | {_f(r['sensitivity'])} | "
+                     f"{_f(r['specificity'])} | {_f(r['precision'])} | {_f(r['f1'])} |")
     p = t["patient_detection"]
     lines += [
         "",
@@ -306,11 +316,11 @@ def render_markdown(card: dict) -> str:
         "`tests/test_model_card.py` recomputes these from the weights.",
         "",
         "## Limitations",
-        f"- Trained and tested on 95 patients from 5 institutions; the test split has {split['test']['patients']} "
-        "patients, so its figures carry the wide intervals above (one patient moves the mean Dice per volume by "
-        "several points). No figure here is measured on the 15 patients held out from the whole project.",
-        "- Trained at 128x128 to fit a CPU budget (256 -> 128 -> 256 alone limits the masks' Dice per volume to "
-        "about 0.97 on validation); thin tumor rims and very small lesions suffer most.",
+        f"- Trained and tested on {used} patients from 5 institutions; the test split has "
+        f"{split['test']['patients']} patients, so its figures carry the wide intervals above (one patient moves the "
+        "mean Dice per volume by several points). No figure here is measured on the "
+        f"{DATASET_PATIENTS - used} patients held out from the whole project.",
+        _input_size_limit(card.get("resolution_ceiling"), card["models"]["segmenter"]["input_spec"]["size"]),
         "- The slice score is not calibrated to clinical prevalence.",
         "",
         "## Citation and terms",
@@ -320,6 +330,24 @@ def render_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _resamples_words(test: dict) -> str:
+    """The test intervals' bootstrap resamples, as recorded with each interval."""
+    counts = sorted({ci["n_resamples"] for ci in test.get("confidence_intervals", {}).values()})
+    return f"{' or '.join(map(str, counts)) if counts else 'no'} resamples"
+
+
+def _input_size_limit(ceiling: dict | None, size: int) -> str:
+    """What the input size alone costs the masks, from the resolution ceiling record where there is one."""
+    alone = (ceiling or {}).get("ceilings", {}).get(str(size))
+    if not alone:
+        return (f"- Trained at {size}x{size} to fit a CPU budget (the 256 -> {size} -> 256 round trip alone limits "
+                "the masks' Dice per volume); thin tumor rims and very small lesions suffer most.")
+    return (f"- Trained at {size}x{size} to fit a CPU budget (256 -> {size} -> 256 alone limits the masks' Dice per "
+            f"volume to {_f(alone['dice_per_volume_mean'])} on average over the {ceiling['n_patients']} "
+            f"{ceiling['data']['split'].replace('+', ' + ')} patients, `models/resolution_ceiling.json`); thin tumor "
+            "rims and very small lesions suffer most.")
 
 
 def _input_path_words(sidecar: dict) -> str:
@@ -651,9 +679,9 @@ def _final_fit_choice_lines(choices: dict | None) -> list[str]:
             f"{', '.join(str(e) for e in epochs[role]['folds_best_epochs'])})" for role in ("classifier", "segmenter"))
         + ". The schedule is kept and training stops there.",
         f"- **Operating point**, chosen on all {point['chosen_on']['n_patients']} out-of-fold patients pooled with "
-        f"the shipped rule: threshold {point['threshold']:.6f} on the '{point['slice_score']}' score (gate "
-        f"sensitivity {_f(gate['sensitivity'])}, specificity {_f(gate['specificity'])}), pixel cut {cut}, components "
-        f"under {point['min_component_pixels']} px removed; there the cascade's slice decisions reach "
+        f"the shipped rule: threshold {format_threshold(point['threshold'], 6)} on the '{point['slice_score']}' score "
+        f"(gate sensitivity {_f(gate['sensitivity'])}, specificity {_f(gate['specificity'])}), pixel cut {cut}, "
+        f"components under {point['min_component_pixels']} px removed; there the cascade's slice decisions reach "
         f"{_f(cascade['slice_decisions']['sensitivity'])} / {_f(cascade['slice_decisions']['specificity'])} and "
         f"Dice per volume {_f(cascade['dice_per_volume_mean'])} (chosen and measured on the same patients).",
         f"- **Temperature** {choices['calibration']['temperature']:.3f} (ECE {choices['calibration']['ece_before']:.3f}"
@@ -670,7 +698,8 @@ def _final_fit_choice_lines(choices: dict | None) -> list[str]:
             "| target gate sensitivity | threshold | gate sensitivity / specificity | cascade slice sensitivity / "
             "specificity | cascade Dice per volume, mean |",
             "|---|---|---|---|---|",
-            *[f"| {row['target_sensitivity']} | {row['threshold']:.3f} | {_f(row['gate_sensitivity'])} / "
+            *[f"| {row['target_sensitivity']} | {format_threshold(row['threshold'], 3)} | "
+              f"{_f(row['gate_sensitivity'])} / "
               f"{_f(row['gate_specificity'])} | {_f(row['cascade_sensitivity'])} / {_f(row['cascade_specificity'])} | "
               f"{_f(row['dice_per_volume_mean'])} |" for row in tradeoff],
             "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 from brainseg.core.data import load_dataset, scan_dataset
@@ -185,8 +186,23 @@ def write_card(card: dict, models_dir: str | Path) -> None:
     """``model_card.json``, ``MODEL_CARD.md`` and ``bench.json`` in the models folder."""
     models_dir = Path(models_dir)
     (models_dir / "bench.json").write_text(json.dumps(card["bench"], indent=2, default=float) + "\n")
-    (models_dir / "model_card.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
+    (models_dir / "model_card.json").write_text(card_json(card))
     (models_dir / "MODEL_CARD.md").write_text(render_markdown(card))
+
+
+def card_json(card: dict) -> str:
+    """The card as strict JSON: an undefined figure (NaN, e.g. patient specificity with no tumor-free patient) is
+    null, which every JSON parser reads; the card's markdown shows both as n/a."""
+    plain = json.loads(json.dumps(card, default=float))  # numpy scalars to Python numbers first
+    return json.dumps(_finite_or_null(plain), indent=2, allow_nan=False) + "\n"
+
+
+def _finite_or_null(node):
+    if isinstance(node, dict):
+        return {key: _finite_or_null(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_finite_or_null(value) for value in node]
+    return None if isinstance(node, float) and not math.isfinite(node) else node
 
 
 def update_readme(readme: str | Path, card: dict) -> bool:
