@@ -36,7 +36,11 @@ labels = {
     row.patient_id: f"{row.patient_id} · {row.institution} · {row.n_slices} slices · {row.n_tumor_slices} with tumor"
     for row in patients.itertuples()
 }
+# Streamlit forgets a widget's value when the user leaves its page: the patient is kept in a key of our own.
+if "patient_id" not in st.session_state and st.session_state.get(dash.CHOSEN_PATIENT) in labels:
+    st.session_state["patient_id"] = st.session_state[dash.CHOSEN_PATIENT]
 patient_id = st.selectbox("Patient (type to search)", list(labels), format_func=labels.get, key="patient_id")
+st.session_state[dash.CHOSEN_PATIENT] = patient_id
 with st.expander("Patient record (data.csv)"):
     st.dataframe(patients[patients["patient_id"] == patient_id].T.astype(str), width="stretch")
 

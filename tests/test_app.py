@@ -63,6 +63,17 @@ def test_slice_buttons_and_slider_move_together(app):
     assert app.slider(key="_slice_slider").value == 2
 
 
+def test_chosen_patient_and_slice_survive_a_visit_to_another_page(app):
+    second = app.selectbox(key="patient_id").options[1].split(" · ")[0]  # options read as their labels
+    app.selectbox(key="patient_id").set_value(second).run()
+    app.button[1].click().run()  # ▶ next: a slice of the reviewer's own choosing
+    slice_shown = app.slider(key="_slice_slider").value
+    _page(app, "threshold")
+    _page(app, "patients")
+    assert app.selectbox(key="patient_id").value == second
+    assert app.slider(key="_slice_slider").value == slice_shown
+
+
 def test_threshold_is_shared_across_pages(app):
     _threshold_slider(app).set_value(0.3).run()
     assert app.session_state["threshold"] == pytest.approx(0.3)

@@ -153,9 +153,12 @@ def reviewer() -> str:
     return current_reviewer()
 
 
+CHOSEN_PATIENT = "_chosen_patient"  # the Patients page's patient (not a widget key: it survives page switches)
+
+
 def open_in_patients(patient_id: str, slice_index: int) -> None:
     """Callback: show ``patient_id`` at ``slice_index`` on the Patients page."""
-    st.session_state["patient_id"] = patient_id
+    st.session_state[CHOSEN_PATIENT] = patient_id
     st.session_state["_slice_patient"] = patient_id
     st.session_state["slice_index"] = int(slice_index)
     st.session_state["_go_to_patients"] = True
