@@ -52,6 +52,30 @@ def test_readme_results_are_the_cards():
     assert section.strip() == results_markdown(card).strip()
 
 
+def test_readme_results_give_the_cascade_slice_sensitivity_and_the_gate_note(card):
+    from brainseg.inference.cascade import COMBINED_SLICE_SCORES
+    from brainseg.reports.card_markdown import GOALS, RESULTS_END, RESULTS_START, results_markdown
+
+    readme = (MODELS_DIR.parent / "README.md").read_text()
+    section = readme.split(RESULTS_START, 1)[1].split(RESULTS_END, 1)[0]
+    decisions, intervals = card["test"]["cascade_slice_decisions"], card["test"]["confidence_intervals"]
+    for name in ("sensitivity", "specificity"):
+        ci = intervals[f"cascade_slice_{name}"]
+        assert f"{name} {decisions[name]:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" in section, name
+    assert ("below" if decisions["sensitivity"] < GOALS["sensitivity"] else "at or above") \
+        + f" {GOALS['sensitivity']}." in section
+    assert "read here as the gate's" in section
+    assert "were looked at once for the grey-air check" in section
+    op = card["operating_point"]
+    gate_open = op["slice_score"] in COMBINED_SLICE_SCORES and op["threshold"] <= op["mask_threshold"] / 2
+    note = "every slice on which the segmenter draws passes the gate"
+    assert (_gate_note(op)[0] in section) if gate_open else (note not in section)
+    # Above cut/2 the gate can hold back drawn slices: no note.
+    shut = {**card, "operating_point": {**op, "threshold": op["mask_threshold"] / 2 + 0.01}}
+    assert note not in results_markdown(shut) and note in results_markdown({**card, "operating_point": {
+        **op, "slice_score": "classifier+segmenter", "threshold": op["mask_threshold"] / 2}})
+
+
 def test_card_cross_validation_is_the_recorded_one_and_covers_train_and_val_once(card):
     from brainseg.core.split import load_split
 

@@ -27,6 +27,7 @@ PREPROCESSING_VERSION = 2
 # grey. In the LGG data that is the pre-contrast channel of 3 of 95 patients (61, 76 and 103 of 255);
 # every other channel's border median is 11 or less. Those three looked unlike any other input: two
 # models trained on the rest scored TCGA_FG_5962's tumor slices at P ~0.01 and drew no mask at all.
+# Read from images only (no labels or outputs), test split included: TCGA_FG_7637, TCGA_FG_A4MU are test patients.
 GREY_AIR_LEVEL = 32
 # Only a uniform border is air: at least this share of its pixels within 2 grey levels of its median
 # (over 0.7 in those three patients). A slice cropped so that tissue fills its border is left alone.

@@ -89,17 +89,41 @@ def headline_rows(card: dict) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def held_out_patients_words(n_patients: int) -> str:
+    """What the test patients were used for: nothing chosen, but their images were looked at once."""
+    return (f"The {n_patients} test patients were never used to train or choose anything (their images, not labels "
+            "or model outputs, were looked at once for the grey-air check in `brainseg.core.preprocess`: "
+            "`models/ablation_decision.md`, *Grey air made black*).")
+
+
+def cascade_sensitivity_words(card: dict) -> list[str]:
+    """The goal's sensitivity read as the gate's, beside the cascade's own slice decisions (what a reviewer sees
+    called tumor), where the card holds them."""
+    decisions = card["test"].get("cascade_slice_decisions")
+    if not decisions:
+        return []
+    sens, goal = decisions["sensitivity"], GOALS["sensitivity"]
+    return [f"The goal's sensitivity at the default threshold is read here as the gate's. The cascade's own slice "
+            "decisions (a slice called tumor only when it passes the gate and its mask is non-empty: what a reviewer "
+            f"sees called tumor) reach sensitivity {_f(sens)} {_ci(card, 'cascade_slice_sensitivity')} and "
+            f"specificity {_f(decisions['specificity'])} {_ci(card, 'cascade_slice_specificity')}: its sensitivity is "
+            f"{'below' if sens < goal else 'at or above'} {goal}.", ""]
+
+
 def results_markdown(card: dict) -> str:
     t, b = card["test"], card["bench"]
     rows = headline_rows(card)
     lines = [
-        f"## Results on the test split ({t['n_patients']} patients never used to train or choose anything, "
-        f"{t['n_slices']} slices)",
+        f"## Results on the test split ({t['n_patients']} patients, {t['n_slices']} slices)",
+        "",
+        held_out_patients_words(t["n_patients"]),
         "",
         "| figure | goal | reached | 95% CI (bootstrap over patients) |",
         "|---|---|---|---|",
         *[f"| {a} | {g} | {v} | {c} |" for a, g, v, c in rows],
         "",
+        *_gate_note(card["operating_point"]),
+        *cascade_sensitivity_words(card),
         f"Measured by `{card['command']}` on {b['machine']['cpu']} ({b['machine']['cores']} cores, no GPU), which "
         "writes `models/MODEL_CARD.md` (definitions, the ablation behind the recipe, per-institution figures) and this "
         "section. Dice per volume pools each patient's slices into one 3-D mask (Buda et al. 2019); an empty "
@@ -268,10 +292,13 @@ def render_markdown(card: dict) -> str:
         f"## Test split results ({t['n_patients']} patients, {t['n_slices']} slices, {t['n_tumor_slices']} with "
         "tumor; opened once, after every choice above)",
         "",
+        held_out_patients_words(t["n_patients"]),
+        "",
         "| figure | goal | test split | 95% CI |",
         "|---|---|---|---|",
         *[f"| {a} | {g} | {v} | {ci} |" for a, g, v, ci in headline_rows(card)],
         "",
+        *cascade_sensitivity_words(card),
         "| gate | threshold | sensitivity | specificity | precision | F1 |",
         "|---|---|---|---|---|---|",
     ]
