@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from brainseg.app import dashboard as dash
-from brainseg.app import study_view
+from brainseg.app import held_uploads, study_view
 from brainseg.errors import BrainsegError
 from brainseg.studies.outputs import dicom_seg_bytes, nifti_mask_bytes, summary
 
@@ -25,9 +25,14 @@ threshold = dash.threshold()
 columns = st.columns(3)
 uploads = {}
 for column, (role, label) in zip(columns, study_view.ROLES.items(), strict=True):
-    file = column.file_uploader(label, key=f"study_{role}")
+    file = column.file_uploader(label, key=f"study_{role}", on_change=study_view.forget_study_if_flair_cleared)
     if file is not None:
         uploads[role] = (file.name, file.getvalue())
+if not uploads and study_view.held_study_uploads():
+    uploads = study_view.held_study_uploads()
+    st.info("Showing the study you uploaded earlier in this session (the upload boxes empty when you leave the "
+            "page). Upload files to replace it.")
+    st.button("Forget this study", on_click=held_uploads.forget, args=(study_view.HELD,), key="forget_study")
 if "flair" not in uploads:
     st.info("Upload at least the FLAIR sequence.")
     st.stop()

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from brainseg.app import dashboard as dash
+from brainseg.app import held_uploads
 from brainseg.inference.predict import mask_stem, predict_uploads
 from brainseg.inference.uploads import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff
 from brainseg.reports.overlays import (
@@ -28,16 +29,31 @@ if cascade is None:
     st.stop()
 threshold = dash.threshold()
 
+HELD = "_held_upload"  # the session's last upload and its prediction (brainseg.app.held_uploads)
+
+
+def _on_uploads_change() -> None:
+    if not st.session_state["uploads"]:  # the user cleared the box: forget the held files too
+        held_uploads.forget(HELD)
+
+
 # No `type=` filter: every file reaches brainseg.inference.uploads, which refuses what it cannot read
 # with a message naming the file (Streamlit's own filter would only say "invalid extension").
 uploaded = st.file_uploader(f"Slices and masks ({', '.join(ALLOWED_SUFFIXES)})", accept_multiple_files=True,
-                            key="uploads")
-if not uploaded:
+                            key="uploads", on_change=_on_uploads_change)
+files = [(f.name, f.getvalue()) for f in uploaded] if uploaded else held_uploads.held_files(HELD)
+if not files:
     st.info("No files yet.")
     st.stop()
-
-with st.spinner(f"Reading {len(uploaded)} file(s) and running the cascade…"):
-    prediction = predict_uploads(cascade, [(f.name, f.getvalue()) for f in uploaded], threshold)
+if not uploaded:
+    st.info(f"Showing the {len(files)} file(s) you uploaded earlier in this session (the upload box empties when "
+            "you leave the page). Upload files to replace them.")
+    st.button("Forget these files", on_click=held_uploads.forget, args=(HELD,), key="forget_uploads")
+with st.spinner(f"Reading {len(files)} file(s) and running the cascade…"):
+    # Held per files and models: moving the threshold or the view re-gates these outputs, it does not rerun them.
+    prediction = held_uploads.hold(HELD, files, held_uploads.digest(files, dash.models_key()),
+                                   lambda chosen: predict_uploads(cascade, chosen, threshold)).value
+prediction.threshold = threshold
 for name, message in prediction.refused:
     st.error(f"**{name}** refused: {message.removeprefix(f'{name}: ')}")
 if not prediction.slices:

@@ -181,6 +181,28 @@ def test_upload_real_slice_with_mask_and_bad_files(app):
     assert len(app.get("download_button")) >= 4
 
 
+def test_uploaded_slices_are_kept_across_pages_and_not_rerun_for_a_threshold(app):
+    _page(app, "upload")
+    case = DEMO_DIR / "TCGA_HT_7855_19951020"
+    names = [f"TCGA_HT_7855_19951020_{n}.tif" for n in (10, 11)]
+    app.file_uploader(key="uploads").set_value([(n, _tif_bytes(case / n), "image/tiff") for n in names]).run()
+    held = app.session_state["_held_upload"]
+    _threshold_slider(app).set_value(0.9).run()
+    assert app.session_state["_held_upload"] is held  # re-gated, not run again
+    assert app.dataframe[0].value["threshold"].tolist() == [0.9, 0.9]
+    _page(app, "threshold")
+    _page(app, "upload")
+    assert app.dataframe[0].value["file"].tolist() == names
+    assert any("uploaded earlier in this session" in i.value for i in app.info)
+    assert app.session_state["_held_upload"] is held
+    app.button(key="forget_uploads").click().run()
+    assert any(i.value == "No files yet." for i in app.info)
+    assert "_held_upload" not in app.session_state
+    app.file_uploader(key="uploads").set_value([(names[0], _tif_bytes(case / names[0]), "image/tiff")]).run()
+    assert "_held_upload" in app.session_state
+    app.file_uploader(key="uploads").set_value([]).run()  # emptying the box forgets them too
+    assert any(i.value == "No files yet." for i in app.info) and "_held_upload" not in app.session_state
+
 def _plotly_array(value) -> list:
     """A trace's array as plain values (plotly ships numeric arrays as base64 'bdata')."""
     import base64

@@ -506,6 +506,16 @@ def test_study_page_opens_an_uploaded_nifti_study(patient, tmp_path, tiny_cascad
     assert "Mask, NIfTI (FLAIR grid)" in buttons and "Mask, DICOM SEG" not in buttons
     assert "Doe" not in " ".join(str(b.proto) for b in buttons.values())
 
+    held = at.session_state["_held_study"]
+    at.switch_page("pages/model_card.py").run()  # leaving the page empties its upload boxes...
+    at.switch_page("pages/study.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("uploaded earlier in this session" in i.value for i in at.info)  # ...but the study is kept,
+    assert at.session_state["_held_study"] is held  # not read or run again,
+    assert _volume_metric(at) == (threshold, shown) and at.session_state["study_slice_index"] == 2  # where it was
+    at.button(key="forget_study").click().run()
+    assert any("Upload at least the FLAIR" in i.value for i in at.info)
+
 
 def test_study_page_takes_a_zipped_dicom_series_and_offers_the_seg(patient, tmp_path, tiny_cascade, monkeypatch):
     images, _ = patient

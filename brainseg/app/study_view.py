@@ -2,8 +2,8 @@
 
 Uploads are written under fixed names (``flair.nii.gz``, ``pre/00000.dcm``...) in a temporary folder that is
 removed once the volumes are in memory: the visitor's file names (which often hold a patient's name) are never
-used as paths, logged or shown back. One study per session is kept in ``st.session_state``, keyed by the
-uploads' hash and the models, so a threshold move only re-gates it.
+used as paths, logged or shown back. One study per session is kept in ``st.session_state`` (``held_uploads``), keyed by
+the uploads' hash and the models, so a threshold move only re-gates it and leaving the page loses nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from brainseg.app import held_uploads
 from brainseg.app.correction import CorrectionContext, correction_panel
 from brainseg.app.navigation import SliceNavigator
 from brainseg.inference.cascade import Cascade
@@ -27,7 +28,7 @@ from brainseg.studies.study import StudyPrediction, load_study, predict_study
 from brainseg.studies.volumes import NIFTI_SUFFIXES
 
 ROLES = {"flair": "FLAIR (required)", "pre": "pre-contrast (optional)", "post": "post-contrast (optional)"}
-_STATE = "_study_prediction"
+HELD = "_held_study"  # the session's last study files and prediction (brainseg.app.held_uploads)
 INDEX_KEY = "study_slice_index"
 
 
@@ -58,16 +59,24 @@ def load_uploaded_study(cascade: Cascade, uploads: dict[str, tuple[str, bytes]])
 
 def study_prediction(cascade: Cascade, uploads: dict[str, tuple[str, bytes]], models_key: str) -> StudyPrediction:
     """The session's study prediction for these uploads, computed once per upload set and models."""
-    digest = hashlib.sha256(models_key.encode())
-    for role in sorted(uploads):
-        digest.update(role.encode() + hashlib.sha256(uploads[role][1]).digest() + uploads[role][0].encode())
-    key = digest.hexdigest()
-    held = st.session_state.get(_STATE)
-    if held is None or held[0] != key:
-        st.session_state.pop(_STATE, None)  # free the previous study before reading the next one
-        st.session_state[_STATE] = (key, load_uploaded_study(cascade, uploads))
-        st.session_state[INDEX_KEY] = None
-    return st.session_state[_STATE][1]
+    key = held_uploads.digest([(f"{role}:{name}", data) for role, (name, data) in sorted(uploads.items())], models_key)
+
+    def predict(files: dict[str, tuple[str, bytes]]) -> StudyPrediction:
+        st.session_state[INDEX_KEY] = None  # a new study opens on its own start slice
+        return load_uploaded_study(cascade, files)
+
+    return held_uploads.hold(HELD, uploads, key, predict).value
+
+
+def held_study_uploads() -> dict[str, tuple[str, bytes]] | None:
+    """The study files this session uploaded last (kept when leaving the page empties the uploaders), or None."""
+    return held_uploads.held_files(HELD)
+
+
+def forget_study_if_flair_cleared() -> None:
+    """Uploader callback: clearing the FLAIR box forgets the held study."""
+    if st.session_state.get("study_flair") is None:
+        held_uploads.forget(HELD)
 
 
 def slice_viewer(prediction: StudyPrediction, threshold: float) -> int:
