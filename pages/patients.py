@@ -144,15 +144,15 @@ tools = st.columns(2)
 show_uncertainty = tools[0].toggle("Uncertainty overlay (test-time augmentation)", key="show_uncertainty",
                                    help="Per-pixel spread of the segmenter over 6 views: as is, mirrored, shifted.")
 show_cam = tools[1].toggle("Grad-CAM overlay (classifier saliency)", key="show_grad_cam",
-                           help="Where the classifier looked for this decision; not a segmentation.")
+                           help="Where the classifier (one input of the slice score) looked; not a segmentation.")
 if show_uncertainty or show_cam:
     panels = st.columns(2)
     if show_uncertainty:
         tta = dash.get_patient_tta(dash.data_dir(), patient_id, dash.models_key())
         std = tta["std"][i].astype(np.float32)
         panels[0].image(heatmap_overlay(base, std, 0.85, "inferno", scale=0.5), width="stretch",
-                        caption=f"Uncertainty (std over {tta['n_views']} views; bright = 0.5) — slice score "
-                                f"{tta['score'][i]:.3f}")
+                        caption=f"Uncertainty (std over {tta['n_views']} views; bright = 0.5) — uncertainty score "
+                                f"{tta['score'][i]:.3f} (mean std where any view draws)")
     if show_cam:
         cam = dash.get_grad_cam(dash.data_dir(), patient_id, i, dash.models_key())
         panels[1].image(heatmap_overlay(base, cam, 0.6, "turbo", scale=1.0), width="stretch",

@@ -28,16 +28,36 @@ try:
 except Exception:  # a missing split only removes the split choice
     split = None
 present = {part: sorted(set(split[part]) & set(patients["patient_id"])) for part in PARTS} if split else {}
-choices = ["all loaded patients"] + [f"{part} split ({len(ids)} patients)" for part, ids in present.items() if ids]
+trained = dash.trained_parts(cascade)  # a final fit trained on val too: its val figures are not held out
+
+
+def _scope_label(part: str, ids: list[str]) -> str:
+    return f"{part} split ({len(ids)} patients{', trained on' if part in trained else ''})"
+
+
+choices = ["all loaded patients"] + [_scope_label(part, ids) for part, ids in present.items() if ids]
 scope = st.radio("Patients", choices, horizontal=True, key="metrics_scope",
-                 help="Choosing the train split shows optimistic figures: the models learned from those patients.")
+                 help=f"The live models trained on the {' + '.join(trained)} split: figures on those patients are "
+                      "optimistic. Only patients the models never saw give honest figures.")
 chosen = (patients["patient_id"].tolist() if scope == choices[0]
           else present[scope.split(" ")[0]])
+seen = sorted(set(chosen) & {patient for part in trained for patient in present.get(part, [])})
+if seen:
+    st.warning(f"{len(seen)} of these {len(chosen)} patients were used to train the live models "
+               f"({' + '.join(trained)} split): the figures below are optimistic for them.")
 
 stats = dash.collect_stats(chosen)
 
 labels = stats["truth_pixels"].to_numpy() > 0
 scores = stats["probability"].to_numpy()
+
+
+PRESET_HELP = {
+    "seed": "The seed notebook's cut on its classifier's probability; on this slice score it is a point of comparison.",
+    "sensitivity": "The highest threshold at which the gate passes at least this share of these patients' tumor "
+                   "slices (the gate row below). The cascade's own slice sensitivity, which also needs a drawn mask, "
+                   "can be lower.",
+}
 
 
 def _fmt(value) -> str:
@@ -53,7 +73,8 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
     cols = st.columns(len(presets) + 1)
     for col, (name, value) in zip(cols, presets.items(), strict=False):
         label = f"{name.replace('sensitivity', 'sens.')}: {dash.floor_to_step(value):.3f}"
-        col.button(label, on_click=dash.set_threshold, args=(value,), key=f"preset_{name}", width="stretch")
+        col.button(label, on_click=dash.set_threshold, args=(value,), key=f"preset_{name}", width="stretch",
+                   help=PRESET_HELP["seed" if name.startswith("seed") else "sensitivity"])
     cols[-1].button(f"default: {dash.default_threshold():.3f}", on_click=dash.set_threshold,
                     args=(dash.default_threshold(),), key="preset_default", width="stretch")
     dash.threshold_control(st, "_threshold_page", "Threshold (same as the sidebar's)")
@@ -61,7 +82,7 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
     report = metrics_at_threshold(stats, threshold)
 
     rows = []
-    for level, key in (("slices: classifier gate", "classifier"), ("slices: cascade (gate + non-empty mask)",
+    for level, key in (("slices: gate (slice score)", "classifier"), ("slices: cascade (gate + non-empty mask)",
                                                                      "cascade_slices"), ("patients", "patients")):
         r = report[key]
         rows.append({"level": level, "sensitivity": _fmt(r["sensitivity"]), "specificity": _fmt(r["specificity"]),
@@ -85,7 +106,7 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
         left.plotly_chart(roc_figure(labels, scores, threshold), width="stretch")
         right.plotly_chart(precision_recall_figure(labels, scores, threshold), width="stretch")
         left, right = st.columns(2)
-        left.plotly_chart(confusion_figure(report["classifier"], "Slices (classifier gate)"), width="stretch")
+        left.plotly_chart(confusion_figure(report["classifier"], "Slices (gate)"), width="stretch")
         right.plotly_chart(confusion_figure(report["patients"], "Patients"), width="stretch")
     losses = pd.DataFrame.from_dict(report["per_patient_dice_loss_parts"], orient="index")
     losses = losses.assign(patient_id=losses.index, cascade_dice=pd.Series(report["per_patient_dice"]))
@@ -109,8 +130,12 @@ else:
                f"{len(stats)} slices of {len(chosen)} patients.")
     calibration = load_calibration(dash.models_dir())
     temperature = None if calibration is None else float(calibration["temperature"])
-    if temperature is not None and st.toggle(f"Show the temperature-scaled classifier (T = {temperature:.2f}, "
-                                             f"fitted on {fitted_on_words(calibration)})", key="show_calibrated"):
+    fitted_score = None if calibration is None else calibration.get("fitted_on", {}).get("slice_score")
+    if temperature is not None and fitted_score not in (None, cascade.slice_score):
+        st.info(f"The stored temperature (T = {temperature:.2f}) was fitted on the '{fitted_score}' score, not the "
+                f"live models' '{cascade.slice_score}': not shown.")
+    elif temperature is not None and st.toggle(f"Show the temperature-scaled slice score (T = {temperature:.2f}, "
+                                               f"fitted on {fitted_on_words(calibration)})", key="show_calibrated"):
         scaled = apply_temperature(scores, temperature)
         left, _ = st.columns(2)
         left.plotly_chart(reliability_figure(labels, scaled), width="stretch", key="reliability_scaled")

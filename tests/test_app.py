@@ -101,6 +101,32 @@ def demo_scores() -> tuple[np.ndarray, np.ndarray]:
     return manifest["has_tumor"].to_numpy(), np.concatenate(probabilities)
 
 
+def test_threshold_page_warns_when_the_models_trained_on_the_patients_shown(monkeypatch, tmp_path):
+    """The shipped models are a final fit on train + val: a val patient's figures are not held out."""
+    from conftest import MODELS_DIR
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in MODELS_DIR.iterdir():
+        if path.is_file() and path.name != "split.json":
+            (models / path.name).symlink_to(path)
+    split = json.loads((MODELS_DIR / "split.json").read_text())
+    demo_patients = {"_".join(p.name.split("_")[:3]) for p in DEMO_DIR.iterdir() if p.is_dir()}  # TCGA_CS_6669
+    moved = next(pid for pid in split["test"] if pid in demo_patients)
+    split["test"].remove(moved)
+    split["val"].append(moved)
+    (models / "split.json").write_text(json.dumps(split))
+    monkeypatch.setenv("BRAINSEG_MODELS_DIR", str(models))
+    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
+    at = open_app("threshold")
+    assert any(w.value.startswith("1 of these 4 patients were used to train the live models (train + val split)")
+               for w in at.warning)
+    scope = at.radio(key="metrics_scope")
+    assert "val split (1 patients, trained on)" in scope.options
+    assert "test split (3 patients)" in scope.options
+    scope.set_value("test split (3 patients)").run()
+    assert not any("used to train the live models" in w.value for w in at.warning)
+
 def test_presets_pick_the_highest_threshold_reaching_the_sensitivity(app, demo_scores):
     labels, scores = demo_scores
     _page(app, "threshold")
@@ -116,7 +142,7 @@ def test_presets_pick_the_highest_threshold_reaching_the_sensitivity(app, demo_s
     if len(above):  # the next tumor probability up would miss one more slice: below the target
         assert (positives >= above[0]).mean() < 0.97
     table = app.dataframe[0].value
-    gate = table[table["level"] == "slices: classifier gate"].iloc[0]
+    gate = table[table["level"] == "slices: gate (slice score)"].iloc[0]
     assert float(gate["sensitivity"]) == pytest.approx((positives >= chosen).mean(), abs=1e-3)
     assert int(gate["TP"]) + int(gate["FN"]) == int(labels.sum())
     app.button(key="preset_seed 0.05").click().run()

@@ -17,7 +17,7 @@ import streamlit as st
 
 from brainseg import settings
 from brainseg.core.data import load_dataset, load_slices
-from brainseg.core.split import is_final_fit
+from brainseg.core.split import PARTS, is_final_fit, trained_on
 from brainseg.errors import BrainsegError
 from brainseg.evaluation.threshold_analysis import slice_stats
 from brainseg.inference.cascade import DEFAULT_THRESHOLD, Cascade, CascadeResult, read_operating_point
@@ -203,7 +203,7 @@ def data_dir() -> str:
     return str(st.session_state["data_dir"])
 
 
-def threshold_control(container, key: str, label: str = "Tumor score threshold") -> None:
+def threshold_control(container, key: str, label: str = "Slice score threshold") -> None:
     """A slider bound to the session's one threshold (any number of pages may show one)."""
     st.session_state[key] = threshold()
     container.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=key,
@@ -354,6 +354,13 @@ def require_cascade() -> Cascade | None:
     except BrainsegError as err:  # includes a missing models folder (settings.SettingsError)
         st.error(f"Cannot load the models: {err}")
         return None
+
+
+def trained_parts(cascade: Cascade) -> list[str]:
+    """The split parts either live model trained on, in split order (a final fit: train and val)."""
+    parts = {part for model in (cascade.classifier, cascade.segmenter)
+             for part in trained_on(model.metadata.get("train_config", {}))}
+    return [part for part in PARTS if part in parts]
 
 
 def training_command(cascade: Cascade | None) -> str:

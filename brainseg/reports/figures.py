@@ -106,7 +106,7 @@ def reliability_figure(labels: np.ndarray, probabilities: np.ndarray, n_bins: in
 
     observed, predicted = calibration_curve(np.asarray(labels, int), probabilities, n_bins=n_bins)
     fig = go.Figure()
-    fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="classifier")
+    fig.add_scatter(x=predicted, y=observed, mode="lines+markers", name="slice score")
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#aaa"}, name="perfect")
     fig.update_layout(title="Reliability", xaxis_title="mean slice score", yaxis_title="observed tumor share",
                       height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
