@@ -78,6 +78,23 @@ def test_a_correction_is_saved_with_its_reviewer_and_version_history(store):
     assert len(at.selectbox(key="correction_start").options) == 3
 
 
+def test_each_slice_opens_on_its_own_latest_version_with_an_empty_note(store):
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.sidebar.text_input(key="reviewer_name").set_value("Dr Ann").run()
+    _ok(at.toggle(key="correction_mode").set_value(True).run())
+    at.session_state["correction_state"]["editor"].stamp([(40, 40)], 6, BRUSH)
+    at.text_input(key="correction_comment").set_value("blob at the top left")
+    _ok(at.button(key="correction_save").click().run())
+    assert at.text_input(key="correction_comment").value == ""  # the note went with version 1
+    assert ReviewLog(store).corrections()["comment"].tolist() == ["blob at the top left"]
+    _ok(at.selectbox(key="correction_start").set_value(0).run())  # back to the AI's mask on this slice
+    at.text_input(key="correction_comment").set_value("typed here, not saved")
+    _ok(at.button[1].click().run())  # ▶ next slice: no version there
+    assert at.selectbox(key="correction_start").value == 0
+    assert at.text_input(key="correction_comment").value == ""
+    _ok(at.button[0].click().run())  # ◀ back: opens on its latest version, not the AI's mask chosen before
+    assert at.selectbox(key="correction_start").value == 1
+
 def test_nothing_is_saved_without_a_reviewer(store):
     at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     _ok(at.toggle(key="correction_mode").set_value(True).run())

@@ -201,6 +201,7 @@ def _act(action: str) -> None:
 
 
 SAVED_KEY = "_correction_saved"  # the last save's outcome, shown once
+START_FOR_KEY = "_correction_start_for"  # the (patient, slice) the start choice and the note belong to
 
 
 def _save(log: ReviewLog, context: CorrectionContext, ai_mask: np.ndarray, reviewer: str,
@@ -217,6 +218,7 @@ def _save(log: ReviewLog, context: CorrectionContext, ai_mask: np.ndarray, revie
         st.session_state[SAVED_KEY] = ("error", f"Not saved: {err}")
         return
     st.session_state["correction_start"] = saved.version  # go on editing from what was just saved
+    st.session_state["correction_comment"] = ""  # the note went with this version
     st.session_state[SAVED_KEY] = (
         "ok", f"Saved version {saved.version} of {context.patient_id} slice {context.slice_number} "
               f"(+{saved.pixels_added} / −{saved.pixels_removed} px vs the AI) as {reviewer}. "
@@ -240,12 +242,21 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
     for row in history.itertuples():
         labels[int(row.version)] = (f"version {row.version} by {row.reviewer or '?'} "
                                     f"({row.created_utc[:16].replace('T', ' ')})")
-    if "correction_start" not in st.session_state or st.session_state["correction_start"] not in labels:
-        st.session_state["correction_start"] = list(labels)[-1]  # the latest version, else the AI's mask
+    # Each slice opens on its latest version (else the AI's mask) with an empty note: a start chosen or a note typed
+    # on one slice must not carry over to the next, where it would fork from a stale version or mislabel a save.
+    here = (context.patient_id, context.slice_number)
+    if st.session_state.get(START_FOR_KEY) != here or st.session_state.get("correction_start") not in labels:
+        st.session_state["correction_start"] = list(labels)[-1]
+        st.session_state["correction_comment"] = ""
+        st.session_state[START_FOR_KEY] = here
     chosen = st.selectbox("Start from", list(labels), format_func=labels.get, key="correction_start")
     parent = None if chosen == AI_START else chosen
-    start = ai_mask if parent is None else log.correction_mask(
-        int(history.loc[history["version"] == parent, "id"].iloc[0]))
+    try:
+        start = ai_mask if parent is None else log.correction_mask(
+            int(history.loc[history["version"] == parent, "id"].iloc[0]))
+    except BrainsegError as err:
+        st.error(f"Cannot read version {parent}: {err}")
+        return
     editor = editor_for(context, start, parent)
 
     tools = st.columns([2, 3, 3, 1, 1, 1, 1], vertical_alignment="bottom")
