@@ -47,17 +47,21 @@ except BrainsegError as err:
 study = prediction.study
 for warning in study.warnings:
     st.warning(warning)
-cols = st.columns(2)
+key = study_view.study_key(uploads)
+# Saved corrections count whether or not correction mode is on (saves happen in callbacks, before this run).
+corrections = study_view.saved_study_corrections(key)
+cols = st.columns(3)
 cols[0].metric(f"Tumor volume at {threshold:.3f}", f"{prediction.tumor_volume_ml(threshold):.2f} mL",
                help="Mask voxels in the FLAIR's own grid × the voxel volume from its spacing.")
 cols[1].metric("Slices called tumor", f"{int(prediction.result.decisions(threshold).sum())} / {len(study)}")
+if corrections:
+    cols[2].metric("Tumor volume with corrections", f"{prediction.tumor_volume_ml(threshold, corrections):.2f} mL",
+                   help="The latest saved correction on the corrected slices, the AI's mask elsewhere.")
 st.caption(f"FLAIR ({study.flair.kind}): {' × '.join(map(str, study.flair.shape))} voxels of "
            f"{' × '.join(f'{s:.2f}' for s in study.flair.spacing)} mm, stored "
            f"{study.reorientation.native_axcodes()}; shown as axial slices, inferior to superior.")
 
 index = study_view.slice_viewer(prediction, threshold)
-key = study_view.study_key(uploads)
-corrections: dict = {}
 with st.expander("Correct the AI's mask on this slice",
                  expanded=st.session_state.get("study_correction_mode", False)):
     if st.toggle("Correction mode", key="study_correction_mode",
@@ -66,7 +70,6 @@ with st.expander("Correct the AI's mask on this slice",
         log = dash.require_review_log()
         if log is not None:
             study_view.study_correction(prediction, index, threshold, cascade, log, dash.reviewer(), key)
-            corrections = study_view.study_corrections(log, key)
 
 if corrections:
     st.info(f"{len(corrections)} slice(s) of this study have saved corrections: the corrected mask below uses the "

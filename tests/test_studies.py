@@ -588,6 +588,10 @@ def test_a_study_correction_is_saved_under_the_study_digest_and_left_out_of_kagg
     mask = ReviewLog(str(store)).correction_mask(int(saved["id"].iloc[0]))
     assert mask.sum() > start.sum() and not (start & ~mask).any()
     assert "study_download_corrected" in {b.key for b in at.get("download_button")}
+    at.toggle(key="study_correction_mode").set_value(False).run()  # the saved correction still counts when off
+    assert "study_download_corrected" in {b.key for b in at.get("download_button")}
+    volume = next(m for m in at.metric if m.label == "Tumor volume with corrections")
+    assert float(volume.value.removesuffix(" mL")) > _volume_metric(at)[1]  # the brush only added pixels
     # The study's slices are in no data folder: the Kaggle export leaves them out instead of failing on them.
     with pytest.raises(DataError, match="no corrections to export"):
         export_kaggle(ReviewLog(str(store)), tmp_path / "export", [DEMO_DIR])

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from brainseg.app import dashboard as dash
 from brainseg.app import held_uploads
 from brainseg.app.correction import CorrectionContext, correction_panel
 from brainseg.app.navigation import SliceNavigator
+from brainseg.errors import BrainsegError
 from brainseg.inference.cascade import Cascade
 from brainseg.reports.overlays import CHANNEL_VIEWS, channel_view, overlay
 from brainseg.review.corrections import STUDY_PREFIX, latest_masks
@@ -137,6 +139,15 @@ def study_correction(prediction: StudyPrediction, index: int, threshold: float, 
     view = st.session_state.get("study_view") or next(iter(CHANNEL_VIEWS))
     correction_panel(channel_view(prediction.study.images[index], view), prediction.result.masks(threshold)[index],
                      None, context, log, reviewer)
+
+
+def saved_study_corrections(key: str) -> dict[int, np.ndarray]:
+    """This study's latest saved corrections; none when the review store cannot be opened (correction mode then
+    says why; a reader who only views the study is not bothered with it)."""
+    try:
+        return study_corrections(dash.review_log(), key)
+    except BrainsegError:
+        return {}
 
 
 def study_corrections(log: ReviewLog, key: str) -> dict[int, np.ndarray]:
