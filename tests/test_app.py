@@ -379,3 +379,18 @@ def test_dashboard_masks_and_dice_equal_evaluate(monkeypatch):
         stats = dash.get_patient_stats(str(DEMO_DIR), patient.patient_id, dash.models_key())
         assert metrics_at_threshold(stats, threshold)["per_patient_dice"][patient.patient_id] == pytest.approx(
             metrics.dice(patient.result.masks(threshold), patient.truth), abs=1e-12)
+
+
+def test_without_a_data_folder_only_the_pages_that_need_one_stop(monkeypatch, tmp_path):
+    """A `pip install .` has no demo/ folder: Upload, Study and Model card still work; data pages say why not."""
+    monkeypatch.setenv("BRAINSEG_DATA_DIR", str(tmp_path / "nowhere"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No data folder" in e.value and "BRAINSEG_DATA_DIR" in e.value for e in at.sidebar.error)
+    assert any("Cannot read the data folder" in e.value for e in at.main.error)  # Patients needs one
+    for page in ("upload", "study", "model_card"):
+        _page(at, page)
+        assert not any("Cannot read the data folder" in e.value for e in at.main.error), page
+        assert at.sidebar.slider(key="_threshold_sidebar").value == at.session_state["threshold"]
+    _page(at, "upload")
+    assert any(i.value == "No files yet." for i in at.info)

@@ -169,12 +169,16 @@ def models_key() -> str:
     return f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}"
 
 
-def _init_state() -> None:
-    if "data_dir" not in st.session_state:
-        st.session_state["data_dir"] = str(settings.default_data_dir().resolve())
+def _init_threshold() -> None:
     if "threshold" not in st.session_state:
         # Start on the slider's step, rounded down: what the slider shows is what the decisions use.
         st.session_state["threshold"] = floor_to_step(default_threshold())
+
+
+def _init_data_dir() -> None:
+    """Raises SettingsError when there is no data folder to open (pages that need none still work)."""
+    if "data_dir" not in st.session_state:
+        st.session_state["data_dir"] = str(settings.default_data_dir().resolve())
 
 
 def default_threshold() -> float:
@@ -194,12 +198,12 @@ def set_threshold(value: float) -> None:
 
 
 def threshold() -> float:
-    _init_state()
+    _init_threshold()
     return float(st.session_state["threshold"])
 
 
 def data_dir() -> str:
-    _init_state()
+    _init_data_dir()
     return str(st.session_state["data_dir"])
 
 
@@ -252,11 +256,6 @@ def sidebar(draw_threshold: bool = True) -> None:
     ``draw_threshold=False`` leaves the threshold's place empty for the page's fragment (``sidebar_threshold``).
     """
     through_the_router()  # every page starts with this sidebar
-    try:
-        _init_state()
-    except BrainsegError as err:
-        st.error(str(err))
-        st.stop()
     side = st.sidebar
     side.warning(RESEARCH_NOTICE)
     slot = side.container()
@@ -264,15 +263,20 @@ def sidebar(draw_threshold: bool = True) -> None:
         threshold_control(slot, "_threshold_sidebar")
     else:
         st.session_state[_THRESHOLD_SLOT] = slot
-    # Only folders under the configured roots are offered: a visitor never types a server path.
-    choices = list(data_folder_choices(tuple(str(root) for root in settings.data_roots())))
-    if data_dir() not in choices:
-        choices.insert(0, data_dir())
-    st.session_state["_data_dir_choice"] = data_dir()
-    side.selectbox("Data folder (Kaggle kaggle_3m layout)", choices, key="_data_dir_choice",
-                   on_change=_apply_data_dir, format_func=_folder_label,
-                   help=f"Folders under ${settings.DATA_ROOTS_ENV} (default: the demo cases and "
-                        f"${settings.DATA_DIR_ENV}).")
+    try:
+        current = data_dir()
+    except BrainsegError as err:  # Upload, Study and Model card need no data folder: say it here, go on
+        side.error(f"No data folder: {err}")
+    else:
+        # Only folders under the configured roots are offered: a visitor never types a server path.
+        choices = list(data_folder_choices(tuple(str(root) for root in settings.data_roots())))
+        if current not in choices:
+            choices.insert(0, current)
+        st.session_state["_data_dir_choice"] = current
+        side.selectbox("Data folder (Kaggle kaggle_3m layout)", choices, key="_data_dir_choice",
+                       on_change=_apply_data_dir, format_func=_folder_label,
+                       help=f"Folders under ${settings.DATA_ROOTS_ENV} (default: the demo cases and "
+                            f"${settings.DATA_DIR_ENV}).")
     models_selector(side)
     from brainseg.app.identity import reviewer_sidebar
 
