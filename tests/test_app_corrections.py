@@ -127,12 +127,24 @@ def test_model_folder_selector_and_card_say_which_folder_is_live(store, tmp_path
                            "parent_segmenter_sha256": "ab" * 32, "parent_models_dir": str(home)}
     (tuned / "segmenter.json").write_text(json.dumps(sidecar))
     (tuned / "FINETUNE.md").write_text("# Fine-tuned segmenter\n\nbefore 0.1000, after 0.2000\n")
+    point = {"threshold": 0.37, "slice_score": "classifier"}
+    (tuned / "operating_point.json").write_text(json.dumps(point))
     monkeypatch.setenv("BRAINSEG_MODELS_DIR", str(home))
     at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     selector = at.sidebar.selectbox(key="_models_choice")
     assert selector.options == ["models", "models-ft1"]  # shown by folder name
     _ok(selector.set_value(str(tuned.resolve())).run())
     assert at.session_state["models_dir"] == str(tuned.resolve())
+    assert at.session_state["threshold"] == pytest.approx(0.37)  # the folder's own default, not the last one's
+
+    def score_help() -> str:
+        return next(m.proto.help for m in at.metric if m.label == "Slice score")
+
+    assert score_help().removeprefix("What the threshold gates: ") == "the classifier's P(tumor)"
+    point["slice_score"] = "classifier+segmenter"  # the operating point rewritten while the server runs
+    (tuned / "operating_point.json").write_text(json.dumps(point))
+    _ok(at.run())
+    assert "the segmenter's highest pixel probability" in score_help()
     at.switch_page("pages/model_card.py")
     _ok(at.run())
     live = " ".join(i.value for i in at.info)

@@ -7,6 +7,7 @@ page reads and writes the same values.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -38,9 +39,22 @@ def models_dir():
     return settings.models_dir()
 
 
+def operating_point_digest(models_path: str | Path) -> str:
+    """A digest of the folder's ``operating_point.json`` (threshold, slice score, mask cut), or "none"."""
+    path = Path(models_path) / "operating_point.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+
+
+def live_cascade() -> Cascade:
+    """The live folder's cascade; loaded again when its operating point is rewritten (the slice score and mask cut
+    it holds shape every result)."""
+    path = str(models_dir())
+    return get_cascade(path, operating_point_digest(path))
+
+
 @st.cache_resource(show_spinner="Loading models…")
-def get_cascade(models_path: str) -> Cascade:
-    """One cascade per process, shared by every session (the models are never copied per user).
+def get_cascade(models_path: str, operating_point: str = "") -> Cascade:
+    """One cascade per process and operating point, shared by every session (the models are never copied per user).
 
     Each load prints one ``brainseg: models loaded`` line with the process id and the object's id, so the
     server log shows how many model copies a process ever made (the concurrency test counts them).
@@ -66,7 +80,7 @@ def get_patient_prediction(data_dir: str, patient_id: str, models_key: str) -> d
     manifest, _ = get_dataset(data_dir)
     rows = manifest[manifest["patient_id"] == patient_id]
     images, truth = load_slices(rows)
-    cascade, store = get_cascade(str(models_dir())), prediction_store()
+    cascade, store = live_cascade(), prediction_store()
     # With $BRAINSEG_STORE: the stored outputs, or the patient scored into the store now (the next server too).
     result = (cascade.predict(images, rows["slice"].to_numpy()) if store is None
               else store.result_or_score(cascade, rows, images))
@@ -96,7 +110,7 @@ def get_patient_stats(data_dir: str, patient_id: str, models_key: str) -> pd.Dat
         from brainseg.evaluation.stored_stats import stored_slice_stats
 
         manifest, _ = get_dataset(data_dir)
-        return stored_slice_stats(store, get_cascade(str(models_dir())),
+        return stored_slice_stats(store, live_cascade(),
                                   manifest[manifest["patient_id"] == patient_id])
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
     rows = prediction["rows"]
@@ -110,7 +124,7 @@ def get_patient_tta(data_dir: str, patient_id: str, models_key: str) -> dict:
     from brainseg.review.uncertainty import tta_segment
 
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
-    tta = tta_segment(get_cascade(str(models_dir())).segmenter, prediction["images"],
+    tta = tta_segment(live_cascade().segmenter, prediction["images"],
                       slice_numbers=prediction["rows"]["slice"].to_numpy())
     return {"std": tta.std.astype(np.float16), "score": tta.score, "n_views": tta.n_views}
 
@@ -121,7 +135,7 @@ def get_grad_cam(data_dir: str, patient_id: str, slice_index: int, models_key: s
 
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
     images = prediction["images"][slice_index : slice_index + 1]
-    return grad_cam(get_cascade(str(models_dir())).classifier, images)[0]
+    return grad_cam(live_cascade().classifier, images)[0]
 
 
 @st.cache_resource(show_spinner=False)
@@ -165,8 +179,9 @@ def open_in_patients(patient_id: str, slice_index: int) -> None:
 
 
 def models_key() -> str:
-    cascade = get_cascade(str(models_dir()))
-    return f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}"
+    cascade = live_cascade()
+    return (f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}-"
+            f"{operating_point_digest(models_dir())}")
 
 
 def _init_threshold() -> None:
@@ -285,6 +300,10 @@ def sidebar(draw_threshold: bool = True) -> None:
 
 def _apply_models_choice() -> None:
     st.session_state[MODELS_CHOICE_KEY] = st.session_state["_models_choice"]
+    # Another folder's threshold belongs to its own models and slice score: start from its default.
+    set_threshold(default_threshold())
+    st.toast(f"Models from {Path(st.session_state[MODELS_CHOICE_KEY]).name}: threshold set to its default "
+             f"{threshold():.3f}")
 
 
 def models_selector(container) -> None:
@@ -354,7 +373,7 @@ def require_dataset() -> tuple[pd.DataFrame, pd.DataFrame] | None:
 
 def require_cascade() -> Cascade | None:
     try:
-        return get_cascade(str(models_dir()))
+        return live_cascade()
     except BrainsegError as err:  # includes a missing models folder (settings.SettingsError)
         st.error(f"Cannot load the models: {err}")
         return None
