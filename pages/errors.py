@@ -48,7 +48,10 @@ def error_grid(stats: pd.DataFrame, patients: pd.DataFrame) -> None:
     page = st.number_input("Page", 1, pages_total, 1, key="errors_page") if pages_total > 1 else 1
     rows = shown.iloc[(page - 1) * per_page : page * per_page]
     grid = st.columns(4)
+    # A page's patients may have left the prediction cache (it holds a dozen): say so while they are read again.
+    progress = st.progress(0.0, text=f"Drawing page {page} of {pages_total}…")
     for position, row in enumerate(rows.itertuples(index=False)):
+        progress.progress(position / len(rows), text=f"Drawing page {page} of {pages_total}: {row.patient_id}…")
         prediction = dash.get_patient_prediction(dash.data_dir(), row.patient_id, dash.models_key())
         index = int(np.searchsorted(prediction["rows"]["slice"].to_numpy(), row.slice))
         result = dash.patient_result(prediction)
@@ -60,6 +63,7 @@ def error_grid(stats: pd.DataFrame, patients: pd.DataFrame) -> None:
                            f"truth {row.truth_pixels} px · Dice {row.dice:.2f}")
         cell.button("Open in Patients", key=f"open_{row.patient_id}_{row.slice}", on_click=dash.open_in_patients,
                     args=(row.patient_id, index), width="stretch")
+    progress.empty()
 
 
 error_grid(dash.collect_stats(patients["patient_id"].tolist()), patients)

@@ -78,7 +78,9 @@ nav_prev, nav_slider, nav_next = st.columns([1, 12, 1], vertical_alignment="bott
 nav_prev.button("◀", on_click=_step, args=(-1,), help="previous slice", disabled=st.session_state["slice_index"] == 0)
 nav_next.button("▶", on_click=_step, args=(1,), help="next slice", disabled=st.session_state["slice_index"] == n - 1)
 st.session_state["_slice_slider"] = int(slices[st.session_state["slice_index"]])
-nav_slider.slider("Slice", int(slices.min()), int(slices.max()), key="_slice_slider", on_change=_from_slider)
+# A one-slice case still gets a (disabled) slider: Streamlit refuses one whose ends are equal.
+nav_slider.slider("Slice", int(slices.min()), max(int(slices.max()), int(slices.min()) + 1), key="_slice_slider",
+                  on_change=_from_slider, disabled=n == 1)
 i = st.session_state["slice_index"]
 st.caption(f"Showing {patient_id} slice {slices[i]} ({i + 1} of {n})")
 
@@ -228,7 +230,7 @@ with st.expander("Review log: verdicts and corrections, who did what", expanded=
             cols = st.columns(2)
             cols[0].download_button("Export these verdicts (CSV)", lambda: log.to_csv(patient_filter, who_filter),
                                     "review_log.csv", "text/csv", key="export_review_log")
-            cols[1].download_button("Export corrections (Kaggle layout + NIfTI, zip)",
+            cols[1].download_button("Export latest corrections, every reviewer (Kaggle layout + NIfTI, zip)",
                                     lambda: corrections_zip(log, dash.data_dir(), patient_filter),
                                     "corrections.zip", "application/zip", key="export_corrections",
                                     disabled=cohort_rows(log.corrections(patient_filter)).empty)

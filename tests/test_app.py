@@ -394,3 +394,19 @@ def test_without_a_data_folder_only_the_pages_that_need_one_stop(monkeypatch, tm
         assert at.sidebar.slider(key="_threshold_sidebar").value == at.session_state["threshold"]
     _page(at, "upload")
     assert any(i.value == "No files yet." for i in at.info)
+
+
+def test_a_one_slice_patient_opens_with_a_disabled_slice_slider(monkeypatch, tmp_path):
+    import shutil
+
+    case = DEMO_DIR / "TCGA_HT_7855_19951020"
+    folder = tmp_path / "kaggle_3m" / case.name
+    folder.mkdir(parents=True)
+    for name in ("TCGA_HT_7855_19951020_12.tif", "TCGA_HT_7855_19951020_12_mask.tif"):
+        shutil.copy(case / name, folder / name)
+    monkeypatch.setenv("BRAINSEG_DATA_DIR", str(tmp_path / "kaggle_3m"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    slider = at.slider(key="_slice_slider")
+    assert slider.disabled and slider.value == 12
+    assert any(c.value.startswith("Showing TCGA_HT_7855 slice 12 (1 of 1)") for c in at.caption)
