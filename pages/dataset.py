@@ -27,6 +27,7 @@ counts = table.pivot_table(index="split", columns="institution", values="patient
                            fill_value=0)
 st.dataframe(counts, width="stretch")
 st.caption("The split is by patient (never by slice), stratified by institution and tumor burden; "
-           "`models/split.json` records it. Patients of the full dataset that are not in it were never used.")
+           f"`{dash.models_dir() / 'split.json'}` records it. Patients of the full dataset that are not in it were "
+           "never used.")
 st.dataframe(pd.DataFrame(table[["patient_id", "institution", "split", "n_slices", "n_tumor_slices",
                                  "tumor_pixels"]]), hide_index=True, width="stretch")

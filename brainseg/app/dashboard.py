@@ -65,8 +65,9 @@ def get_cascade(models_path: str, operating_point: str = "") -> Cascade:
     return cascade
 
 
-@st.cache_data(show_spinner="Scanning the dataset folder…")
+@st.cache_data(show_spinner="Scanning the dataset folder…", ttl=300)
 def get_dataset(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The folder's manifest and patients; scanned again after 5 minutes, so cases added to it show up."""
     return load_dataset(data_dir)
 
 
