@@ -45,10 +45,18 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
     killed = pd.read_csv(run_dir / "wall_seconds.csv", header=None)[0].tolist()
     first_epoch = pd.read_csv(run_dir / "epoch_seconds.csv", header=None)[1].sum()
     assert len(killed) == 1 and killed[0] >= first_epoch
+    # Make the killed invocation's epoch unbeatable: the resumed epoch must not replace its checkpoint.
+    history = pd.read_csv(run_dir / "history.csv")
+    history.loc[0, "val_loss"] = 0.0
+    history.to_csv(run_dir / "history.csv", index=False)
+    best_before = weights_sha256(keras.models.load_model(run_dir / "best.keras", compile=False))
 
     train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12)
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1]  # resumed at epoch 1, not restarted
+    assert weights_sha256(keras.models.load_model(run_dir / "best.keras", compile=False)) == best_before
+    train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12)  # complete: nothing is trained again
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1]
     walls = pd.read_csv(run_dir / "wall_seconds.csv", header=None)[0].tolist()
     assert len(walls) == 2 and walls[0] == killed[0]  # one line per invocation; the first one's kept
     assert (run_dir / "curves.png").stat().st_size > 1000
@@ -61,6 +69,8 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
     assert loaded.sha256 == sidecar["sha256"]
     assert sidecar["input_spec"] == {"size": 32, "scaling": config.scaling}
     assert sidecar["epochs_run"] == 2
+    assert sidecar["best_epoch"] == 1 and sidecar["best_val_loss"] == 0.0  # the checkpoint the sidecar names
+    assert sidecar["weights_sha256"] == best_before
     assert sidecar["train_wall_seconds"] == pytest.approx(sum(walls)) and sidecar["train_wall_clock_recorded"]
     assert sidecar["train_wall_seconds"] >= sidecar["train_epoch_seconds"]
     assert sidecar["preprocessing"] == recorded["preprocessing"] == PREPROCESSING_VERSION
@@ -230,3 +240,22 @@ def test_a_run_repeats_bit_for_bit_whatever_ran_before_it_in_the_process(tmp_pat
         best = train(config, demo_dir, demo_split, tmp_path / f"run-{i}", verbose=0, limit_slices=12)
         digests.append(weights_sha256(keras.models.load_model(best, compile=False)))
     assert digests[0] == digests[1]
+
+
+def test_slices_from_a_cache_are_used_as_cached_not_prepared_twice():
+    """The cache stores prepare_images' output; a second pass at the small size could see air the first did not
+    (a noisy grey border smoothed by the resize) and shift it: one preprocessing path, applied once."""
+    import numpy as np
+
+    from brainseg.core.preprocess import GREY_AIR_LEVEL, black_background
+    from brainseg.core.slice_cache import CACHE_ROW
+    from brainseg.training.train import prepare_arrays
+
+    images = np.full((2, 32, 32, 3), GREY_AIR_LEVEL + 20, np.uint8)  # uniform grey air in every channel
+    images[:, 8:24, 8:24] = 200
+    assert (black_background(images) != images).any()  # a second pass would change these slices
+    masks = np.zeros((2, 32, 32), bool)
+    manifest = pd.DataFrame({CACHE_ROW: [1, 0], "has_tumor": [0, 0]})
+    prepared, labels = prepare_arrays(manifest, tiny("classifier"), progress=False, cache=(images, masks))
+    np.testing.assert_array_equal(prepared, images[[1, 0]])
+    assert labels.tolist() == [0.0, 0.0]

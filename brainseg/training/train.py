@@ -176,6 +176,7 @@ def _decoded(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
         if images.shape[1] != config.input_size:
             raise DataError(f"the slice cache holds {images.shape[1]}x{images.shape[1]} slices; this recipe "
                             f"trains at {config.input_size}x{config.input_size}")
+        return images, masks  # cached slices went through prepare_images when cached: not twice
     return prepare_images(images, config.input_size), masks
 
 
@@ -221,6 +222,11 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     check_schedule(config)
     check_run_config(run_dir, config)
+    if run_is_complete(run_dir):  # its backup is gone: training it again would start over from epoch 0
+        if verbose:
+            print(f"{run_dir}: already trained ({config.stop_epoch or config.epochs} epochs); not trained again",
+                  flush=True)
+        return run_dir / "best.keras"
     _forget_global_seed()
     config_path = run_dir / "config.json"
     cache = None
@@ -277,9 +283,11 @@ def train(
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
             # ... then the averaged weights are swapped in for validation and for the checkpoint below.
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.averages_weights else []),
-            # A final fit keeps its last epoch (nothing held out to choose by).
+            # A final fit keeps its last epoch (nothing held out to choose by). A resumed run starts from the best
+            # validation loss so far: a fresh checkpoint callback would take its first epoch as the best.
             keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
-                                            save_best_only=not config.final_fit),
+                                            save_best_only=not config.final_fit,
+                                            initial_value_threshold=best_val_loss_so_far(run_dir)),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
             epoch_timer,
@@ -293,6 +301,15 @@ def train(
     plot_training_curves(run_dir / "history.csv", run_dir / "curves.png", config.model)
     clock.record()
     return run_dir / "best.keras"
+
+
+def best_val_loss_so_far(run_dir: Path) -> float | None:
+    """The lowest validation loss in a run's history (None for a new run or one without validation)."""
+    history = run_dir / "history.csv"
+    if not history.is_file():
+        return None
+    losses = pd.read_csv(history).get("val_loss")
+    return None if losses is None or losses.dropna().empty else float(losses.min())
 
 
 class EpochTimer(keras.callbacks.Callback):
