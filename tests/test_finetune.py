@@ -113,3 +113,24 @@ def test_finetune_cli_reports_before_after_and_the_selector_offers_the_new_folde
     assert main(["finetune", "--corrections", str(tmp_path / "missing"), "--data", str(data), "--out",
                  str(tmp_path / "x"), "--models-dir", str(parent)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_corrected_validation_patients_are_not_measured_on_and_test_patients_are_flagged(setup):
+    from brainseg.core.split import load_split
+    from brainseg.experiments.finetune_report import finetune_markdown, validation_dice
+
+    parent, _, data = setup
+    split = load_split(parent / "split.json")
+    (val_patient,) = split["val"]
+    assert validation_dice(parent, data, parent / "split.json")["patients"] == 1
+    with pytest.raises(DataError, match="no patient is left"):
+        validation_dice(parent, data, parent / "split.json", exclude=frozenset({val_patient}))
+    figures = {"patients": 1, "slices": 20, "threshold": 0.5, "segmenter_dice_per_volume_mean": 0.5,
+               "cascade_dice_per_volume_mean": 0.5}
+    provenance = {"created_utc": "now", "parent_segmenter_sha256": "ab" * 32, "parent_models_dir": "models",
+                  "epochs": 1, "corrected_slices": 3, "corrections": [], "replay_slices": 6,
+                  "replay_source": "train split", "corrections_dir": "c"}
+    text = finetune_markdown(provenance, figures, figures, [val_patient], True, [split["test"][0]])
+    assert f"Left out: 1 validation patient(s) with corrections ({val_patient})" in text
+    assert "final fit on train + val" in text and f"in the test split ({split['test'][0]})" in text
+    assert "Left out" not in finetune_markdown(provenance, figures, figures)
