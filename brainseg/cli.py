@@ -49,7 +49,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "--stop-epoch")
     p.add_argument("--stop-epoch", type=int,
                    help="stop after this many epochs of the recipe's schedule (a final fit's fixed epoch count)")
-    p.add_argument("--run-name", help="run folder name under --runs-dir (default: <model>-<recipe>)")
+    p.add_argument("--run-name", help="run folder name under --runs-dir (default: <model>-<recipe>; with 'both', "
+                   "<run-name>-<model>)")
     p.add_argument("--limit-slices", type=int, help="cap train/val slices (smoke tests only)")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
                    help="0 silent, 1 progress bar per epoch, 2 one line per epoch (for log files)")
@@ -74,7 +75,12 @@ def _run_train(args: argparse.Namespace) -> int:
             empty_fraction=args.empty_fraction if model == "segmenter" else None,
             fit_on=args.fit_on, stop_epoch=args.stop_epoch,
         )
-        run_dir = args.runs_dir / (args.run_name or f"{model}-{args.recipe}")
+        # Two models in one run folder would mix their runs (the second is refused): 'both' gives each its own.
+        if args.run_name is None:
+            run_name = f"{model}-{args.recipe}"
+        else:
+            run_name = f"{args.run_name}-{model}" if args.model == "both" else args.run_name
+        run_dir = args.runs_dir / run_name
         print(f"training {model} ({args.recipe} recipe) in {run_dir}", flush=True)
         train(config, args.data, args.split_file, run_dir, verbose=args.verbose, limit_slices=args.limit_slices,
               strategy=args.strategy)
@@ -87,15 +93,22 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_split(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("split", help="make the patient-level train/val/test split file")
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
+    p.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR / "split.json",
+                   help="split file to write (default: the one the shipped models were trained on)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out split file")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
 
 
 def _run_split(args: argparse.Namespace) -> int:
     from brainseg.core.data import load_dataset
-    from brainseg.core.split import make_split, save_split
+    from brainseg.core.split import check_fractions, make_split, save_split
 
+    # The default --out is the split the shipped models were trained on: never replaced by accident.
+    if args.out.exists() and not args.overwrite:
+        raise DataError(f"{args.out} exists (a split models may have been trained on); give --overwrite to replace "
+                        "it, or another --out")
+    check_fractions(tuple(args.fractions))  # before the folder scan
     _, patients = load_dataset(args.data)
     split = make_split(patients, tuple(args.fractions), args.seed)
     save_split(split, args.out, args.seed, tuple(args.fractions))
@@ -156,6 +169,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from brainseg.inference.cascade import Cascade
     from brainseg.inference.store import PredictionStore
 
+    if args.out.suffix.lower() == ".txt":  # the text summary goes to --out with .txt: it would replace the JSON
+        raise DataError(f"--out {args.out}: the report is JSON and its text summary is written beside it as .txt; "
+                        "give --out a .json name")
     manifest = _select(args)
     cascade = Cascade.from_dir(args.models_dir)
     store = PredictionStore(args.store) if args.store else None
@@ -204,6 +220,17 @@ def sensitivity_target(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count or size of at least 1: refused by argparse before any data is read or model run."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
@@ -264,9 +291,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="cascade speed: ms per slice, seconds per patient, load time, memory")
     _add_data_args(p)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--max-patients", type=int, default=10)
+    p.add_argument("--max-patients", type=positive_int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per patient and of the reference (median)")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="timed runs per patient and of the reference (median)")
     p.add_argument("--reference-size", type=int, default=256,
                    help="input size of the seed ResUNet reference workload (256: the documented one)")
     p.add_argument("--compare-runtime", action="append", default=[], choices=RUNTIMES,
@@ -318,9 +346,10 @@ def _run_predict(args: argparse.Namespace) -> int:
               f"{threshold:.3f}; tumor volume {summary['tumor_volume_ml']:.2f} mL; "
               f"{', '.join(f for f in summary['outputs'].values() if f)} and summary.json in {args.out}")
         return 0
-    table = predict_files(cascade, args.inputs, args.out, threshold)
+    table, refused = predict_files(cascade, args.inputs, args.out, threshold)
+    skipped = f"; {len(refused)} refused (see refused.csv)" if refused else ""
     print(f"{len(table)} slices, {int(table['tumor_called'].sum())} called tumor at threshold {threshold:.3f}; "
-          f"masks and predictions.csv in {args.out}")
+          f"masks and predictions.csv in {args.out}{skipped}")
     return 0
 
 
@@ -342,8 +371,16 @@ def _add_model_card(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_model_card(args: argparse.Namespace) -> int:
+    from brainseg.reports.card_markdown import RESULTS_END, RESULTS_START
     from brainseg.reports.model_card import collect_card, reread_records, update_readme, write_card
 
+    # An explicit --readme that cannot be updated is refused before the long measurements, not ignored after.
+    if args.readme is not None:
+        if not args.readme.is_file():
+            raise DataError(f"--readme {args.readme}: file not found")
+        text = args.readme.read_text()
+        if RESULTS_START not in text or RESULTS_END not in text:
+            raise DataError(f"--readme {args.readme}: no results section markers ({RESULTS_START} ... {RESULTS_END})")
     if args.reread_records:
         card = reread_records(json.loads((args.models_dir / "model_card.json").read_text()), args.models_dir)
     elif args.data is None:
@@ -353,8 +390,8 @@ def _run_model_card(args: argparse.Namespace) -> int:
         card = collect_card(args.data, args.models_dir, bench_patients=args.bench_patients,
                             reference_size=args.reference_size, train_steps=not args.no_train_steps)
     write_card(card, args.models_dir)
-    if args.readme is not None:
-        update_readme(args.readme, card)
+    if args.readme is not None and not update_readme(args.readme, card):
+        raise DataError(f"--readme {args.readme}: its results section could not be rewritten")
     print(f"wrote {args.models_dir / 'MODEL_CARD.md'} (test cascade Dice/volume mean "
           f"{card['test']['cascade']['dice_per_volume']['mean']:.4f})")
     return 0
@@ -430,6 +467,19 @@ def _run_crossval(args: argparse.Namespace) -> int:
     if args.fold and args.stage in ("evaluate", "all") and args.report == DEFAULT_MODELS_DIR / "crossval.json":
         raise DataError("an evaluation of some folds is partial: give it its own --report (the default holds the "
                         "shipped recipe's complete one)")
+    point, baselines = {}, []
+    if args.stage in ("evaluate", "all"):
+        # Read before any training or evaluation: a missing or broken file must not end a long run.
+        point = _read_json(args.models_dir / "operating_point.json", "operating point")
+        shipped_score = str(point.get("slice_score", "classifier"))
+        if (args.slice_score not in (None, shipped_score)
+                and args.report == DEFAULT_MODELS_DIR / "crossval.json"):
+            raise DataError(f"--slice-score {args.slice_score} screens another slice score than the models' "
+                            f"({shipped_score}): give it its own --report (the default holds the shipped recipe's)")
+        baselines = [(path, _read_json(path, "--compare-to report")) for path in args.compare_to or []]
+        for path, baseline in baselines:
+            if not isinstance(baseline, dict) or "per_patient" not in baseline:
+                raise DataError(f"{path}: not a cross-validation report (no per_patient)")
     if args.stage in ("folds", "all"):
         document = crossval.write_folds(args.split_file, args.out, args.folds, args.seed)
         print(f"{document['k']} folds over {document['n_patients']} patients in {args.out}")
@@ -445,7 +495,6 @@ def _run_crossval(args: argparse.Namespace) -> int:
             models = crossval.train_fold(args.data, args.out, fold, overrides, roles=roles, role_overrides=changed)
             print(f"fold {fold}: models in {models}")
     if args.stage in ("evaluate", "all"):
-        point = json.loads((args.models_dir / "operating_point.json").read_text())
         slice_score = args.slice_score or str(point.get("slice_score", "classifier"))
         report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]), slice_score,
                                          progress=True, folds=args.fold)
@@ -453,13 +502,15 @@ def _run_crossval(args: argparse.Namespace) -> int:
             "brainseg crossval"
         if args.variant:
             report["variant"] = {"name": args.variant, "overrides": crossval.variant_overrides(args.plan, args.variant)}
-        comparisons = [{"report": str(path), **crossval.paired_comparison(report, json.loads(path.read_text()))}
-                       for path in args.compare_to or []]
+        _write_json(report, args.report)  # kept even if a comparison below fails
+        comparisons = [{"report": str(path), **crossval.paired_comparison(report, baseline)}
+                       for path, baseline in baselines]
         if comparisons:
             report["paired_against"] = comparisons[0]
         if len(comparisons) > 1:
             report["also_paired_against"] = comparisons[1:]
-        _write_json(report, args.report)
+        if comparisons:
+            _write_json(report, args.report)
         f, ci = report["figures"], report["confidence_intervals"]
         dice = ci.get("cascade_dice_per_volume_mean", {})
         partial = f" (partial: folds {report['folds_scored']} of {report['k']})" if report["partial"] else ""
@@ -521,12 +572,17 @@ def _add_cache_slices(sub: argparse._SubParsersAction) -> None:
 def _run_cache_slices(args: argparse.Namespace) -> int:
     from brainseg.core.data import load_dataset
     from brainseg.core.slice_cache import write_slice_cache
-    from brainseg.core.split import load_split
+    from brainseg.core.split import PARTS, load_split
 
+    parts = [part.strip() for part in args.parts.split(",")]
+    if args.parts != "all" and any(part not in PARTS for part in parts):  # before the folder scan
+        unknown = next(part for part in parts if part not in PARTS)
+        raise DataError(f"--parts: unknown split part '{unknown}' (choose from {', '.join(PARTS)}, comma-separated, "
+                        "or 'all')")
     manifest, _ = load_dataset(args.data)
     if args.parts != "all":
         split = load_split(args.split_file)
-        keep = {p for part in args.parts.split(",") for p in split[part.strip()]}
+        keep = {p for part in parts for p in split[part]}
         manifest = manifest[manifest["patient_id"].isin(keep)]
     write_slice_cache(manifest, args.size, args.out, progress=True)
     size = sum(f.stat().st_size for f in args.out.iterdir())
@@ -553,8 +609,9 @@ def _add_corrections(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     e = actions.add_parser("export", help="latest version per slice: Kaggle layout (+ corrections.json) and NIfTI",
                            description="Write <out>/kaggle_3m/<case>/<case>_<n>.tif + _mask.tif and "
-                           "<out>/nifti/<case>.nii.gz from the review store ($BRAINSEG_REVIEW_DB).")
-    e.add_argument("--out", required=True, type=Path)
+                           "<out>/nifti/<case>.nii.gz from the review store ($BRAINSEG_REVIEW_DB); with --format "
+                           "kaggle or nifti alone, <out>/<case>/... or <out>/<case>.nii.gz.")
+    e.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     e.add_argument("--data", type=Path, action="append",
                    help="folder(s) holding the original slices (default: the dashboard's data folders)")
     e.add_argument("--format", choices=["kaggle", "nifti", "both"], default="both")
@@ -568,6 +625,9 @@ def _run_corrections(args: argparse.Namespace) -> int:
     from brainseg.review.corrections import export_kaggle, export_nifti
     from brainseg.review.review_log import ReviewLog
 
+    # Into a folder holding an earlier export, the two would mix (and corrections.json list only the last).
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise DataError(f"{args.out} exists and is not an empty folder; choose a new --out for the export")
     log = ReviewLog(args.review_db or settings.review_db())
     folders = args.data or [settings.default_data_dir(), *settings.data_folder_choices()]
     summary = {}
@@ -622,7 +682,7 @@ def _add_resolution_ceiling(sub: argparse._SubParsersAction) -> None:
                        description="No model is run: the expert masks' round trip through the input size bounds "
                        "the Dice per volume of any segmenter working at that size.")
     _add_data_args(p)
-    p.add_argument("--size", type=int, action="append", required=True, help="input size (repeatable)")
+    p.add_argument("--size", type=positive_int, action="append", required=True, help="input size (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="report JSON")
 
 
@@ -684,6 +744,16 @@ def _run_network_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_json(path: Path, what: str) -> dict:
+    """A JSON file the command needs, as a one-line DataError naming it when missing or broken."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: {what} not found") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: {what} is not valid JSON ({err})") from err
+
+
 def _write_json(document: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=float) + "\n")
@@ -727,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         import_tensorflow_quietly()
     try:
         return COMMANDS[args.command][1](args)
-    except (BrainsegError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+    except (BrainsegError, OSError) as err:  # OSError: any file-system failure (missing folder, file in the way)
         print(f"brainseg {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -62,10 +62,25 @@ def test_baseline_variant_scores_like_evaluate(ablation_setup, demo_dir, tiny_mo
     assert all(v in (0.0, 1.0) for v in empty.values())
 
 
-def test_plan_refuses_the_test_split(tmp_path):
+@pytest.mark.parametrize("split", ["test", "all", "val+test"])
+def test_plan_refuses_the_test_split(tmp_path, split):
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"split": "test", "target_sensitivity": 0.97, "runs": {}, "variants": []}))
+    plan.write_text(json.dumps({"split": split, "target_sensitivity": 0.97, "runs": {}, "variants": []}))
     with pytest.raises(ValueError, match="test split"):
+        load_plan(plan)
+
+
+@pytest.mark.parametrize("field", ["classifier_run", "segmenter_run", "ensemble_with"])
+def test_plan_refuses_a_variant_naming_a_run_it_does_not_list(tmp_path, field):
+    from brainseg.errors import DataError
+
+    plan = tmp_path / "plan.json"
+    runs = {"classifier-baseline": {"model": "classifier", "overrides": {}},
+            "segmenter-baseline": {"model": "segmenter", "overrides": {}}}
+    variant = {"name": "typo", "change": "x", field: ["segmenter-typo"] if field == "ensemble_with" else "run-typo"}
+    plan.write_text(json.dumps({"split": "val", "target_sensitivity": 0.97, "runs": runs,
+                                "variants": [{"name": "baseline", "change": "none"}, variant]}))
+    with pytest.raises(DataError, match="variant 'typo' names run"):
         load_plan(plan)
 
 

@@ -161,6 +161,14 @@ def test_sidecar_size_must_match_the_model(tmp_path, tiny_models_dir):
         load_model(tmp_path / "classifier.keras", "classifier")
 
 
+@pytest.mark.parametrize("sidecar", ['{"input_spec": {"size": 32, "sca', "[]"])
+def test_truncated_or_invalid_sidecar_is_a_model_load_error_naming_it(tmp_path, tiny_models_dir, sidecar):
+    shutil.copy(tiny_models_dir / "classifier.keras", tmp_path / "classifier.keras")
+    (tmp_path / "classifier.json").write_text(sidecar)
+    with pytest.raises(ModelLoadError, match=r"classifier\.json: the classifier model's sidecar"):
+        load_model(tmp_path / "classifier.keras", "classifier")
+
+
 def test_loaded_model_records_hash_and_spec(tiny_models_dir):
     loaded = load_model(tiny_models_dir / "segmenter.keras", "segmenter")
     assert len(loaded.sha256) == 64

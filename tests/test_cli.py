@@ -15,7 +15,8 @@ from brainseg.cli import main
         (["scan", "--data", "/no/such/folder"], "dataset folder not found"),
         (["evaluate", "--data", "/no/such", "--out", "x.json"], "dataset folder not found"),
         (["predict", "/no/such.tif", "--out", "o", "--models-dir", "/no/models"], "models folder not found"),
-        (["split", "--data", "/no/such"], "not found"),
+        # its own --out: the default (models/split.json) exists, and is refused before the folder is read
+        (["split", "--data", "/no/such", "--out", "/no/such/split.json"], "not found"),
     ],
 )
 def test_bad_paths_give_one_line_error_and_exit_2(capsys, argv, message):
@@ -307,3 +308,136 @@ def test_readme_documents_every_command():
 
     readme = (ROOT / "README.md").read_text()
     assert [name for name in COMMANDS if f"`brainseg {name}" not in readme] == []
+
+
+def test_split_refuses_to_overwrite_an_existing_split_file(demo_dir, tmp_path, capsys):
+    out = tmp_path / "split.json"
+    out.write_text("the split models were trained on")
+    assert main(["split", "--data", str(demo_dir), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_text() == "the split models were trained on"
+    assert main(["split", "--data", str(demo_dir), "--out", str(out), "--overwrite"]) == 0
+    assert sorted(json.loads(out.read_text())["fractions"]) == ["test", "train", "val"]
+
+
+def test_evaluate_refuses_a_txt_out_that_its_summary_would_overwrite(tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "r.txt")]) == 2
+    assert "give --out a .json name" in capsys.readouterr().err
+
+
+@pytest.fixture
+def point_only_models(tmp_path):
+    """A models folder holding only an operating point (what crossval's evaluate stage reads first)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "operating_point.json").write_text(json.dumps({"target_sensitivity": 0.97,
+                                                             "slice_score": "classifier+segmenter"}))
+    return folder
+
+
+def test_crossval_slice_score_screen_needs_its_own_report(tmp_path, point_only_models, capsys):
+    # --out is an empty folder: should the guard fail to fire, the command stops at its missing folds.json
+    # instead of writing the default report.
+    evaluate = ["crossval", "--data", str(tmp_path), "--out", str(tmp_path / "cv"), "--stage", "evaluate",
+                "--models-dir", str(point_only_models)]
+    assert main([*evaluate, "--slice-score", "classifier"]) == 2
+    assert "give it its own --report" in capsys.readouterr().err
+    assert main([*evaluate, "--slice-score", "classifier+segmenter"]) == 2  # the models' own score: not a screen
+    assert "run the 'folds' stage first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [None, '{"per_patient": [', '{"figures": {}}'])
+def test_crossval_compare_to_is_checked_before_evaluating(tmp_path, point_only_models, capsys, content):
+    baseline = tmp_path / "baseline.json"
+    if content is not None:
+        baseline.write_text(content)
+    assert main(["crossval", "--data", str(tmp_path), "--out", str(tmp_path / "cv"), "--stage", "evaluate",
+                 "--models-dir", str(point_only_models), "--report", str(tmp_path / "r.json"),
+                 "--compare-to", str(baseline)]) == 2
+    err = capsys.readouterr().err
+    assert str(baseline) in err and "folds" not in err
+
+
+def test_crossval_report_is_written_before_a_failing_comparison(tmp_path, point_only_models, monkeypatch):
+    from brainseg.errors import DataError
+    from brainseg.experiments import crossval
+
+    def cannot_pair(report, baseline):
+        raise DataError("the two cross-validations scored different patients: they cannot be paired")
+
+    monkeypatch.setattr(crossval, "evaluate_folds", lambda *args, **kwargs: {"per_patient": [], "partial": False})
+    monkeypatch.setattr(crossval, "paired_comparison", cannot_pair)
+    baseline, report = tmp_path / "baseline.json", tmp_path / "r.json"
+    baseline.write_text(json.dumps({"per_patient": []}))
+    assert main(["crossval", "--data", str(tmp_path), "--stage", "evaluate", "--models-dir", str(point_only_models),
+                 "--report", str(report), "--compare-to", str(baseline)]) == 2
+    assert json.loads(report.read_text())["per_patient"] == []  # the long evaluation is kept
+
+
+@pytest.mark.parametrize("argv", [
+    ["scan", "--data", "{demo}", "--out", "{tmp}/no/such/folder/manifest.csv"],  # pandas' plain OSError
+    ["split", "--data", "{demo}", "--out", "{tmp}/a-file/split.json"],  # NotADirectoryError
+])
+def test_file_system_errors_give_one_line_error_and_exit_2(demo_dir, tmp_path, capsys, argv):
+    (tmp_path / "a-file").write_text("")
+    assert main([a.format(demo=demo_dir, tmp=tmp_path) for a in argv]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the scan's progress bar
+    assert last.startswith(f"brainseg {argv[0]}: error:") and "Traceback" not in last
+
+
+def test_split_fractions_not_summing_to_1_are_a_one_line_error(demo_dir, tmp_path, capsys):
+    assert main(["split", "--data", str(demo_dir), "--out", str(tmp_path / "s.json"),
+                 "--fractions", "0.8", "0.1", "0.2"]) == 2
+    assert "summing to 1" in capsys.readouterr().err and not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["bench", "--out", "b.json", "--repeats", "0"], "--repeats"),
+    (["bench", "--out", "b.json", "--max-patients", "0"], "--max-patients"),
+    (["resolution-ceiling", "--out", "c.json", "--size", "0"], "--size"),
+])
+def test_counts_and_sizes_below_1_are_refused_by_the_parser(tmp_path, capsys, argv, option):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--data", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_cache_slices_refuses_an_unknown_part_before_scanning(demo_dir, demo_split, tmp_path, capsys):
+    out = tmp_path / "cache"
+    assert main(["cache-slices", "--data", str(demo_dir), "--out", str(out), "--split-file", str(demo_split),
+                 "--parts", "train,tset"]) == 2
+    assert "unknown split part 'tset'" in capsys.readouterr().err and not out.exists()
+
+
+def test_train_both_with_a_run_name_gives_each_model_its_own_run(tmp_path, monkeypatch):
+    import brainseg.training.train as training
+
+    run_dirs = []
+    monkeypatch.setattr(training, "train", lambda config, data, split, run_dir, **kwargs: run_dirs.append(run_dir))
+    assert main(["train", "both", "--data", str(tmp_path), "--runs-dir", str(tmp_path), "--run-name", "x"]) == 0
+    assert run_dirs == [tmp_path / "x-classifier", tmp_path / "x-segmenter"]
+    run_dirs.clear()
+    assert main(["train", "segmenter", "--data", str(tmp_path), "--runs-dir", str(tmp_path), "--run-name", "x"]) == 0
+    assert run_dirs == [tmp_path / "x"]
+
+
+@pytest.mark.parametrize("readme_text", [None, "# a README without the results markers\n"])
+def test_model_card_refuses_a_readme_it_cannot_update(tmp_path, capsys, readme_text):
+    readme = tmp_path / "README.md"
+    if readme_text is not None:
+        readme.write_text(readme_text)
+    assert main(["model-card", "--reread-records", "--models-dir", str(tmp_path), "--readme", str(readme)]) == 2
+    assert f"--readme {readme}" in capsys.readouterr().err
+
+
+def test_predict_reports_refused_files_and_drops_a_stale_list(demo_dir, tmp_path, tiny_models_dir, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    source = demo_dir / "TCGA_HT_7855_19951020" / "TCGA_HT_7855_19951020_3.tif"
+    (inputs / "TCGA_HT_7855_19951020_3.tif").write_bytes(source.read_bytes())
+    (inputs / "broken_1.tif").write_bytes(b"not an image")
+    assert main(["predict", str(inputs), "--models-dir", str(tiny_models_dir), "--out", str(out)]) == 0
+    assert "1 refused (see refused.csv)" in capsys.readouterr().out and (out / "refused.csv").is_file()
+    (inputs / "broken_1.tif").unlink()
+    assert main(["predict", str(inputs), "--models-dir", str(tiny_models_dir), "--out", str(out)]) == 0
+    assert "refused (see" not in capsys.readouterr().out and not (out / "refused.csv").exists()

@@ -153,3 +153,14 @@ def test_cli_exports_both_layouts_and_refuses_an_empty_store(store_with_correcti
     assert main(["corrections", "export", "--out", str(tmp_path / "x"), "--data", str(tmp_path),
                  "--review-db", str(log.location)]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_cli_export_refuses_a_non_empty_folder(store_with_corrections, demo_copy, tmp_path, capsys):
+    log, _, _ = store_with_corrections
+    out = tmp_path / "earlier"
+    out.mkdir()
+    (out / "corrections.json").write_text("{}")  # an earlier export: a second one would mix with it
+    assert main(["corrections", "export", "--out", str(out), "--data", str(demo_copy), "--format", "kaggle",
+                 "--review-db", str(log.location)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["corrections.json"]

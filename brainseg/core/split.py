@@ -23,6 +23,13 @@ FINAL_FIT_PARTS = "train+val"
 OUT_OF_FOLD = "cross-validation out-of-fold"
 
 
+def check_fractions(fractions: tuple[float, ...]) -> None:
+    """Raise DataError (a ValueError) unless there are three positive fractions summing to 1."""
+    if len(fractions) != len(PARTS) or not np.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
+        raise DataError(f"fractions must be {len(PARTS)} positive numbers (train, val, test) summing to 1, "
+                        f"got {tuple(fractions)}")
+
+
 def make_split(
     patients: pd.DataFrame, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 42
 ) -> dict[str, list[str]]:
@@ -33,8 +40,7 @@ def make_split(
     dealt out in proportion to ``fractions``. Every part thus sees every institution and the whole
     range of tumor sizes.
     """
-    if not np.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
-        raise ValueError(f"fractions must be positive and sum to 1, got {fractions}")
+    check_fractions(fractions)
     rng = np.random.default_rng(seed)
     ordered = patients.sort_values(["institution", "tumor_pixels", "patient_id"])["patient_id"].tolist()
     block = max(len(PARTS), round(1 / min(fractions)))

@@ -74,11 +74,21 @@ class Plan:
 
 
 def load_plan(path: str | Path) -> Plan:
+    """Read an ablation plan; raises DataError (a ValueError) for a split holding test patients or a variant
+    naming a run the plan does not list (found now, not after hours of training)."""
+    from brainseg.evaluation.operating_point import split_parts
+
     document = json.loads(Path(path).read_text())
-    if document.get("split") == "test":
-        raise ValueError("an ablation chooses between recipes: it must never look at the test split")
-    return Plan(document["split"], float(document["target_sensitivity"]), document["runs"],
+    if "test" in split_parts(str(document.get("split"))):  # 'all' and 'val+test' hold test patients too
+        raise DataError(f"split '{document.get('split')}': an ablation chooses between recipes: it must never look "
+                        "at the test split")
+    plan = Plan(document["split"], float(document["target_sensitivity"]), document["runs"],
                 [Variant(**v) for v in document["variants"]])
+    for variant in plan.variants:
+        missing = [run for run in (variant.classifier_run, *variant.segmenter_runs) if run not in plan.runs]
+        if missing:
+            raise DataError(f"variant {variant.name!r} names run(s) {', '.join(missing)} not in the plan's runs")
+    return plan
 
 
 def train_missing_runs(plan: Plan, data_dir: str | Path, split_file: str | Path, runs_dir: Path,

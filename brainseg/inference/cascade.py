@@ -87,7 +87,12 @@ def load_model(path: str | Path, role: str, runtime: str | None = None) -> Loade
         raise ModelLoadError(f"{path}: a {role} should output {expected_out}, this model outputs {out_shape}")
 
     sidecar = path.with_suffix(".json")
-    metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    try:
+        metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # truncated or damaged: name the file, no traceback
+        raise ModelLoadError(f"{sidecar}: the {role} model's sidecar is not valid JSON ({err})") from err
+    if not isinstance(metadata, dict):
+        raise ModelLoadError(f"{sidecar}: the {role} model's sidecar should be a JSON object")
     spec_dict = metadata.get("input_spec", {"size": size, "scaling": DEFAULT_SCALING[role]})
     spec = InputSpec.from_record(spec_dict)
     if spec.size != size:

@@ -87,8 +87,11 @@ def collect_inputs(paths: list[Path]) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in files]
 
 
-def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path, threshold: float) -> pd.DataFrame:
-    """Write ``<name>_pred_mask.png`` / ``.tif`` per slice, ``predictions.csv`` (and ``refused.csv``)."""
+def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path,
+                  threshold: float) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Write ``<name>_pred_mask.png`` / ``.tif`` per slice, ``predictions.csv`` (and ``refused.csv``).
+
+    Returns the predictions table and the refused files as (name, reason)."""
     prediction = predict_uploads(cascade, collect_inputs(paths), threshold)
     if not prediction.slices:
         reasons = "; ".join(f"{n}: {m}" for n, m in prediction.refused[:3])
@@ -101,4 +104,6 @@ def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path, threshold:
     table.to_csv(out_dir / "predictions.csv", index=False)
     if prediction.refused:
         pd.DataFrame(prediction.refused, columns=["file", "error"]).to_csv(out_dir / "refused.csv", index=False)
-    return table
+    else:  # a previous run's list in the same folder would be taken for this run's
+        (out_dir / "refused.csv").unlink(missing_ok=True)
+    return table, prediction.refused

@@ -397,11 +397,12 @@ def check_run_config(run_dir: str | Path, config: TrainConfig) -> None:
     if config_path.exists():
         previous = json.loads(config_path.read_text())
         if with_recorded_defaults(previous.get("config") or {}) != config.to_dict():
-            raise DataError(f"{run_dir} holds a run with another config; choose a new --run-dir or delete it")
+            raise DataError(f"{run_dir} holds a run with another config; choose a new run folder (brainseg train "
+                            "--run-name or --runs-dir) or delete it")
         made_with = recorded_preprocessing(previous)
         if made_with != PREPROCESSING_VERSION:
             raise DataError(f"{run_dir} holds a run trained with preprocessing version {made_with}, this code's is "
-                            f"{PREPROCESSING_VERSION}; resuming it would mix the two: choose a new --run-dir")
+                            f"{PREPROCESSING_VERSION}; resuming it would mix the two: choose a new run folder")
 
 
 def run_is_complete(run_dir: str | Path) -> bool:
