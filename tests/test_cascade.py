@@ -169,6 +169,13 @@ def test_truncated_or_invalid_sidecar_is_a_model_load_error_naming_it(tmp_path, 
         load_model(tmp_path / "classifier.keras", "classifier")
 
 
+def test_a_model_without_its_sidecar_warns_that_its_scaling_is_assumed(tmp_path, tiny_models_dir):
+    shutil.copy(tiny_models_dir / "classifier.keras", tmp_path / "classifier.keras")
+    with pytest.warns(UserWarning, match=r"classifier\.keras: no input spec .* assuming the seed's 'unit' scaling"):
+        loaded = load_model(tmp_path / "classifier.keras", "classifier")
+    assert loaded.spec.scaling == "unit"
+
+
 def test_loaded_model_records_hash_and_spec(tiny_models_dir):
     loaded = load_model(tiny_models_dir / "segmenter.keras", "segmenter")
     assert len(loaded.sha256) == 64

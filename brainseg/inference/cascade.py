@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,11 @@ def load_model(path: str | Path, role: str, runtime: str | None = None) -> Loade
         raise ModelLoadError(f"{sidecar}: the {role} model's sidecar is not valid JSON ({err})") from err
     if not isinstance(metadata, dict):
         raise ModelLoadError(f"{sidecar}: the {role} model's sidecar should be a JSON object")
+    if "input_spec" not in metadata:
+        # The scaling cannot be read off the weights: a wrong guess changes every output without an error.
+        warnings.warn(f"{path}: no input spec in a sidecar ({sidecar.name}); assuming the seed's "
+                      f"'{DEFAULT_SCALING[role]}' scaling. Models exported by `brainseg train --export-dir` carry "
+                      "their own.", stacklevel=2)
     spec_dict = metadata.get("input_spec", {"size": size, "scaling": DEFAULT_SCALING[role]})
     spec = InputSpec.from_record(spec_dict)
     if spec.size != size:
