@@ -118,9 +118,8 @@ def load_run_model(run_dir: Path) -> LoadedModel:
         # The validation ablation scores lone slices; a model reading neighbours is cross-validated instead.
         raise DataError(f"{run_dir}: the validation ablation scores 3-channel models only; cross-validate a model "
                         "reading neighbouring slices with `brainseg crossval --variant`")
-    model = load_model(run_dir / "best.keras", config["model"])
-    model.spec = InputSpec(int(config["input_size"]), config["scaling"])  # before the first infer() traces it
-    return model
+    return load_model(run_dir / "best.keras", config["model"],
+                      spec=InputSpec(int(config["input_size"]), config["scaling"]))
 
 
 def _mirrored(model: LoadedModel, images: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:

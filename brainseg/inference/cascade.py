@@ -56,9 +56,11 @@ class LoadedModel:
         return self._infer(images)
 
 
-def load_model(path: str | Path, role: str, runtime: str | None = None) -> LoadedModel:
+def load_model(path: str | Path, role: str, runtime: str | None = None,
+               spec: InputSpec | None = None) -> LoadedModel:
     """Load a ``.keras`` model in Keras safe mode and check it is a ``role`` network, to run on ``runtime``
-    (default: ``settings.inference_runtime()``).
+    (default: ``settings.inference_runtime()``). ``spec``: the input spec, when the caller knows it from elsewhere
+    (a training run's config); default the sidecar's.
 
     Safe mode refuses Python lambdas serialized in the file, so opening a model never runs code
     from it. Raises ModelLoadError (naming the file) if missing, corrupt, or the wrong shape.
@@ -94,6 +96,8 @@ def load_model(path: str | Path, role: str, runtime: str | None = None) -> Loade
         raise ModelLoadError(f"{sidecar}: the {role} model's sidecar is not valid JSON ({err})") from err
     if not isinstance(metadata, dict):
         raise ModelLoadError(f"{sidecar}: the {role} model's sidecar should be a JSON object")
+    if spec is not None:
+        metadata = {**metadata, "input_spec": spec.to_dict()}
     if "input_spec" not in metadata:
         # The scaling cannot be read off the weights: a wrong guess changes every output without an error.
         warnings.warn(f"{path}: no input spec in a sidecar ({sidecar.name}); assuming the seed's "
