@@ -25,14 +25,15 @@ threshold = dash.threshold()
 columns = st.columns(3)
 uploads = {}
 for column, (role, label) in zip(columns, study_view.ROLES.items(), strict=True):
-    file = column.file_uploader(label, key=f"study_{role}", on_change=study_view.forget_study_if_flair_cleared)
+    # Clearing the FLAIR box forgets the held study (the other two are optional).
+    file = column.file_uploader(label, key=f"study_{role}",
+                                on_change=held_uploads.forget_when_emptied(study_view.HELD, "study_flair"))
     if file is not None:
         uploads[role] = (file.name, file.getvalue())
-if not uploads and study_view.held_study_uploads():
-    uploads = study_view.held_study_uploads()
-    st.info("Showing the study you uploaded earlier in this session (the upload boxes empty when you leave the "
-            "page). Upload files to replace it.")
-    st.button("Forget this study", on_click=held_uploads.forget, args=(study_view.HELD,), key="forget_study")
+held = held_uploads.held_files(study_view.HELD)
+if not uploads and held:
+    uploads = held
+    held_uploads.offer_to_forget(study_view.HELD, "the study", "Forget this study", "forget_study")
 if "flair" not in uploads:
     st.info("Upload at least the FLAIR sequence.")
     st.stop()

@@ -32,23 +32,16 @@ threshold = dash.threshold()
 HELD = "_held_upload"  # the session's last upload and its prediction (brainseg.app.held_uploads)
 
 
-def _on_uploads_change() -> None:
-    if not st.session_state["uploads"]:  # the user cleared the box: forget the held files too
-        held_uploads.forget(HELD)
-
-
 # No `type=` filter: every file reaches brainseg.inference.uploads, which refuses what it cannot read
 # with a message naming the file (Streamlit's own filter would only say "invalid extension").
 uploaded = st.file_uploader(f"Slices and masks ({', '.join(ALLOWED_SUFFIXES)})", accept_multiple_files=True,
-                            key="uploads", on_change=_on_uploads_change)
+                            key="uploads", on_change=held_uploads.forget_when_emptied(HELD, "uploads"))
 files = [(f.name, f.getvalue()) for f in uploaded] if uploaded else held_uploads.held_files(HELD)
 if not files:
     st.info("No files yet.")
     st.stop()
 if not uploaded:
-    st.info(f"Showing the {len(files)} file(s) you uploaded earlier in this session (the upload box empties when "
-            "you leave the page). Upload files to replace them.")
-    st.button("Forget these files", on_click=held_uploads.forget, args=(HELD,), key="forget_uploads")
+    held_uploads.offer_to_forget(HELD, f"the {len(files)} file(s)", "Forget these files", "forget_uploads")
 with st.spinner(f"Reading {len(files)} file(s) and running the cascade…"):
     # Held per files and models: moving the threshold or the view re-gates these outputs, it does not rerun them.
     prediction = held_uploads.hold(HELD, files, held_uploads.digest(files, dash.models_key()),

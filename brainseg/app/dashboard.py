@@ -180,9 +180,10 @@ def open_in_patients(patient_id: str, slice_index: int) -> None:
 
 
 def models_key() -> str:
-    cascade = live_cascade()
-    return (f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}-"
-            f"{operating_point_digest(models_dir())}")
+    path = str(models_dir())
+    point = operating_point_digest(path)  # read once: it keys both the cascade and the results
+    cascade = get_cascade(path, point)
+    return f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}-{point}"
 
 
 def _init_threshold() -> None:

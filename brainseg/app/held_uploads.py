@@ -52,3 +52,19 @@ def held_files(slot: str) -> Files | None:
 
 def forget(slot: str) -> None:
     st.session_state.pop(slot, None)
+
+
+def forget_when_emptied(slot: str, uploader_key: str) -> Callable[[], None]:
+    """An uploader's ``on_change``: the user emptying the box forgets the held files too."""
+    def callback() -> None:
+        if not st.session_state.get(uploader_key):
+            forget(slot)
+    return callback
+
+
+def offer_to_forget(slot: str, what: str, button_label: str, button_key: str) -> None:
+    """Say that ``what`` (held in ``slot``) is shown again although its upload box is empty, with a button to forget
+    it."""
+    st.info(f"Showing {what} you uploaded earlier in this session (upload boxes empty when you leave the page). "
+            "Upload new files to replace what is shown.")
+    st.button(button_label, on_click=forget, args=(slot,), key=button_key)

@@ -70,17 +70,6 @@ def study_prediction(cascade: Cascade, uploads: dict[str, tuple[str, bytes]], mo
     return held_uploads.hold(HELD, uploads, key, predict).value
 
 
-def held_study_uploads() -> dict[str, tuple[str, bytes]] | None:
-    """The study files this session uploaded last (kept when leaving the page empties the uploaders), or None."""
-    return held_uploads.held_files(HELD)
-
-
-def forget_study_if_flair_cleared() -> None:
-    """Uploader callback: clearing the FLAIR box forgets the held study."""
-    if st.session_state.get("study_flair") is None:
-        held_uploads.forget(HELD)
-
-
 def slice_viewer(prediction: StudyPrediction, threshold: float) -> int:
     """Slice navigation (slider, buttons), view and overlay controls, and the overlaid slice; returns the index."""
     study, result = prediction.study, prediction.result
