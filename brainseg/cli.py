@@ -428,14 +428,17 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("crossval", help="patient-level k-fold cross-validation of the shipped recipe (train + val)",
                        description="Stages: 'folds' writes the folds, 'train' trains each fold's two models "
                        "(resumable; runs on Keras' JAX backend too, e.g. on a GPU machine), 'evaluate' scores "
-                       "every patient with the fold that held it out; 'all' runs the three in turn.")
-    p.add_argument("--data", required=True, type=Path,
-                   help="Kaggle-layout folder, or for 'train' a slice cache (brainseg cache-slices)")
+                       "every patient with the fold that held it out; 'all' runs the three in turn. 'combine' pools "
+                       "reports of separately scored folds (--fold-report) into one, with the same figures as "
+                       "scoring those folds together.")
+    p.add_argument("--data", type=Path,
+                   help="Kaggle-layout folder, or for 'train' a slice cache (brainseg cache-slices); every stage "
+                        "but 'combine' needs it")
     p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
     p.add_argument("--out", type=Path, default=Path("runs") / "crossval")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--stage", choices=["folds", "train", "evaluate", "all"], default="all")
+    p.add_argument("--stage", choices=["folds", "train", "evaluate", "all", "combine"], default="all")
     p.add_argument("--fold", type=int, action="append",
                    help="train or evaluate only these folds (repeatable; default all). An evaluation of some folds is "
                    "marked partial, makes no final-fit choices and needs its own --report")
@@ -455,6 +458,8 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-to", type=Path, action="append",
                    help="'evaluate': add a paired out-of-fold comparison with this report (e.g. models/crossval.json); "
                    "repeatable: the first is 'paired_against', the others 'also_paired_against'")
+    p.add_argument("--fold-report", type=Path, action="append",
+                   help="'combine': a report of some folds (evaluate --fold ... --report); repeatable")
     p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # tests only: both models' epoch count
 
 
@@ -467,7 +472,17 @@ def _run_crossval(args: argparse.Namespace) -> int:
     if args.fold and args.stage in ("evaluate", "all") and args.report == DEFAULT_MODELS_DIR / "crossval.json":
         raise DataError("an evaluation of some folds is partial: give it its own --report (the default holds the "
                         "shipped recipe's complete one)")
-    point, baselines = {}, []
+    if args.stage == "combine":
+        if not args.fold_report:
+            raise DataError("'combine' pools fold reports: give them with --fold-report")
+        if args.report == DEFAULT_MODELS_DIR / "crossval.json":
+            raise DataError("a combined report makes no final-fit choices: give it its own --report (the default "
+                            "holds the shipped recipe's complete one)")
+    elif args.data is None:
+        raise DataError(f"--stage {args.stage} needs --data")
+    elif args.fold_report:
+        raise DataError("--fold-report is for --stage combine")
+    point, baselines, fold_reports = {}, [], []
     if args.stage in ("evaluate", "all"):
         # Read before any training or evaluation: a missing or broken file must not end a long run.
         point = _read_json(args.models_dir / "operating_point.json", "operating point")
@@ -476,10 +491,9 @@ def _run_crossval(args: argparse.Namespace) -> int:
                 and args.report == DEFAULT_MODELS_DIR / "crossval.json"):
             raise DataError(f"--slice-score {args.slice_score} screens another slice score than the models' "
                             f"({shipped_score}): give it its own --report (the default holds the shipped recipe's)")
-        baselines = [(path, _read_json(path, "--compare-to report")) for path in args.compare_to or []]
-        for path, baseline in baselines:
-            if not isinstance(baseline, dict) or "per_patient" not in baseline:
-                raise DataError(f"{path}: not a cross-validation report (no per_patient)")
+    if args.stage == "combine":
+        fold_reports = _read_crossval_reports(args.fold_report, "--fold-report")
+    baselines = _read_crossval_reports(args.compare_to or [], "--compare-to report")
     if args.stage in ("folds", "all"):
         document = crossval.write_folds(args.split_file, args.out, args.folds, args.seed)
         print(f"{document['k']} folds over {document['n_patients']} patients in {args.out}")
@@ -494,40 +508,62 @@ def _run_crossval(args: argparse.Namespace) -> int:
                 roles = tuple(r for r in roles if r in changed)
             models = crossval.train_fold(args.data, args.out, fold, overrides, roles=roles, role_overrides=changed)
             print(f"fold {fold}: models in {models}")
-    if args.stage in ("evaluate", "all"):
+    if args.stage == "combine":
+        fold_reports.sort(key=lambda item: item[1].get("folds_scored", []))
+        report = crossval.combine_reports([fold_report for _, fold_report in fold_reports])
+        for source, (path, _) in zip(report["combined_from"], fold_reports, strict=True):
+            source["report"] = str(path)
+    elif args.stage in ("evaluate", "all"):
         slice_score = args.slice_score or str(point.get("slice_score", "classifier"))
         report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]), slice_score,
                                          progress=True, folds=args.fold)
-        report["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["crossval"] else \
-            "brainseg crossval"
         if args.variant:
             report["variant"] = {"name": args.variant, "overrides": crossval.variant_overrides(args.plan, args.variant)}
-        _write_json(report, args.report)  # kept even if a comparison below fails
-        comparisons = [{"report": str(path), **crossval.paired_comparison(report, baseline)}
-                       for path, baseline in baselines]
-        if comparisons:
-            report["paired_against"] = comparisons[0]
-        if len(comparisons) > 1:
-            report["also_paired_against"] = comparisons[1:]
-        if comparisons:
-            _write_json(report, args.report)
-        f, ci = report["figures"], report["confidence_intervals"]
-        dice = ci.get("cascade_dice_per_volume_mean", {})
-        partial = f" (partial: folds {report['folds_scored']} of {report['k']})" if report["partial"] else ""
-        print(f"out-of-fold{partial}, {report['n_patients']} patients: cascade Dice/volume mean "
-              f"{f['cascade_dice_per_volume']['mean']:.3f} [{dice.get('low', float('nan')):.3f}, "
-              f"{dice.get('high', float('nan')):.3f}], pooled ROC AUC {f['roc_auc_pooled']:.4f}; "
-              f"wrote {args.report}")
-        for paired in comparisons:
-            ci = paired["confidence_interval"]
-            print(f"against {paired['report']}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "
-                  f"(paired over {paired['n_patients']} patients; {paired['better']} better, {paired['worse']} worse)")
-            if "roc_auc_pooled" in paired:
-                auc = paired["roc_auc_pooled"]
-                ci = auc["confidence_interval"]
-                print(f"  pooled slice ROC AUC {auc['value']:.4f} vs {auc['baseline']:.4f}: {auc['difference']:+.4f} "
-                      f"[{ci['low']:+.4f}, {ci['high']:+.4f}]")
+    else:
+        return 0
+    report["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["crossval"] else \
+        "brainseg crossval"
+    _finish_crossval_report(report, args.report, baselines)
     return 0
+
+
+def _read_crossval_reports(paths: list[Path], what: str) -> list[tuple[Path, dict]]:
+    reports = [(path, _read_json(path, what)) for path in paths]
+    for path, report in reports:
+        if not isinstance(report, dict) or "per_patient" not in report:
+            raise DataError(f"{path}: not a cross-validation report (no per_patient)")
+    return reports
+
+
+def _finish_crossval_report(report: dict, path: Path, baselines: list[tuple[Path, dict]]) -> None:
+    """Write a cross-validation report, then pair it with each baseline report and print the figures."""
+    from brainseg.experiments import crossval
+
+    _write_json(report, path)  # kept even if a comparison below fails
+    comparisons = [{"report": str(baseline_path), **crossval.paired_comparison(report, baseline)}
+                   for baseline_path, baseline in baselines]
+    if comparisons:
+        report["paired_against"] = comparisons[0]
+    if len(comparisons) > 1:
+        report["also_paired_against"] = comparisons[1:]
+    if comparisons:
+        _write_json(report, path)
+    f, ci = report["figures"], report["confidence_intervals"]
+    dice = ci.get("cascade_dice_per_volume_mean", {})
+    partial = f" (partial: folds {report['folds_scored']} of {report['k']})" if report["partial"] else ""
+    print(f"out-of-fold{partial}, {report['n_patients']} patients: cascade Dice/volume mean "
+          f"{f['cascade_dice_per_volume']['mean']:.3f} [{dice.get('low', float('nan')):.3f}, "
+          f"{dice.get('high', float('nan')):.3f}], pooled ROC AUC {f['roc_auc_pooled']:.4f}; "
+          f"wrote {path}")
+    for paired in comparisons:
+        ci = paired["confidence_interval"]
+        print(f"against {paired['report']}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "
+              f"(paired over {paired['n_patients']} patients; {paired['better']} better, {paired['worse']} worse)")
+        if "roc_auc_pooled" in paired:
+            auc = paired["roc_auc_pooled"]
+            ci = auc["confidence_interval"]
+            print(f"  pooled slice ROC AUC {auc['value']:.4f} vs {auc['baseline']:.4f}: {auc['difference']:+.4f} "
+                  f"[{ci['low']:+.4f}, {ci['high']:+.4f}]")
 
 
 def _add_final_fit(sub: argparse._SubParsersAction) -> None:

@@ -214,6 +214,46 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert temperature["fitted_on"]["split"] == "cross-validation out-of-fold"
 
 
+def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored_together(
+        tmp_path, demo_dir, trained_folds):
+    def comparable(report):
+        kept = {k: v for k, v in report.items() if k not in ("final_fit_choices", "combined_from")}
+        return json.loads(json.dumps(kept, default=float, sort_keys=True))
+
+    score = "classifier+segmenter+neighbours"
+    together = crossval.evaluate_folds(demo_dir, trained_folds, 0.98, score, n_resamples=150)
+    apart = [crossval.evaluate_folds(demo_dir, trained_folds, 0.98, score, n_resamples=150, folds=[fold])
+             for fold in (1, 0)]
+    assert all(report["partial"] for report in apart)
+    combined = crossval.combine_reports(apart, n_resamples=150)
+    assert comparable(combined) == comparable(together)  # figures, intervals and records, to the last digit
+    assert not combined["partial"] and "final_fit_choices" not in combined  # needs raw outputs: never made here
+    assert [source["folds_scored"] for source in combined["combined_from"]] == [[0], [1]]
+
+    # Through the CLI, from the files, and what cannot be pooled is refused.
+    paths = []
+    for report in apart:
+        paths.append(tmp_path / f"fold{report['folds_scored'][0]}.json")
+        paths[-1].write_text(json.dumps({**report, "command": "brainseg crossval ..."}, default=float))
+    out = tmp_path / "pooled.json"
+    args = ["crossval", "--stage", "combine", "--report", str(out)]
+    assert main(args + ["--fold-report", str(paths[0]), "--fold-report", str(paths[1])]) == 0
+    written = json.loads(out.read_text())
+    assert written["figures"] == comparable(together)["figures"]
+    assert [source["report"] for source in written["combined_from"]] == [str(paths[1]), str(paths[0])]
+    assert main(args) == 2  # no fold reports
+    assert main(["crossval", "--stage", "combine", "--fold-report", str(paths[0])]) == 2  # the default report
+    assert main(args + ["--fold-report", str(paths[0]), "--fold-report", str(paths[0])]) == 2  # one fold twice
+    with pytest.raises(DataError, match="differs from the first in slice_score"):
+        crossval.combine_reports([apart[0], {**apart[1], "slice_score": "classifier"}])
+    with pytest.raises(DataError, match="folds_sha256"):
+        crossval.combine_reports([apart[0], {**apart[1], "folds_sha256": "0" * 64}])
+    older = {**apart[0], "per_slice": {k: v for k, v in apart[0]["per_slice"].items() if k != "cascade_called"}}
+    with pytest.raises(DataError, match="lacks cascade_called"):
+        crossval.combine_reports([older, apart[1]])
+    assert main(["crossval", "--stage", "evaluate", "--report", str(out)]) == 2  # every other stage needs --data
+
+
 def test_final_fit_epoch_count_is_the_median_of_the_folds_best_epochs():
     folds = [{"training": {"classifier": {"best_epoch": b}, "segmenter": {"best_epoch": s}}}
              for b, s in ((21, 19), (14, 22), (21, 29), (26, 30), (30, 27))]

@@ -23,6 +23,7 @@ patients instead of one fold's 10 to 13, as nnU-Net chooses its post-processing 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import partial
 from pathlib import Path
@@ -195,7 +196,6 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
     operating point need every patient out of fold.
     """
     from brainseg.core.data import load_dataset
-    from brainseg.evaluation import bootstrap as b
     from brainseg.evaluation.operating_point import (
         ValidationOutputs,
         choose_operating_point,
@@ -256,9 +256,34 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
                          for role, s in sidecars.items()},
         })
 
-    per_patient = pd.DataFrame(volumes)
-    slices = pd.concat(tables, ignore_index=True)
+    report = out_of_fold_report(pd.DataFrame(volumes), pd.concat(tables, ignore_index=True), per_fold,
+                                {**run_identity(document), "target_sensitivity": target_sensitivity,
+                                 "slice_score": slice_score}, n_resamples=n_resamples, seed=seed)
+    if not report["partial"]:
+        report["final_fit_choices"] = final_fit_choices(out_of_fold, per_fold, document["k"], report["n_slices"],
+                                                        target_sensitivity, slice_score)
+    return report
+
+
+PER_SLICE_COLUMNS = ("patient_id", "fold", "slice", "has_tumor", "probability", "passed_gate", "cascade_called")
+# What must agree for fold reports to be pooled into one out-of-fold report (combine_reports).
+IDENTITY_KEYS = ("k", "seed", "folds_sha256", "target_sensitivity", "slice_score")
+
+
+def run_identity(document: dict) -> dict:
+    """The fold set a report was scored on: its k, seed and a digest of every fold's patients."""
+    digest = hashlib.sha256(json.dumps(document["folds"], sort_keys=True).encode()).hexdigest()
+    return {"k": document["k"], "seed": document["seed"], "folds_sha256": digest}
+
+
+def out_of_fold_report(per_patient: pd.DataFrame, slices: pd.DataFrame, per_fold: list[dict], identity: dict,
+                       n_resamples: int = 2000, seed: int = 0) -> dict:
+    """The out-of-fold figures, intervals and records of the scored folds, from their per-patient and per-slice
+    rows alone: ``evaluate_folds`` makes it from fresh scores, ``combine_reports`` from fold reports' records."""
+    from brainseg.evaluation import bootstrap as b
+
     labels, scores = slices["has_tumor"].to_numpy(), slices["probability"].to_numpy()
+    volumes = per_patient.to_dict(orient="records")
     common = {"n_resamples": n_resamples, "seed": seed}
     figures = {
         "cascade_dice_per_volume": metrics.summarize(per_patient["cascade_dice"].to_numpy()),
@@ -282,11 +307,11 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "gate_specificity": b.patient_bootstrap(slices, partial(b.specificity_statistic,
                                                                     called_column="passed_gate"), **common),
         }
-    report = {
-        "k": document["k"], "seed": document["seed"], "folds_scored": scored, "partial": len(scored) < document["k"],
+    scored = sorted(int(f["fold"]) for f in per_fold)
+    return {
+        **identity, "folds_scored": scored, "partial": len(scored) < identity["k"],
         "n_patients": int(per_patient["patient_id"].nunique()),
         "n_slices": len(slices), "n_tumor_slices": int(labels.sum()),
-        "target_sensitivity": target_sensitivity, "slice_score": slice_score,
         "definitions": {
             "dice_per_volume": "2|P∩T| / (|P|+|T|) over all of a patient's slices at once; 1.0 when both are "
                                "empty (no patient here is tumor-free)",
@@ -295,16 +320,52 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "gate": "each fold's own threshold, chosen on its inner validation patients",
         },
         "figures": figures, "confidence_intervals": intervals, "per_fold": per_fold,
-        "per_patient": per_patient.to_dict(orient="records"),
-        # Every held-out slice's score, columns as lists: what a paired ROC AUC comparison needs (paired_auc).
-        "per_slice": {"patient_id": slices["patient_id"].tolist(), "slice": slices["slice"].astype(int).tolist(),
-                      "has_tumor": slices["has_tumor"].astype(bool).tolist(),
-                      "probability": [float(v) for v in slices["probability"]]},
+        "per_patient": volumes,
+        # Every held-out slice's score and decisions, columns as lists: what a paired ROC AUC comparison
+        # (paired_auc) and a later pooling of fold reports (combine_reports) need.
+        "per_slice": {
+            "patient_id": slices["patient_id"].tolist(), "fold": slices["fold"].astype(int).tolist(),
+            "slice": slices["slice"].astype(int).tolist(), "has_tumor": slices["has_tumor"].astype(bool).tolist(),
+            "probability": [float(v) for v in slices["probability"]],
+            "passed_gate": slices["passed_gate"].astype(bool).tolist(),
+            "cascade_called": slices["cascade_called"].astype(bool).tolist()},
     }
-    if not report["partial"]:
-        report["final_fit_choices"] = final_fit_choices(out_of_fold, per_fold, document["k"], len(slices),
-                                                        target_sensitivity, slice_score)
-    return report
+
+
+def combine_reports(reports: list[dict], n_resamples: int = 2000, seed: int = 0) -> dict:
+    """One out-of-fold report pooled from reports of separate folds (``evaluate --fold``) of one cross-validation.
+
+    Scoring a fold as soon as it is trained keeps its figures when its models are lost (run folders do not
+    outlive a session here); pooled, they give exactly the report that scoring those folds together gives, since
+    every figure comes from the held-out patients' records. A final fit's choices need the models' raw outputs,
+    so a combined report never makes them, complete or not."""
+    if not reports:
+        raise DataError("nothing to combine: give the fold reports")
+    for i, report in enumerate(reports):
+        missing = [c for c in PER_SLICE_COLUMNS if c not in report.get("per_slice", {})] + [
+            k for k in IDENTITY_KEYS if k not in report]
+        if missing:
+            raise DataError(f"fold report {i + 1} lacks {', '.join(missing)}: made by an older brainseg; "
+                            "score its folds again with --stage evaluate")
+    first = reports[0]
+    for i, report in enumerate(reports[1:], start=2):
+        differing = [k for k in IDENTITY_KEYS if report[k] != first[k]]
+        if differing or report.get("variant") != first.get("variant"):
+            what = ", ".join(differing) or "variant"
+            raise DataError(f"fold report {i} differs from the first in {what}: not one cross-validation")
+    folds = [f for report in reports for f in report["folds_scored"]]
+    if len(folds) != len(set(folds)):
+        raise DataError(f"folds scored twice among the reports: {sorted(folds)}")
+    ordered = sorted(reports, key=lambda r: r["folds_scored"])  # fold order, as evaluate_folds scores them
+    per_patient = pd.concat([pd.DataFrame(r["per_patient"]) for r in ordered], ignore_index=True)
+    slices = pd.concat([pd.DataFrame(r["per_slice"]) for r in ordered], ignore_index=True)
+    per_fold = sorted((f for r in ordered for f in r["per_fold"]), key=lambda f: f["fold"])
+    identity = {k: first[k] for k in IDENTITY_KEYS}
+    combined = out_of_fold_report(per_patient, slices, per_fold, identity, n_resamples=n_resamples, seed=seed)
+    if "variant" in first:
+        combined["variant"] = first["variant"]
+    combined["combined_from"] = [{"folds_scored": r["folds_scored"], "command": r.get("command")} for r in ordered]
+    return combined
 
 
 def check_fold_numbers(folds: list[int] | None, k: int) -> list[int]:
