@@ -33,9 +33,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="run folders go here (default: runs/)")
     p.add_argument("--export-dir", type=Path, default=None,
                    help="copy the best checkpoints here as <model>.keras + .json (e.g. models/)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--input-size", type=int)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--input-size", type=positive_int)
     p.add_argument("--width", type=float)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
@@ -47,11 +47,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fit-on", choices=["train", "train+val"],
                    help="'train' (default): validation picks the checkpoint; 'train+val': a final fit, which needs "
                    "--stop-epoch")
-    p.add_argument("--stop-epoch", type=int,
+    p.add_argument("--stop-epoch", type=positive_int,
                    help="stop after this many epochs of the recipe's schedule (a final fit's fixed epoch count)")
     p.add_argument("--run-name", help="run folder name under --runs-dir (default: <model>-<recipe>; with 'both', "
                    "<run-name>-<model>)")
-    p.add_argument("--limit-slices", type=int, help="cap train/val slices (smoke tests only)")
+    p.add_argument("--limit-slices", type=positive_int, help="cap train/val slices (smoke tests only)")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
                    help="0 silent, 1 progress bar per epoch, 2 one line per epoch (for log files)")
     from brainseg.training.distribute import STRATEGIES  # light: TensorFlow is imported only when training
@@ -195,9 +195,9 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: the cascade in this process; ray: Ray Data with an actor pool (default: local)")
     p.add_argument("--ray-address", help="Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--actors", type=int, help="ray: at most this many model-holding actors (default: one per CPU)")
-    p.add_argument("--num-cpus", type=int, help="ray: CPUs of a local Ray (default: all of this machine)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--actors", type=positive_int, help="ray: at most this many model-holding actors (default: one per CPU)")
+    p.add_argument("--num-cpus", type=positive_int, help="ray: CPUs of a local Ray (default: all of this machine)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -292,10 +292,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-patients", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--repeats", type=positive_int, default=3,
                    help="timed runs per patient and of the reference (median)")
-    p.add_argument("--reference-size", type=int, default=256,
+    p.add_argument("--reference-size", type=positive_int, default=256,
                    help="input size of the seed ResUNet reference workload (256: the documented one)")
     p.add_argument("--compare-runtime", action="append", default=[], choices=RUNTIMES,
                    help="also time the cascade on this runtime, in the same rounds (repeatable); the cascade itself "
@@ -360,8 +360,8 @@ def _add_model_card(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--readme", type=Path, default=None,
                    help="also rewrite this README's results section (e.g. README.md)")
-    p.add_argument("--bench-patients", type=int, default=14, help="test patients timed by the benchmark")
-    p.add_argument("--reference-size", type=int, default=256,
+    p.add_argument("--bench-patients", type=positive_int, default=14, help="test patients timed by the benchmark")
+    p.add_argument("--reference-size", type=positive_int, default=256,
                    help="input size of the seed ResUNet reference workload (256: the documented one)")
     p.add_argument("--no-train-steps", action="store_true", help="skip timing the recipes' training steps")
     p.add_argument("--reread-records", action="store_true",
@@ -436,7 +436,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
                         "but 'combine' needs it")
     p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
     p.add_argument("--out", type=Path, default=Path("runs") / "crossval")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=positive_int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stage", choices=["folds", "train", "evaluate", "all", "combine"], default="all")
     p.add_argument("--fold", type=int, action="append",
@@ -460,7 +460,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
                    "repeatable: the first is 'paired_against', the others 'also_paired_against'")
     p.add_argument("--fold-report", type=Path, action="append",
                    help="'combine': a report of some folds (evaluate --fold ... --report); repeatable")
-    p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # tests only: both models' epoch count
+    p.add_argument("--epochs", type=positive_int, help=argparse.SUPPRESS)  # tests only: both models' epoch count
 
 
 def _run_crossval(args: argparse.Namespace) -> int:
@@ -581,8 +581,8 @@ def _add_final_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export-dir", type=Path, default=DEFAULT_MODELS_DIR,
                    help="where the models, operating_point.json and calibration.json go")
     p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
-    p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # tests only: the schedule's length
-    p.add_argument("--limit-slices", type=int, help=argparse.SUPPRESS)  # tests only
+    p.add_argument("--epochs", type=positive_int, help=argparse.SUPPRESS)  # tests only: the schedule's length
+    p.add_argument("--limit-slices", type=positive_int, help=argparse.SUPPRESS)  # tests only
 
 
 def _run_final_fit(args: argparse.Namespace) -> int:
@@ -600,7 +600,7 @@ def _add_cache_slices(sub: argparse._SubParsersAction) -> None:
                        "(to train elsewhere, e.g. on a GPU machine)")
     p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder (kaggle_3m)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=positive_int, default=128)
     p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
     p.add_argument("--parts", default="train,val", help="split parts to include, comma-separated, or 'all'")
 
@@ -689,9 +689,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="new model folder (must not exist or be empty)")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="the parent model folder")
     p.add_argument("--split-file", type=Path, help="default: the parent folder's split.json")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=positive_int, default=5)
     p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--replay-per-correction", type=float, default=4.0,
                    help="replayed training slices per corrected slice (default 4)")
     p.add_argument("--seed", type=int, default=42)
@@ -760,7 +760,7 @@ def _add_network_cost(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bench", type=Path, default=None,
                    help="the shipped cascade's `brainseg bench` record, for the whole-patient estimates "
                    "(default: bench.json in --models-dir)")
-    p.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds (median)")
+    p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (median)")
     p.add_argument("--out", type=Path, required=True, help="report JSON")
 
 

@@ -394,12 +394,17 @@ def test_split_fractions_not_summing_to_1_are_a_one_line_error(demo_dir, tmp_pat
     (["bench", "--out", "b.json", "--repeats", "0"], "--repeats"),
     (["bench", "--out", "b.json", "--max-patients", "0"], "--max-patients"),
     (["resolution-ceiling", "--out", "c.json", "--size", "0"], "--size"),
+    (["bench", "--out", "b.json", "--batch-size", "0"], "--batch-size"),
+    (["network-cost", "--out", "n.json", "--repeats", "-3"], "--repeats"),
+    (["train", "segmenter", "--epochs", "0"], "--epochs"),
+    (["score", "--store", "s", "--batch-size", "0"], "--batch-size"),
+    (["finetune", "--batch-size", "0"], "--batch-size"),
 ])
 def test_counts_and_sizes_below_1_are_refused_by_the_parser(tmp_path, capsys, argv, option):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--data", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert option in capsys.readouterr().err
+    assert f"argument {option}" in capsys.readouterr().err  # the option's own error, not the usage line
 
 
 def test_cache_slices_refuses_an_unknown_part_before_scanning(demo_dir, demo_split, tmp_path, capsys):
