@@ -195,7 +195,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: the cascade in this process; ray: Ray Data with an actor pool (default: local)")
     p.add_argument("--ray-address", help="Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--actors", type=positive_int, help="ray: at most this many model-holding actors (default: one per CPU)")
+    p.add_argument("--actors", type=positive_int,
+                   help="ray: at most this many model-holding actors (default: one per CPU)")
     p.add_argument("--num-cpus", type=positive_int, help="ray: CPUs of a local Ray (default: all of this machine)")
     p.add_argument("--batch-size", type=positive_int, default=16)
 

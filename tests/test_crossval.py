@@ -237,13 +237,13 @@ def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored
         paths[-1].write_text(json.dumps({**report, "command": "brainseg crossval ..."}, default=float))
     out = tmp_path / "pooled.json"
     args = ["crossval", "--stage", "combine", "--report", str(out)]
-    assert main(args + ["--fold-report", str(paths[0]), "--fold-report", str(paths[1])]) == 0
+    assert main([*args, "--fold-report", str(paths[0]), "--fold-report", str(paths[1])]) == 0
     written = json.loads(out.read_text())
     assert written["figures"] == comparable(together)["figures"]
     assert [source["report"] for source in written["combined_from"]] == [str(paths[1]), str(paths[0])]
     assert main(args) == 2  # no fold reports
     assert main(["crossval", "--stage", "combine", "--fold-report", str(paths[0])]) == 2  # the default report
-    assert main(args + ["--fold-report", str(paths[0]), "--fold-report", str(paths[0])]) == 2  # one fold twice
+    assert main([*args, "--fold-report", str(paths[0]), "--fold-report", str(paths[0])]) == 2  # one fold twice
     with pytest.raises(DataError, match="differs from the first in slice_score"):
         crossval.combine_reports([apart[0], {**apart[1], "slice_score": "classifier"}])
     with pytest.raises(DataError, match="folds_sha256"):
