@@ -8,7 +8,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,6 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "BRAINSEG_CACHE_DIR" not in os.environ:
     os.environ["BRAINSEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="brainseg-test-cache-")
     atexit.register(shutil.rmtree, os.environ["BRAINSEG_CACHE_DIR"], True)
+
+def channel_probe(spec, channel: int) -> SimpleNamespace:
+    """A stand-in segmenter whose map is one of its input channels / 255: pixel-wise, so each test-time view
+    mapped back gives the same map (but where a shift filled the border), and which channel shows which slice."""
+    return SimpleNamespace(spec=spec, infer=lambda x: x[..., channel:channel + 1].astype(np.float32) / 255)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "demo" / "kaggle_3m"

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import channel_probe
 
 from brainseg.core.context import context_rows, lone_rows, stack_context
 from brainseg.core.preprocess import InputSpec, replace_missing_sequences
@@ -194,17 +195,21 @@ def test_load_model_refuses_a_sidecar_that_disagrees_with_the_weights(context_mo
         load_model(tmp_path / "segmenter.keras", "segmenter")
 
 
-def test_tta_moves_the_neighbours_with_the_slice(context_models_dir):
-    from brainseg.inference.cascade import Cascade
+def test_tta_moves_the_neighbours_with_the_slice():
+    from brainseg.core.preprocess import prepare_images
     from brainseg.review.uncertainty import tta_segment
 
-    cascade = Cascade.from_dir(context_models_dir)
-    images, numbers = _volume(), np.arange(7)
-    tta = tta_segment(cascade.segmenter, images, slice_numbers=numbers)
+    images, numbers = _volume(), np.arange(10, 17)
+    probe = channel_probe(InputSpec(32, "zscore", context_slices=1), channel=1)  # the slice below's 2nd channel
+    tta = tta_segment(probe, images, slice_numbers=numbers)
     assert tta.std.shape == (7, 32, 32) and tta.n_views == 6
-    # The identity view is one of the six: with no spread between views, the mean would be the plain map.
-    _, maps = cascade.predict_native(images, numbers)
-    assert np.abs(tta.mean - maps).max() < 1.0 and tta.std.max() > 0
+    # Every view, mirrored or shifted with its neighbours and mapped back, shows the slice below: no spread.
+    expected = probe.infer(stack_context(prepare_images(images, 32), context_rows(numbers, 1)))[..., 0]
+    inner = (slice(None), slice(1, -1), slice(1, -1))  # the shifted views' zero-filled border aside
+    np.testing.assert_allclose(tta.mean[inner], expected[inner], atol=1e-6)
+    assert tta.std[inner].max() < 1e-6
+    # Without slice numbers each slice is its own neighbour: another map (the probe does see the neighbour).
+    assert np.abs(tta_segment(probe, images).mean[inner] - expected[inner]).max() > 0.1
 
 
 def test_ray_chunks_hold_whole_patients_for_a_context_segmenter(context_models_dir, tiny_models_dir):
