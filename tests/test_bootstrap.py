@@ -106,12 +106,19 @@ def test_reproducible_with_a_seed_and_different_with_another():
     assert a["estimate"] == c["estimate"]
 
 
-def test_confidence_level_widens_the_interval():
+def test_confidence_level_sets_the_percentiles_of_the_resampled_values():
     p, stat = _patients(), mean_of_column("dice")
     narrow = patient_bootstrap(p, stat, n_resamples=N, confidence=0.5)
     wide = patient_bootstrap(p, stat, n_resamples=N, confidence=0.99)
     assert wide["low"] <= narrow["low"] <= narrow["high"] <= wide["high"]
+    assert wide["high"] - wide["low"] > narrow["high"] - narrow["low"]
     assert narrow["confidence"] == 0.5
+    seen = []  # the resampled values, in draw order (the last call is the estimate on the whole table)
+    recorded = patient_bootstrap(p, lambda table: seen.append(stat(table)) or seen[-1], n_resamples=N,
+                                 confidence=0.5)
+    resampled = np.array(seen[:N])
+    assert recorded["low"] == pytest.approx(np.quantile(resampled, 0.25))
+    assert recorded["high"] == pytest.approx(np.quantile(resampled, 0.75))
 
 
 def _big_and_small() -> pd.DataFrame:
