@@ -89,7 +89,7 @@ def test_stored_outputs_equal_live_ones_within_the_quantisation_step(demo_dir, t
         assert np.array_equal(stored.gate(threshold), live.gate(threshold))
 
 
-def test_a_stored_result_gates_on_its_volumes_slice_numbers(demo_dir, tiny_cascade, tmp_path):
+def test_a_stored_result_gates_on_its_volumes_slice_numbers(demo_dir, tiny_cascade, tmp_path, monkeypatch):
     rows = _patient_rows(demo_dir, 1)
     store = PredictionStore(tmp_path / "store")
     store.score(tiny_cascade, rows)
@@ -97,7 +97,8 @@ def test_a_stored_result_gates_on_its_volumes_slice_numbers(demo_dir, tiny_casca
     assert np.array_equal(stored.slice_numbers, rows["slice"].to_numpy())
     lifted = CascadeResult(stored.classifier_probabilities, stored.maps, slice_score="classifier+segmenter+neighbours",
                            slice_numbers=stored.slice_numbers)
-    tiny_cascade.slice_score = "classifier+segmenter+neighbours"  # the rules are applied when read
+    # The rules are applied when read (patched: the cascade is shared by this module's tests).
+    monkeypatch.setattr(tiny_cascade, "slice_score", "classifier+segmenter+neighbours")
     assert np.array_equal(store.result(tiny_cascade, rows).probabilities, lifted.probabilities)
 
 
@@ -360,10 +361,18 @@ def test_counts_kept_in_the_store_are_reused_and_never_stale(demo_copy, tiny_cas
     with monkeypatch.context() as patched:
         patched.setattr(PredictionStore, "result_or_score", no_recount)
         assert stored_slice_stats(store, tiny_cascade, rows).equals(counted)
-        # Another mask cut, or a rewritten mask file, is a miss (which would recount here).
-        other_cut = Cascade(tiny_cascade.classifier, tiny_cascade.segmenter, mask_threshold=0.9)
-        with pytest.raises(AssertionError, match="counted again"):
-            stored_slice_stats(store, other_cut, rows)
+        # Another mask cut, component filter or slice score, or a rewritten mask file, is a miss (which would
+        # recount here); each changes one setting of the cascade the counts were made with.
+        same = {"mask_threshold": tiny_cascade.mask_threshold, "slice_score": tiny_cascade.slice_score,
+                "min_component_pixels": tiny_cascade.min_component_pixels}
+        assert stored_slice_stats(store, Cascade(tiny_cascade.classifier, tiny_cascade.segmenter, **same),
+                                  rows).equals(counted)
+        for changed in ({"mask_threshold": 0.9}, {"min_component_pixels": 50},
+                        {"slice_score": "classifier+segmenter+neighbours"}):
+            assert next(iter(changed.values())) != same[next(iter(changed))]
+            other = Cascade(tiny_cascade.classifier, tiny_cascade.segmenter, **{**same, **changed})
+            with pytest.raises(AssertionError, match="counted again"):
+                stored_slice_stats(store, other, rows)
         tumor = rows[rows["has_tumor"]].iloc[0]
         empty = rows[~rows["has_tumor"]].iloc[0]
         Path(empty["mask_path"]).write_bytes(Path(tumor["mask_path"]).read_bytes())
