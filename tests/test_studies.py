@@ -149,8 +149,13 @@ def test_tumor_volume_is_voxel_count_times_voxel_size(patient, tmp_path, tiny_ca
     summary = write_outputs(prediction, tiny_cascade, tmp_path / "out")
     assert summary["tumor_volume_ml"] == pytest.approx(voxels * 3.3 / 1000.0, abs=1e-4)
     assert sum(s["tumor_voxels"] for s in summary["slices"]) == voxels
-    # A higher threshold only re-gates: fewer or equal voxels, no model run.
-    assert prediction.tumor_volume_ml(1.0) <= prediction.tumor_volume_ml()
+    # Another threshold only re-gates the stored outputs: as predicting at that threshold gives.
+    result = prediction.result
+    cut = float(np.median(result.probabilities[result.segmenter_masks().any(axis=(1, 2))]))
+    regated = prediction.tumor_volume_ml(cut)
+    assert regated == pytest.approx(predict_study(tiny_cascade, load_study(paths["flair"]),
+                                                  threshold=cut).tumor_volume_ml())
+    assert 0 < regated < prediction.tumor_volume_ml() and prediction.tumor_volume_ml(1.01) == 0.0
 
 
 def test_missing_sequences_use_flair_and_say_so(patient, tmp_path, tiny_cascade):
@@ -500,7 +505,8 @@ def test_study_page_opens_an_uploaded_nifti_study(patient, tmp_path, tiny_cascad
 
     at.sidebar.slider(key="_threshold_sidebar").set_value(0.999).run()  # the shared threshold re-gates the study
     threshold, shown = _volume_metric(at)
-    assert threshold == 0.999 and shown == pytest.approx(round(expected.tumor_volume_ml(0.999), 2))
+    at_slider = predict_study(tiny_cascade, load_study(paths["flair"], pre=paths["pre"]), threshold=0.999)
+    assert threshold == 0.999 and shown == pytest.approx(round(at_slider.tumor_volume_ml(), 2))
 
     buttons = {b.label: b for b in at.get("download_button")}
     assert "Mask, NIfTI (FLAIR grid)" in buttons and "Mask, DICOM SEG" not in buttons
