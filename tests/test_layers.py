@@ -25,8 +25,12 @@ ALLOWED = {
 
 
 def _brainseg_imports(path: Path) -> set[str]:
+    """The stages a module reaches: by ``from brainseg.X ...``, ``import brainseg.X``, ``from brainseg import X``
+    or ``brainseg.X`` after ``import brainseg``; a relative import is refused (it would hide the stage)."""
     stages = set()
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise AssertionError(f"{path}: relative import 'from {'.' * node.level}{node.module or ''}'")
         names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
             [a.name for a in node.names] if isinstance(node, ast.Import) else [])
         for name in names:
@@ -35,7 +39,19 @@ def _brainseg_imports(path: Path) -> set[str]:
                 stages.add(parts[1])
             if isinstance(node, ast.ImportFrom) and name == "brainseg":
                 stages.update(a.name for a in node.names)
-    return stages
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "brainseg":
+            stages.add(node.attr)
+    return stages - {"__file__", "__version__"}
+
+
+def test_every_way_of_reaching_a_stage_is_seen(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import brainseg\nimport brainseg.review.saliency\nfrom brainseg import studies\n"
+                      "x = brainseg.training.train\ny = brainseg.__version__\n")
+    assert _brainseg_imports(module) == {"review", "studies", "training"}
+    module.write_text("from .cascade import Cascade\n")
+    with pytest.raises(AssertionError, match="relative import"):
+        _brainseg_imports(module)
 
 
 @pytest.mark.parametrize("stage", sorted(ALLOWED))
