@@ -177,7 +177,38 @@ def test_mask_from_tifffile_float_and_rgb():
     coloured = np.zeros((256, 256, 3), np.uint8)
     coloured[10:20, 10:20, 0] = 255  # a red mask: its luminance is under half, its red channel is not
     decoded, notes = read_user_mask(_tiff(coloured), "red_mask.tif", (256, 256))
-    assert decoded.sum() == 100 and "3 different channels" in notes[0]
+    assert decoded.sum() == 100 and "different channels" in notes[0]
+
+
+
+@pytest.mark.parametrize(("values", "dtype", "note"), [
+    ((0, 255), np.uint8, None),  # the dataset's own masks
+    ((0, 1), np.uint8, None),  # ITK-SNAP, 3D Slicer, numpy exports: read as empty before
+    ((0, 1), np.uint16, None),
+    ((0, 2, 4), np.uint8, "labels 2, 4"),  # a label map: every label is tumor
+])
+def test_binary_and_label_masks_are_read_the_same_by_the_dataset_and_the_upload_reader(tmp_path, values, dtype, note):
+    from brainseg.core.data import read_mask
+
+    mask = np.zeros((256, 256), dtype)
+    mask[100:150, 100:150] = values[1]
+    mask[100:110, 100:150] = values[-1]
+    path = tmp_path / "case_1_mask.tif"
+    tifffile.imwrite(path, mask)
+    assert read_mask(path).sum() == 2500
+    decoded, notes = read_user_mask(path.read_bytes(), path.name, (256, 256))
+    assert decoded.sum() == 2500
+    assert (note in " ".join(notes)) if note else notes == []
+    green = np.zeros((256, 256, 3), np.uint8)
+    green[100:150, 100:150, 1] = 255  # a coloured mask: only its green channel is set
+    tifffile.imwrite(path, green, photometric="rgb")
+    assert read_mask(path).sum() == 2500 and read_user_mask(path.read_bytes(), path.name)[0].sum() == 2500
+
+
+def test_a_grey_level_mask_is_cut_at_half_its_maximum_with_a_note():
+    mask = np.tile(np.arange(256, dtype=np.uint8), (256, 1))  # 256 grey levels, one per column
+    decoded, notes = read_user_mask(_tiff(mask), "grey_mask.tif", (256, 256))
+    assert decoded.sum() == 128 * 256 and "256 distinct values" in notes[0]
 
 
 def test_a_slice_with_grey_air_gets_a_note_and_one_with_black_air_none(demo_dir):

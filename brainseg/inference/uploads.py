@@ -25,7 +25,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from brainseg.core.data import SLICE_SHAPE
+from brainseg.core.data import SLICE_SHAPE, mask_pixels_to_bool
 from brainseg.core.preprocess import grey_air_levels
 from brainseg.errors import DataError
 
@@ -387,7 +387,7 @@ def read_user_image(data: bytes, name: str) -> tuple[np.ndarray, list[str], tupl
 
 
 def read_user_mask(data: bytes, name: str, image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Decode an uploaded mask to (256, 256) bool (pixels over half the range are tumor).
+    """Decode an uploaded mask to (256, 256) bool (``brainseg.core.data.mask_pixels_to_bool`` says what is tumor).
 
     ``image_size`` (width, height) is its slice's size as uploaded; a mask of another size is refused.
     The mask is padded and resized exactly as its slice is, so the two stay aligned.
@@ -398,19 +398,14 @@ def read_user_mask(data: bytes, name: str, image_size: tuple[int, int] | None = 
     height, width = pixels.shape[:2]
     if image_size is not None and (width, height) != tuple(image_size):
         raise DataError(f"{name}: mask is {width}x{height} but its slice is {image_size[0]}x{image_size[1]}")
-    if pixels.ndim == 3:
-        if not (np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2])):
-            notes.append("mask has 3 different channels; a pixel is tumor where any channel is above half")
-        pixels = pixels.max(axis=2)
-    if pixels.dtype == bool:
-        pixels = pixels.astype(np.uint8) * 255
-    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
-        raise DataError(f"{name}: mask contains non-finite values (NaN or infinity)")
-    values = np.unique(pixels)
-    top = 255 if pixels.dtype == np.uint8 else max(1.0, float(pixels.max()))
-    if not set(values.tolist()) <= {0, top}:
-        notes.append(f"mask has {len(values)} distinct values; pixels above half of {top:g} taken as tumor")
-    mask = _fit((pixels > top / 2).astype(np.uint8), notes, nearest=True, label="mask ").astype(bool)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[..., :3]  # an alpha channel is not a label
+    try:
+        tumor, rule_notes = mask_pixels_to_bool(pixels)
+    except DataError as err:
+        raise DataError(f"{name}: {err}") from None
+    notes += rule_notes
+    mask = _fit(tumor.astype(np.uint8), notes, nearest=True, label="mask ").astype(bool)
     return mask, notes
 
 
