@@ -205,6 +205,18 @@ def test_binary_and_label_masks_are_read_the_same_by_the_dataset_and_the_upload_
     assert read_mask(path).sum() == 2500 and read_user_mask(path.read_bytes(), path.name)[0].sum() == 2500
 
 
+def test_a_tiff_with_a_zero_tile_size_is_refused_and_its_batch_goes_on():
+    data = bytearray(_tiff(np.zeros((64, 64), np.uint8), tile=(16, 16)))
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        offset = tif.pages[0].tags["TileLength"].valueoffset
+    data[offset:offset + 4] = (0).to_bytes(4, "little")  # TileLength 0: a division by zero in the tile table
+    good = _tiff(np.full((256, 256, 3), 90, np.uint8), photometric="rgb")
+    slices, refused = pair_uploads([("ok.tif", good), ("zero_tiles.tif", bytes(data))])
+    assert [item.name for item in slices] == ["ok.tif"]
+    assert refused == [("zero_tiles.tif", "zero_tiles.tif: truncated or corrupt TIFF file (its header cannot be "
+                                          "read)")]
+
+
 def test_a_grey_level_mask_is_cut_at_half_its_maximum_with_a_note():
     mask = np.tile(np.arange(256, dtype=np.uint8), (256, 1))  # 256 grey levels, one per column
     decoded, notes = read_user_mask(_tiff(mask), "grey_mask.tif", (256, 256))

@@ -64,7 +64,8 @@ def mask_pixels_to_bool(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The one rule turning a mask's pixels (H, W[, C]) into tumor / not tumor, for dataset and uploaded masks:
     channels are merged (tumor where any channel is); a binary or label mask ({0, 255}, {0, 1}, BraTS-style
     {0, 1, 2, 4}: at most ``MAX_LABEL_VALUES`` values, 0 among them) is tumor wherever it is not 0; any other
-    mask (grey levels, a background that is not 0) is tumor above half its maximum. Returns notes on anything other than a plain binary mask."""
+    mask (grey levels, a background that is not 0) is tumor above half its maximum. Returns notes on anything
+    other than a plain binary mask."""
     notes = []
     if pixels.ndim == 3:
         if not all(np.array_equal(pixels[..., 0], pixels[..., k]) for k in range(1, pixels.shape[2])):

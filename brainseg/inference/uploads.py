@@ -107,8 +107,8 @@ def _refuse_pages(count: int, name: str) -> None:
 
 
 # tifffile reports a malformed file with assorted exception types, depending on where parsing stops.
-_TIFF_ERRORS = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError, OverflowError, struct.error,
-                zlib.error, lzma.LZMAError)
+_TIFF_ERRORS = (ValueError, OSError, EOFError, IndexError, KeyError, TypeError, OverflowError, ZeroDivisionError,
+                struct.error, zlib.error, lzma.LZMAError)
 _PHOTOMETRIC = tifffile.PHOTOMETRIC
 _ALPHA = {tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA}
 _ZLIB = {8, 32946}  # ADOBE_DEFLATE, DEFLATE
@@ -140,10 +140,15 @@ def _read_tiff(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
         if page.is_tiled and page.tilewidth * page.tilelength > MAX_PIXELS:
             raise DataError(f"{name}: declares {page.tilewidth}x{page.tilelength}-pixel tiles, over the "
                             f"{MAX_PIXELS:,}-pixel limit")
-        keep, notes = _tiff_channels(page, name)
-        if keep == 0:
-            return _read_with_pillow(data, name, "TIFF")
-        _check_segments(page, data, name)
+        try:  # the header's fields themselves may be malformed (zero tile sizes, uneven sample depths)
+            keep, notes = _tiff_channels(page, name)
+            if keep == 0:
+                return _read_with_pillow(data, name, "TIFF")
+            _check_segments(page, data, name)
+        except DataError:
+            raise
+        except _TIFF_ERRORS as err:
+            raise DataError(corrupt_header) from err
         try:
             array = page.asarray(maxworkers=1)
         except (*_TIFF_ERRORS, ImportError, NotImplementedError) as err:
