@@ -363,8 +363,17 @@ def test_undecodable_and_truncated_pixel_data_are_refused(tmp_path):
 def test_bad_nifti_files_are_refused(tmp_path):
     affine = training_affine()
     four_d = write_nifti(tmp_path / "four_d.nii.gz", np.zeros((8, 8, 4, 3)), affine)
-    with pytest.raises(StudyError, match=r"four_d\.nii\.gz: a 4-D image"):
+    with pytest.raises(StudyError, match=r"four_d\.nii\.gz: a 4-D image") as refused:
         read_volume(four_d)
+    assert "not a readable" not in str(refused.value)  # said once, not re-wrapped as unreadable
+    huge = nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), affine)
+    huge.header.set_data_shape((2048, 2048, 2048))  # a header alone declaring 8.6 billion voxels
+    (tmp_path / "huge.nii").write_bytes(huge.header.binaryblock + b"\0" * 4)
+    with pytest.raises(StudyError, match=r"huge\.nii: declares 2048 x 2048 x 2048 voxels, over the"):
+        read_volume(tmp_path / "huge.nii")
+    complex_volume = write_nifti(tmp_path / "complex.nii.gz", np.ones((8, 8, 4)) + 1j, affine, dtype=np.complex64)
+    with pytest.raises(StudyError, match=r"complex\.nii\.gz: voxels stored as complex"):
+        read_volume(complex_volume)
     single = write_nifti(tmp_path / "one_volume.nii", np.arange(8 * 8 * 4).reshape(8, 8, 4, 1), affine)
     assert read_volume(single).shape == (8, 8, 4)  # a 4-D file holding one volume is that volume
     oblique = affine.copy()

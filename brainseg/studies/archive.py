@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 from brainseg.studies.geometry import StudyError
@@ -50,6 +51,6 @@ def extract_dicom_zip(data: bytes, target: str | Path, name: str = "upload.zip")
                         if written > MAX_TOTAL_BYTES:
                             raise StudyError(f"{name}: unpacks to more than {MAX_TOTAL_BYTES // 2**20} MiB")
                         sink.write(chunk)
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, OSError) as err:
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, OSError, zlib.error) as err:
                 raise StudyError(f"{name}: a member cannot be unpacked ({type(err).__name__}: {err})") from err
     return target

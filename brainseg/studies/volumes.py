@@ -8,6 +8,7 @@ identifiers never appear in messages.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from brainseg.studies.geometry import StudyError, check_orthogonal
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# One MRI series: 1024 x 1024 x 256 voxels at most (4 GiB as float32; brain MRI series are far smaller).
+MAX_VOXELS = 1024 * 1024 * 256
 POSITION_TOLERANCE_MM = 0.01  # absolute slack on slice positions, on top of 1% of the slice step
 
 
@@ -68,6 +71,7 @@ def read_nifti(path: str | Path) -> Volume:
     """A 3-D NIfTI volume (a 4-D file with one volume is taken as 3-D; more volumes are refused)."""
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
 
     path = Path(path)
     try:
@@ -80,8 +84,19 @@ def read_nifti(path: str | Path) -> Volume:
         if len(shape) != 3:
             raise StudyError(f"{path}: a {len(shape)}-D image of shape {tuple(image.shape)}; expected one 3-D "
                              "volume (split a 4-D series and give the volume to use)")
+        # Refused from the header, before reading: a small .nii.gz can declare billions of voxels.
+        if math.prod(shape) > MAX_VOXELS:
+            raise StudyError(f"{path}: declares {' x '.join(map(str, shape))} voxels, over the {MAX_VOXELS:,}-voxel "
+                             "limit for one MRI series")
+        kind = image.get_data_dtype()
+        if kind.kind not in "biuf":
+            raise StudyError(f"{path}: voxels stored as {kind} (complex or structured, e.g. RGB); expected one "
+                             "real intensity per voxel")
         data = np.asarray(image.dataobj, dtype=np.float32).reshape(shape)
-    except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as err:
+    except StudyError:
+        raise
+    except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, TypeError, OverflowError,
+            zlib.error) as err:
         raise StudyError(f"{path}: not a readable NIfTI file ({err})") from err
     qform_code, sform_code = int(image.header["qform_code"]), int(image.header["sform_code"])
     if qform_code == 0 and sform_code == 0:
