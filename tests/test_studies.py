@@ -276,6 +276,28 @@ def test_sagittal_dicom_series_is_resliced_to_axial(patient, tmp_path):
     np.testing.assert_array_equal(study.images[..., 1], images[..., 1])
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+def test_dicom_slices_written_without_preamble_or_file_meta_are_kept(tmp_path, implicit):
+    from pydicom.filewriter import dcmwrite
+
+    data = np.random.default_rng(0).integers(0, 255, (16, 16, 10)).astype(np.uint8)
+    paths = write_dicom_series(tmp_path / "series", data, training_affine())
+    for path in paths[:4]:  # as older PACS and CD exports write them (these were skipped before: 6 slices read)
+        dataset = pydicom.dcmread(path)
+        del dataset.file_meta
+        dataset.preamble = None
+        dcmwrite(path, dataset, implicit_vr=implicit, little_endian=True)
+    (tmp_path / "series" / "README.txt").write_text("not DICOM: still ignored")
+    volume = read_dicom_series(tmp_path / "series")
+    assert volume.data.shape == data.shape
+    np.testing.assert_array_equal(volume.data, read_dicom_series_of(data, tmp_path / "plain").data)
+
+
+def read_dicom_series_of(data: np.ndarray, folder: Path):
+    write_dicom_series(folder, data, training_affine())
+    return read_dicom_series(folder)
+
+
 def test_vendor_dicom_file_shipped_with_pydicom_is_read_with_its_geometry(tmp_path):
     from pydicom.data import get_testdata_file
 

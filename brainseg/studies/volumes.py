@@ -9,6 +9,7 @@ identifiers never appear in messages.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,29 @@ def read_nifti(path: str | Path) -> Volume:
     return Volume(data, affine, path, "nifti", bool(eight_bit), nifti_codes=(qform_code, sform_code))
 
 
+def _headerless_slice(path: Path):
+    """A DICOM image slice written without the 128-byte preamble and file meta header (older PACS and CD
+    exports do this), or None for any other file. Such a file can only hold uncompressed pixels, in the
+    encoding its elements were read in, which becomes its transfer syntax."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    try:
+        with warnings.catch_warnings():  # a forced read warns about whatever it guesses; the checks below decide
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(path, force=True)
+        if not all(key in dataset for key in ("PixelData", "Rows", "ImagePositionPatient")):
+            return None
+        implicit, little = dataset.original_encoding
+    except Exception:  # whatever a forced read makes of a file that is not DICOM
+        return None
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                           ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return dataset
+
+
 def read_dicom_series(folder: str | Path, progress: bool = False) -> Volume:
     """The one image series in ``folder`` (searched recursively), slices sorted by position along the normal.
 
@@ -131,7 +155,9 @@ def read_dicom_series(folder: str | Path, progress: bool = False) -> Volume:
         try:
             dataset = pydicom.dcmread(path)
         except InvalidDicomError:
-            continue  # not DICOM (a README, .DS_Store): ignored
+            dataset = _headerless_slice(path)
+            if dataset is None:
+                continue  # not DICOM (a README, .DS_Store): ignored
         except Exception as err:  # pydicom raises many types for damaged files
             raise StudyError(f"{path}: unreadable DICOM file ({type(err).__name__}: {err})") from err
         if "PixelData" not in dataset:
