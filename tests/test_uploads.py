@@ -217,6 +217,35 @@ def test_a_tiff_with_a_zero_tile_size_is_refused_and_its_batch_goes_on():
                                           "read)")]
 
 
+@pytest.mark.parametrize(("fmt", "orientation"), [("TIFF", 2), ("PNG", 6), ("JPEG", 3), ("TIFF", 8)])
+def test_a_slice_and_its_mask_are_turned_upright_by_their_orientation_tags(fmt, orientation):
+    from PIL import ImageOps
+
+    image = np.zeros((256, 256, 3), np.uint8)
+    image[20:60, 10:200] = 200  # a bright band near the stored top-left
+    mask = np.zeros((256, 256), np.uint8)
+    mask[20:60, 10:100] = 255
+
+    def tagged(array: np.ndarray, mask_file: bool) -> bytes:
+        if fmt == "TIFF":
+            return _tiff(array, extratags=[(274, "H", 1, orientation, True)])
+        picture, buffer = Image.fromarray(array), io.BytesIO()
+        exif = picture.getexif()
+        exif[274] = orientation
+        picture.save(buffer, "PNG" if mask_file else fmt, exif=exif, **({"quality": 100} if fmt == "JPEG" else {}))
+        return buffer.getvalue()
+
+    suffix = {"TIFF": ".tif", "PNG": ".png", "JPEG": ".jpg"}[fmt]
+    slices, refused = pair_uploads([(f"s{suffix}", tagged(image, False)), ("s_mask.png" if fmt == "JPEG" else
+                                                                          f"s_mask{suffix}", tagged(mask, True))])
+    assert refused == [] and len(slices) == 1
+    viewed = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(tagged(image, False)))))  # as viewers show it
+    assert np.abs(slices[0].image.astype(int) - viewed).max() <= (8 if fmt == "JPEG" else 0)
+    assert any("Orientation tag" in note for note in slices[0].notes)
+    # The mask turned the same way: it still covers the left part of the band, as the user sees it.
+    assert (slices[0].image[slices[0].mask] > 150).all() and slices[0].mask.sum() == 40 * 90
+
+
 def test_a_grey_level_mask_is_cut_at_half_its_maximum_with_a_note():
     mask = np.tile(np.arange(256, dtype=np.uint8), (256, 1))  # 256 grey levels, one per column
     decoded, notes = read_user_mask(_tiff(mask), "grey_mask.tif", (256, 256))

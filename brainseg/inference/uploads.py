@@ -88,7 +88,42 @@ def _decode(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
     fmt = _sniff_format(data)
     if fmt is None:
         raise DataError(f"{name}: not a TIFF, PNG or JPEG image (the content does not match its name)")
-    return _read_tiff(data, name) if fmt == "TIFF" else _read_with_pillow(data, name, fmt)
+    pixels, notes = _read_tiff(data, name) if fmt == "TIFF" else _read_with_pillow(data, name, fmt)
+    return _upright(pixels, notes, _orientation_tag(data, fmt))
+
+
+# The EXIF/TIFF Orientation tag (274): how the stored rows and columns map onto the picture as meant to be seen.
+_ORIENTATIONS = {
+    2: ("mirrored left-right", lambda a: a[:, ::-1]),
+    3: ("rotated 180 degrees", lambda a: a[::-1, ::-1]),
+    4: ("mirrored top-bottom", lambda a: a[::-1]),
+    5: ("transposed", lambda a: a.swapaxes(0, 1)),
+    6: ("rotated 90 degrees clockwise", lambda a: np.rot90(a, -1)),
+    7: ("transposed across the other diagonal", lambda a: np.rot90(a, 2).swapaxes(0, 1)),
+    8: ("rotated 90 degrees counter-clockwise", lambda a: np.rot90(a, 1)),
+}
+
+
+def _orientation_tag(data: bytes, fmt: str) -> int:
+    """The file's Orientation tag (1, stored upright, when absent or unreadable)."""
+    try:
+        if fmt == "TIFF":
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                tag = tif.pages.first.tags.get(274)
+                return int(tag.value) if tag is not None else 1
+        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
+            return int(image.getexif().get(274, 1))
+    except Exception:  # a tag this damaged was not written by a viewer: take the pixels as stored
+        return 1
+
+
+def _upright(pixels: np.ndarray, notes: list[str], orientation: int) -> tuple[np.ndarray, list[str]]:
+    """The pixels as viewers show them: a slice and its mask both follow their files' Orientation tags, so the
+    returned mask lies on the hemisphere the user sees."""
+    if orientation not in _ORIENTATIONS:
+        return pixels, notes
+    how, turn = _ORIENTATIONS[orientation]
+    return np.ascontiguousarray(turn(pixels)), [*notes, f"stored {how} (its Orientation tag): turned upright"]
 
 
 def _check_size(width: int, height: int, name: str) -> None:
