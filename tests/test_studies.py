@@ -474,9 +474,22 @@ def test_dicom_zip_is_unpacked_inside_the_target_only(patient, tmp_path):
     members = {f"../../escape_{k}": p.read_bytes() for k, p in enumerate(paths)}
     members["/abs/notes.txt"] = b"not dicom"
     target = archive.extract_dicom_zip(_zip(members), tmp_path / "unzipped")
-    assert sorted(p.name for p in target.iterdir()) == ["00000.dcm", "00001.dcm", "00002.dcm", "00003.dcm"]
+    assert sorted(p.name for p in target.iterdir()) == ["00000_escape_0", "00001_escape_1", "00002_escape_2",
+                                                        "00003_notes.txt"]
     assert not list(tmp_path.parent.glob("escape_*")) and not (tmp_path / "escape_0").exists()
     assert read_volume(target).shape == (256, 256, 3)
+    assert archive.member_file_name(7, "..\\..\\evil dir\\.hidden name") == "00007_hidden_name"
+    assert archive.member_file_name(8, "../") == "00008"
+    # A damaged member is named by its own file name, which the user can find in the zip.
+    members = {f"series/IM{k:04d}": p.read_bytes() for k, p in enumerate(paths)}
+    members["series/IM0001"] = members["series/IM0001"][:-1000]  # its pixel data cut short
+    target = archive.extract_dicom_zip(_zip(members), tmp_path / "damaged")
+    with pytest.raises(StudyError, match=r"00001_IM0001"):
+        read_volume(target)
+    members["series/IM0001"] = members["series/IM0001"][:400]  # cut before its pixel data: refused, not skipped
+    target = archive.extract_dicom_zip(_zip(members), tmp_path / "headless")
+    with pytest.raises(StudyError, match=r"00001_IM0001: an image slice without its pixel data"):
+        read_volume(target)
 
 
 def test_zip_bombs_and_oversized_zips_are_refused(tmp_path, monkeypatch):

@@ -9,9 +9,10 @@ Sizes are enforced again while reading, since a zip's declared sizes can lie.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from brainseg.studies.geometry import StudyError
 
@@ -21,8 +22,15 @@ MAX_RATIO = 200  # uncompressed / compressed per member; MR slices compress 2-10
 _CHUNK = 1 << 20
 
 
+def member_file_name(index: int, member: str) -> str:
+    """``00037_IM0042`` for the 38th member ``scans/IM0042``: numbered so that no member's path is ever used
+    (nor two members collide), with its own base name, made safe, so that messages name a file the user has."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(member.replace("\\", "/")).name).lstrip(".")[:80]
+    return f"{index:05d}_{base}" if base else f"{index:05d}"
+
+
 def extract_dicom_zip(data: bytes, target: str | Path, name: str = "upload.zip") -> Path:
-    """Write the zip's files into ``target`` (as 00000.dcm, 00001.dcm, ...) and return ``target``."""
+    """Write the zip's files into ``target`` (see ``member_file_name``) and return ``target``."""
     target = Path(target)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -45,7 +53,7 @@ def extract_dicom_zip(data: bytes, target: str | Path, name: str = "upload.zip")
         written = 0
         for k, member in enumerate(members):
             try:
-                with archive.open(member) as source, open(target / f"{k:05d}.dcm", "wb") as sink:
+                with archive.open(member) as source, open(target / member_file_name(k, member.filename), "wb") as sink:
                     while chunk := source.read(_CHUNK):
                         written += len(chunk)
                         if written > MAX_TOTAL_BYTES:

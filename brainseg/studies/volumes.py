@@ -22,6 +22,10 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # One MRI series: 1024 x 1024 x 256 voxels at most (4 GiB as float32; brain MRI series are far smaller).
 MAX_VOXELS = 1024 * 1024 * 256
+# SOP classes whose every file holds pixel data (MR, enhanced MR, CT, enhanced CT, secondary capture).
+_IMAGE_STORAGE = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.2",
+                  "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.7.1",
+                  "1.2.840.10008.5.1.4.1.1.7.2", "1.2.840.10008.5.1.4.1.1.7.3", "1.2.840.10008.5.1.4.1.1.7.4"}
 POSITION_TOLERANCE_MM = 0.01  # absolute slack on slice positions, on top of 1% of the slice step
 
 
@@ -161,6 +165,10 @@ def read_dicom_series(folder: str | Path, progress: bool = False) -> Volume:
         except Exception as err:  # pydicom raises many types for damaged files
             raise StudyError(f"{path}: unreadable DICOM file ({type(err).__name__}: {err})") from err
         if "PixelData" not in dataset:
+            sop_class = str(dataset.get("SOPClassUID", "") or dataset.get("file_meta", {}).get(
+                "MediaStorageSOPClassUID", ""))
+            if sop_class in _IMAGE_STORAGE:  # a slice cut short: skipping it would drop it from the volume
+                raise StudyError(f"{path}: an image slice without its pixel data (the file is cut short?)")
             continue  # DICOMDIR, structured reports, presentation states
         series.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append((path, dataset))
     if not series:
