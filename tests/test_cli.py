@@ -62,6 +62,34 @@ def test_evaluate_writes_the_documented_keys(demo_dir, tmp_path, tiny_models_dir
     assert out.with_suffix(".txt").read_text().startswith("patients 4, slices 115")
 
 
+
+def test_evaluate_gives_the_classifiers_own_auc_beside_a_combined_gate_score(demo_dir, tiny_models_dir):
+    from sklearn.metrics import roc_auc_score
+
+    from brainseg.core.data import load_slices, scan_dataset
+    from brainseg.evaluation.evaluate import evaluate, format_report
+    from brainseg.inference.cascade import Cascade
+
+    manifest = scan_dataset(demo_dir)
+    combined = Cascade.from_dir(tiny_models_dir)
+    combined.slice_score = "classifier+segmenter"
+    report = evaluate(combined, manifest, n_resamples=50)
+    labels, probabilities = [], []
+    for _, rows in manifest.groupby("patient_id", sort=True):
+        images, truth = load_slices(rows)
+        labels += truth.any(axis=(1, 2)).tolist()
+        probabilities += combined.predict(images, rows["slice"].to_numpy()).classifier_probabilities.tolist()
+    alone = report["classifier_alone"]["roc_auc"]
+    assert alone == pytest.approx(roc_auc_score(labels, probabilities))
+    assert alone != pytest.approx(report["classifier"]["roc_auc"])  # the gate's score is another one here
+    interval = report["confidence_intervals"]["classifier_alone_roc_auc"]
+    assert interval["low"] <= alone <= interval["high"] and report["slice_score"] == "classifier+segmenter"
+    combined.slice_score = "classifier"
+    assert "the classifier's P alone: ROC AUC" in format_report(report)
+    plain = evaluate(combined, manifest, n_resamples=50)
+    assert "classifier_alone" not in plain and "classifier_alone_roc_auc" not in plain["confidence_intervals"]
+
+
 def test_bench_writes_the_documented_keys(demo_dir, tmp_path, tiny_models_dir):
     out = tmp_path / "bench.json"
     assert main(["bench", "--data", str(demo_dir), "--models-dir", str(tiny_models_dir), "--out", str(out),

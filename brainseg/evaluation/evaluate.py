@@ -96,6 +96,7 @@ def evaluate(
             "slice": patient.slices,
             "has_tumor": truth.any(axis=(1, 2)),
             "probability": result.probabilities,
+            "classifier_probability": result.classifier_probabilities,
         })
         for name, (masks, called) in outputs.items():
             table[f"{name}_dice"] = m.dice_per_slice(masks, truth)
@@ -120,6 +121,7 @@ def evaluate(
 
     report: dict = {
         "default_threshold": threshold,
+        "slice_score": cascade.slice_score,
         "n_patients": int(slices["patient_id"].nunique()),
         "n_slices": len(slices),
         "n_tumor_slices": int(labels.sum()),
@@ -127,6 +129,11 @@ def evaluate(
         "cascade_slice_decisions": m.classification_at(labels, slices["cascade_called"].to_numpy()),
         "patient_detection": _patient_detection(slices),
     }
+    if cascade.slice_score != "classifier":  # "classifier" above holds the gate's score: the classifier's own too
+        report["classifier_alone"] = {
+            "roc_auc": m.roc_auc(labels, slices["classifier_probability"].to_numpy()),
+            "about": "the classifier's P(tumor) alone, before it is combined into the gate's slice score "
+                     f"({cascade.slice_score})"}
     for name in ("cascade", "segmenter"):
         tumor = slices[slices["has_tumor"]]
         report[name] = {
@@ -179,6 +186,9 @@ def _confidence_intervals(slices: pd.DataFrame, volumes: dict, threshold: float,
         "cascade_slice_specificity": b.patient_bootstrap(table, partial(b.specificity_statistic,
                                                                          called_column="cascade_called"), **common),
     }
+    if not (table["classifier_probability"] == table["probability"]).all():  # a combined slice score gates
+        intervals["classifier_alone_roc_auc"] = b.patient_bootstrap(
+            table, partial(b.roc_auc_statistic, score_column="classifier_probability"), **common)
     for name in ("cascade", "segmenter"):
         per_patient = pd.DataFrame({"patient_id": list(volumes[name]),
                                     "dice": [v["dice"] for v in volumes[name].values()]})
@@ -200,8 +210,11 @@ def format_report(report: dict) -> str:
     c, t = report["classifier"], report["default_threshold"]
     lines = [
         f"patients {report['n_patients']}, slices {report['n_slices']} ({report['n_tumor_slices']} with tumor)",
-        f"classifier ROC AUC {c['roc_auc']:.4f}, ECE {c['expected_calibration_error']:.4f}",
+        f"slice score ({report.get('slice_score', 'classifier')}) ROC AUC {c['roc_auc']:.4f}, "
+        f"ECE {c['expected_calibration_error']:.4f}",
     ]
+    if "classifier_alone" in report:
+        lines.append(f"  the classifier's P alone: ROC AUC {report['classifier_alone']['roc_auc']:.4f}")
     for key in ("at_default", "at_0.5", "at_0.05"):
         r = c[key]
         lines.append(
