@@ -60,21 +60,23 @@ def read_image(path: str | Path) -> np.ndarray:
 MAX_LABEL_VALUES = 8
 
 
-def mask_pixels_to_bool(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def mask_pixels_to_bool(pixels: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
     """The one rule turning a mask's pixels (H, W[, C]) into tumor / not tumor, for dataset and uploaded masks:
-    channels are merged (tumor where any channel is); a binary or label mask ({0, 255}, {0, 1}, BraTS-style
-    {0, 1, 2, 4}: at most ``MAX_LABEL_VALUES`` values, 0 among them) is tumor wherever it is not 0; any other
-    mask (grey levels, a background that is not 0) is tumor above half its maximum. Returns notes on anything
-    other than a plain binary mask."""
+    an alpha channel is dropped and the others merged (tumor where any channel is); a binary or label mask
+    ({0, 255}, {0, 1}, BraTS-style {0, 1, 2, 4}: at most ``MAX_LABEL_VALUES`` values, 0 among them) is tumor
+    wherever it is not 0; any other mask (grey levels, a background that is not 0) is tumor above half its
+    maximum. Returns notes on anything other than a plain binary mask; refusals name the file ``name``."""
     notes = []
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[..., :3]  # an alpha channel is not a label
     if pixels.ndim == 3:
         if not all(np.array_equal(pixels[..., 0], pixels[..., k]) for k in range(1, pixels.shape[2])):
             notes.append("mask has different channels; a pixel is tumor where any channel is")
         pixels = pixels.max(axis=2)
     if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
-        raise DataError("mask contains non-finite values (NaN or infinity)")
+        raise DataError(f"{name}: mask contains non-finite values (NaN or infinity)")
     if pixels.dtype.kind in "iuf" and (pixels < 0).any():
-        raise DataError("mask contains negative values")
+        raise DataError(f"{name}: mask contains negative values")
     values = np.unique(pixels)
     if len(values) <= MAX_LABEL_VALUES and values[0] == 0:  # labels on a 0 background
         if len(values[values != 0]) > 1:
@@ -88,14 +90,9 @@ def mask_pixels_to_bool(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a dataset mask as (256, 256) bool (``mask_pixels_to_bool``), or raise DataError naming the file."""
     array = _read_array(path)
-    if array.ndim == 3 and array.shape[2] == 4:
-        array = array[..., :3]  # an alpha channel is not a label
     if array.shape[:2] != MASK_SHAPE or array.ndim not in (2, 3):
         raise DataError(f"{path}: expected a 256x256 mask, got shape {array.shape}")
-    try:
-        return mask_pixels_to_bool(array)[0]
-    except DataError as err:
-        raise DataError(f"{path}: {err}") from None
+    return mask_pixels_to_bool(array, str(path))[0]
 
 
 def _read_array(path: str | Path) -> np.ndarray:

@@ -129,7 +129,8 @@ def evaluate(
         "cascade_slice_decisions": m.classification_at(labels, slices["cascade_called"].to_numpy()),
         "patient_detection": _patient_detection(slices),
     }
-    if cascade.slice_score != "classifier":  # "classifier" above holds the gate's score: the classifier's own too
+    combined_score = cascade.slice_score != "classifier"
+    if combined_score:  # "classifier" above holds the gate's score's figures: the classifier's own AUC too
         report["classifier_alone"] = {
             "roc_auc": m.roc_auc(labels, slices["classifier_probability"].to_numpy()),
             "about": "the classifier's P(tumor) alone, before it is combined into the gate's slice score "
@@ -154,7 +155,8 @@ def evaluate(
         "note": "both models on every slice, batch 16, decoded slices in memory; see `brainseg bench`" if store is None
         else "outputs read from the prediction store (patients missing from it scored first): not model latency",
     }
-    report["confidence_intervals"] = _confidence_intervals(slices, volumes, threshold, n_resamples, seed)
+    report["confidence_intervals"] = _confidence_intervals(slices, volumes, threshold, n_resamples, seed,
+                                                           combined_score)
     report["by_institution"] = {
         inst: {"n_patients": int(group["patient_id"].nunique()),
                "cascade_dice_per_volume_mean": float(np.mean(
@@ -165,7 +167,7 @@ def evaluate(
 
 
 def _confidence_intervals(slices: pd.DataFrame, volumes: dict, threshold: float, n_resamples: int,
-                          seed: int) -> dict:
+                          seed: int, combined_score: bool) -> dict:
     """95% percentile-bootstrap intervals over patients for the headline figures (see ``bootstrap``)."""
     if n_resamples <= 0:
         return {}
@@ -186,7 +188,7 @@ def _confidence_intervals(slices: pd.DataFrame, volumes: dict, threshold: float,
         "cascade_slice_specificity": b.patient_bootstrap(table, partial(b.specificity_statistic,
                                                                          called_column="cascade_called"), **common),
     }
-    if not (table["classifier_probability"] == table["probability"]).all():  # a combined slice score gates
+    if combined_score:
         intervals["classifier_alone_roc_auc"] = b.patient_bootstrap(
             table, partial(b.roc_auc_statistic, score_column="classifier_probability"), **common)
     for name in ("cascade", "segmenter"):

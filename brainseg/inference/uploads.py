@@ -438,12 +438,7 @@ def read_user_mask(data: bytes, name: str, image_size: tuple[int, int] | None = 
     height, width = pixels.shape[:2]
     if image_size is not None and (width, height) != tuple(image_size):
         raise DataError(f"{name}: mask is {width}x{height} but its slice is {image_size[0]}x{image_size[1]}")
-    if pixels.ndim == 3 and pixels.shape[2] == 4:
-        pixels = pixels[..., :3]  # an alpha channel is not a label
-    try:
-        tumor, rule_notes = mask_pixels_to_bool(pixels)
-    except DataError as err:
-        raise DataError(f"{name}: {err}") from None
+    tumor, rule_notes = mask_pixels_to_bool(pixels, name)
     notes += rule_notes
     mask = _fit(tumor.astype(np.uint8), notes, nearest=True, label="mask ").astype(bool)
     return mask, notes
