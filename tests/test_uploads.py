@@ -217,8 +217,9 @@ def test_a_tiff_with_a_zero_tile_size_is_refused_and_its_batch_goes_on():
                                           "read)")]
 
 
-@pytest.mark.parametrize(("fmt", "orientation"), [("TIFF", 2), ("PNG", 6), ("JPEG", 3), ("TIFF", 8)])
+@pytest.mark.parametrize(("fmt", "orientation"), [("TIFF", 2), ("PNG", 6), ("JPEG", 3), ("TIFF", 8), ("LZW", 6)])
 def test_a_slice_and_its_mask_are_turned_upright_by_their_orientation_tags(fmt, orientation):
+    """LZW: a TIFF that Pillow decodes (tifffile needs imagecodecs for it), so Pillow reads its tag."""
     from PIL import ImageOps
 
     image = np.zeros((256, 256, 3), np.uint8)
@@ -230,12 +231,15 @@ def test_a_slice_and_its_mask_are_turned_upright_by_their_orientation_tags(fmt, 
         if fmt == "TIFF":
             return _tiff(array, extratags=[(274, "H", 1, orientation, True)])
         picture, buffer = Image.fromarray(array), io.BytesIO()
+        if fmt == "LZW":
+            picture.save(buffer, "TIFF", compression="tiff_lzw", tiffinfo={274: orientation})
+            return buffer.getvalue()
         exif = picture.getexif()
         exif[274] = orientation
         picture.save(buffer, "PNG" if mask_file else fmt, exif=exif, **({"quality": 100} if fmt == "JPEG" else {}))
         return buffer.getvalue()
 
-    suffix = {"TIFF": ".tif", "PNG": ".png", "JPEG": ".jpg"}[fmt]
+    suffix = {"TIFF": ".tif", "LZW": ".tif", "PNG": ".png", "JPEG": ".jpg"}[fmt]
     slices, refused = pair_uploads([(f"s{suffix}", tagged(image, False)), ("s_mask.png" if fmt == "JPEG" else
                                                                           f"s_mask{suffix}", tagged(mask, True))])
     assert refused == [] and len(slices) == 1

@@ -17,6 +17,7 @@ import lzma
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
@@ -88,8 +89,7 @@ def _decode(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
     fmt = _sniff_format(data)
     if fmt is None:
         raise DataError(f"{name}: not a TIFF, PNG or JPEG image (the content does not match its name)")
-    pixels, notes = _read_tiff(data, name) if fmt == "TIFF" else _read_with_pillow(data, name, fmt)
-    return _upright(pixels, notes, _orientation_tag(data, fmt))
+    return _read_tiff(data, name) if fmt == "TIFF" else _read_with_pillow(data, name, fmt)
 
 
 # The EXIF/TIFF Orientation tag (274): how the stored rows and columns map onto the picture as meant to be seen.
@@ -104,26 +104,26 @@ _ORIENTATIONS = {
 }
 
 
-def _orientation_tag(data: bytes, fmt: str) -> int:
-    """The file's Orientation tag (1, stored upright, when absent or unreadable)."""
+def _orientation_tag(read_tag: Callable[[], object]) -> int:
+    """The Orientation tag that ``read_tag`` returns from the header already parsed (1, stored upright, when
+    absent or unreadable)."""
     try:
-        if fmt == "TIFF":
-            with tifffile.TiffFile(io.BytesIO(data)) as tif:
-                tag = tif.pages.first.tags.get(274)
-                return int(tag.value) if tag is not None else 1
-        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
-            return int(image.getexif().get(274, 1))
+        tag = read_tag()
+        return int(tag) if tag is not None else 1
     except Exception:  # a tag this damaged was not written by a viewer: take the pixels as stored
         return 1
 
 
-def _upright(pixels: np.ndarray, notes: list[str], orientation: int) -> tuple[np.ndarray, list[str]]:
+def _upright(pixels: np.ndarray, notes: list[str], orientation: int,
+             already_turned: bool = False) -> tuple[np.ndarray, list[str]]:
     """The pixels as viewers show them: a slice and its mask both follow their files' Orientation tags, so the
-    returned mask lies on the hemisphere the user sees."""
+    returned mask lies on the hemisphere the user sees. ``already_turned``: the decoder applied the tag."""
     if orientation not in _ORIENTATIONS:
         return pixels, notes
     how, turn = _ORIENTATIONS[orientation]
-    return np.ascontiguousarray(turn(pixels)), [*notes, f"stored {how} (its Orientation tag): turned upright"]
+    if not already_turned:
+        pixels = np.ascontiguousarray(turn(pixels))
+    return pixels, [*notes, f"stored {how} (its Orientation tag): turned upright"]
 
 
 def _check_size(width: int, height: int, name: str) -> None:
@@ -194,7 +194,8 @@ def _read_tiff(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
         if page.photometric == _PHOTOMETRIC.MINISWHITE:
             array = _invert(array)
             notes.append("MinIsWhite image inverted (the file stores 0 as white)")
-    return array, notes
+        orientation = _orientation_tag(lambda: getattr(page.tags.get(274), "value", None))
+    return _upright(array, notes, orientation)
 
 
 def _first_ifd_in_file(data: bytes) -> bool:
@@ -313,24 +314,36 @@ def _read_with_pillow(data: bytes, name: str, fmt: str) -> tuple[np.ndarray, lis
             raise DataError(f"{name}: TIFF pixel layout not supported ({err})") from err
         raise DataError(f"{name}: truncated or corrupt {fmt} file (its header cannot be read)") from err
     with image:
-        _check_size(*image.size, name)
-        _refuse_pages(getattr(image, "n_frames", 1), name)
-        mode = image.mode
-        # Pillow keeps only the high byte of 16-bit colour PNG samples; OpenCV keeps all 16 bits.
-        rawmode = str(image.tile[0].args) if image.tile else ""
-        if fmt == "PNG" and mode in ("RGB", "RGBA", "LA") and rawmode.endswith(";16B"):
-            return _read_deep_png(data, name, mode)
-        try:
-            image.load()
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as err:
-            raise DataError(f"{name}: truncated or corrupt image data ({err})") from err
-        if mode in ("1", "L", "I", "F", "RGB") or mode.startswith("I;16"):
-            return np.asarray(image), []
-        if mode in ("LA", "La"):
-            return np.asarray(image.convert("L")), [f"{mode} image converted to grayscale (transparency dropped)"]
-        if mode in ("RGBA", "RGBa", "PA", "P", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
-            dropped = " (transparency dropped)" if "A" in mode or "a" in mode else ""
-            return np.asarray(image.convert("RGB")), [f"{mode} image converted to RGB{dropped}"]
+        # Pillow turns a TIFF upright itself as it decodes it, and drops its tag, so a TIFF's tag is read first.
+        # Other formats are asked afterwards: getexif() decodes a PNG, which would hide its 16-bit layout.
+        tiff_tag = _orientation_tag(lambda: image.tag_v2.get(274)) if fmt == "TIFF" else None
+        pixels, notes = _pillow_pixels(image, data, name, fmt)
+        tag_now = _orientation_tag(lambda: image.getexif().get(274))
+        if tiff_tag is None:
+            return _upright(pixels, notes, tag_now)
+        return _upright(pixels, notes, tiff_tag, already_turned=tag_now != tiff_tag)
+
+
+def _pillow_pixels(image: Image.Image, data: bytes, name: str, fmt: str) -> tuple[np.ndarray, list[str]]:
+    """Checked pixels of an opened Pillow image, as stored."""
+    _check_size(*image.size, name)
+    _refuse_pages(getattr(image, "n_frames", 1), name)
+    mode = image.mode
+    # Pillow keeps only the high byte of 16-bit colour PNG samples; OpenCV keeps all 16 bits.
+    rawmode = str(image.tile[0].args) if image.tile else ""
+    if fmt == "PNG" and mode in ("RGB", "RGBA", "LA") and rawmode.endswith(";16B"):
+        return _read_deep_png(data, name, mode)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as err:
+        raise DataError(f"{name}: truncated or corrupt image data ({err})") from err
+    if mode in ("1", "L", "I", "F", "RGB") or mode.startswith("I;16"):
+        return np.asarray(image), []
+    if mode in ("LA", "La"):
+        return np.asarray(image.convert("L")), [f"{mode} image converted to grayscale (transparency dropped)"]
+    if mode in ("RGBA", "RGBa", "PA", "P", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        dropped = " (transparency dropped)" if "A" in mode or "a" in mode else ""
+        return np.asarray(image.convert("RGB")), [f"{mode} image converted to RGB{dropped}"]
     raise DataError(f"{name}: unsupported pixel format '{mode}'")
 
 
