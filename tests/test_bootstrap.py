@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from brainseg.evaluation.bootstrap import (
     METHOD,
-    confidence_intervals,
+    detection_intervals,
     mean_of_column,
     patient_bootstrap,
     roc_auc_statistic,
@@ -194,20 +194,18 @@ def test_custom_patient_column_and_bad_arguments():
         patient_bootstrap(_slices().assign(patient_id=[None] + ["p"] * 9), sensitivity_statistic, n_resamples=10)
 
 
-def test_confidence_intervals_of_an_evaluation():
-    s, p = _slices(), _patients()
-    ci = confidence_intervals(s, p, n_resamples=N, seed=3)
-    assert set(ci) == {"roc_auc", "sensitivity", "specificity", "dice_per_volume_mean"}
-    assert ci["roc_auc"]["estimate"] == pytest.approx(roc_auc_score(s["has_tumor"], s["probability"]))
+def test_detection_intervals_of_a_decision_column():
+    s = _slices()
+    ci = detection_intervals(s, "called", n_resamples=N, seed=3)
+    assert set(ci) == {"sensitivity", "specificity"}
     assert ci["sensitivity"]["estimate"] == pytest.approx(0.6)
     assert ci["specificity"]["estimate"] == pytest.approx(0.8)
-    assert ci["dice_per_volume_mean"]["estimate"] == pytest.approx(p["dice"].mean())
-    assert ci["dice_per_volume_mean"]["n_patients"] == 8 and ci["sensitivity"]["n_patients"] == 4
     for r in ci.values():
-        assert r["method"] == METHOD and r["n_resamples"] == N
-        assert r["low"] <= r["estimate"] <= r["high"]
-    assert ci == confidence_intervals(s, p, n_resamples=N, seed=3)
+        assert r["method"] == METHOD and r["n_resamples"] == N and r["n_patients"] == 4
+    assert ci == detection_intervals(s, "called", n_resamples=N, seed=3)
     # the column the cascade's evaluation writes
-    renamed = confidence_intervals(s.rename(columns={"called": "cascade_called"}), p, n_resamples=N, seed=3,
-                                   called_column="cascade_called")
-    assert renamed["sensitivity"] == ci["sensitivity"]
+    renamed = detection_intervals(s.rename(columns={"called": "cascade_called"}), "cascade_called", n_resamples=N,
+                                  seed=3)
+    assert renamed == ci
+    flipped = detection_intervals(s.assign(called=~s["called"]), "called", n_resamples=N, seed=3)
+    assert flipped["sensitivity"]["estimate"] == pytest.approx(0.4)

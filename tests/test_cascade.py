@@ -180,3 +180,20 @@ def test_loaded_model_records_hash_and_spec(tiny_models_dir):
     loaded = load_model(tiny_models_dir / "segmenter.keras", "segmenter")
     assert len(loaded.sha256) == 64
     assert loaded.spec.size == 32 and loaded.spec.scaling == "zscore"
+
+
+@pytest.mark.parametrize("threshold", [0.7, 0.1, 0.079])
+def test_a_float32_score_on_the_threshold_gets_one_decision_wherever_the_gate_is_applied(threshold):
+    """The cascade holds float32 scores; the dashboard's counts and the reports hold them as float64. numpy compares
+    float32 with a Python float in float32, so float32(0.7) passed 0.7 in one and failed it in the other."""
+    from brainseg.evaluation.threshold_analysis import slice_stats
+    from brainseg.inference.counts import gated_counts
+
+    maps = np.zeros((2, 8, 8), np.float32)
+    maps[:, 2:4, 2:4] = 0.9
+    scores = np.array([threshold, np.nextafter(threshold, 1)], np.float32)  # on the threshold, and just above it
+    result = CascadeResult(scores, maps)
+    counts = gated_counts(slice_stats("P", "X", [1, 2], result, maps > 0.5), threshold)
+    assert result.decisions(threshold).tolist() == counts["called"].tolist()
+    # Exactly: the float32 score is compared by its own value, whichever side of the decimal threshold it lies.
+    assert result.gate(threshold).tolist() == [float(s) >= threshold for s in scores]

@@ -84,6 +84,16 @@ def test_evaluate_gives_the_classifiers_own_auc_beside_a_combined_gate_score(dem
     assert alone != pytest.approx(report["classifier"]["roc_auc"])  # the gate's score is another one here
     interval = report["confidence_intervals"]["classifier_alone_roc_auc"]
     assert interval["low"] <= alone <= interval["high"] and report["slice_score"] == "classifier+segmenter"
+    # Each interval is around the very figure the report states (one computation, not a second copy of it).
+    ci, at_default = report["confidence_intervals"], report["classifier"]["at_default"]
+    for stated, figure in [(ci["roc_auc"], report["classifier"]["roc_auc"]), (interval, alone),
+                           (ci["sensitivity_at_default"], at_default["sensitivity"]),
+                           (ci["specificity_at_default"], at_default["specificity"]),
+                           (ci["cascade_slice_sensitivity"], report["cascade_slice_decisions"]["sensitivity"]),
+                           (ci["cascade_slice_specificity"], report["cascade_slice_decisions"]["specificity"]),
+                           (ci["cascade_dice_per_volume_mean"], report["cascade"]["dice_per_volume"]["mean"]),
+                           (ci["segmenter_dice_per_volume_mean"], report["segmenter"]["dice_per_volume"]["mean"])]:
+        assert stated["estimate"] == pytest.approx(figure, abs=1e-12)
     combined.slice_score = "classifier"
     assert "the classifier's P alone: ROC AUC" in format_report(report)
     plain = evaluate(combined, manifest, n_resamples=50)

@@ -170,6 +170,13 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert sum(parts.values()) == pytest.approx(1 - report["figures"]["cascade_dice_per_volume"]["mean"])
     dice = report["confidence_intervals"]["cascade_dice_per_volume_mean"]
     assert dice["low"] <= report["figures"]["cascade_dice_per_volume"]["mean"] <= dice["high"]
+    figures, ci = report["figures"], report["confidence_intervals"]  # each interval around its stated figure
+    for interval, figure in [(dice, figures["cascade_dice_per_volume"]["mean"]),
+                             (ci["segmenter_dice_per_volume_mean"], figures["segmenter_dice_per_volume"]["mean"]),
+                             (ci["roc_auc_pooled"], figures["roc_auc_pooled"]),
+                             (ci["gate_sensitivity"], figures["gate_at_each_folds_threshold"]["sensitivity"]),
+                             (ci["gate_specificity"], figures["gate_at_each_folds_threshold"]["specificity"])]:
+        assert interval["estimate"] == pytest.approx(figure, abs=1e-12)
     pooled = report["figures"]["gate_at_each_folds_threshold"]
     assert pooled["tp"] + pooled["fn"] == DEMO_COUNTS["tumor_slices"]
     # Every held-out slice's score is kept, by slice number: a screen of another slice score pairs its ROC AUC.

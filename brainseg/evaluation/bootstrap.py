@@ -134,25 +134,8 @@ def mean_of_column(column: str) -> Statistic:
     return statistic
 
 
-def confidence_intervals(
-    slices: pd.DataFrame,
-    patients: pd.DataFrame,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    called_column: str = "called",
-    patient_column: str = "patient_id",
-) -> dict[str, dict]:
-    """Patient-bootstrap intervals for the headline figures of an evaluation.
-
-    ``slices``: one row per slice (``patient_id``, ``has_tumor``, ``probability``, ``called_column``);
-    ``patients``: one row per patient (``patient_id``, ``dice``). Each figure is bootstrapped on its own
-    with the same ``seed`` (the draws are not shared between the slice and the patient tables).
-    """
-    common = {"patient_column": patient_column, "n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    return {
-        "roc_auc": patient_bootstrap(slices, roc_auc_statistic, **common),
-        "sensitivity": patient_bootstrap(slices, partial(sensitivity_statistic, called_column=called_column), **common),
-        "specificity": patient_bootstrap(slices, partial(specificity_statistic, called_column=called_column), **common),
-        "dice_per_volume_mean": patient_bootstrap(patients, mean_of_column("dice"), **common),
-    }
+def detection_intervals(slices: pd.DataFrame, called_column: str, **options) -> dict[str, dict]:
+    """Patient-bootstrap intervals for the sensitivity and specificity of the slice decisions in ``called_column``
+    (``options``: ``patient_bootstrap``'s). One home for the pair that evaluate and crossval both report."""
+    return {name: patient_bootstrap(slices, partial(statistic, called_column=called_column), **options)
+            for name, statistic in (("sensitivity", sensitivity_statistic), ("specificity", specificity_statistic))}

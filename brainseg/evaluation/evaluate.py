@@ -14,7 +14,7 @@ import pandas as pd
 
 from brainseg.core import metrics as m
 from brainseg.core.data import load_slices, read_mask
-from brainseg.inference.cascade import Cascade, CascadeResult
+from brainseg.inference.cascade import Cascade, CascadeResult, passes_gate
 from brainseg.inference.store import PredictionStore
 
 SEED_THRESHOLDS = {"at_0.5": 0.5, "at_0.05": 0.05}
@@ -117,7 +117,7 @@ def evaluate(
         classifier["expected_calibration_error_temperature_scaled"] = m.expected_calibration_error(
             labels, apply_temperature(scores, temperature))
     for name, t in {**SEED_THRESHOLDS, "at_default": threshold}.items():
-        classifier[name] = {"threshold": t, **m.classification_at(labels, scores >= t)}
+        classifier[name] = {"threshold": t, **m.classification_at(labels, passes_gate(scores, t))}
 
     report: dict = {
         "default_threshold": threshold,
@@ -175,18 +175,16 @@ def _confidence_intervals(slices: pd.DataFrame, volumes: dict, threshold: float,
 
     from brainseg.evaluation import bootstrap as b
 
-    table = slices.assign(passed_gate=slices["probability"] >= threshold)
+    table = slices.assign(passed_gate=passes_gate(slices["probability"], threshold))
     common = {"n_resamples": n_resamples, "seed": seed}
+    gate = b.detection_intervals(table, "passed_gate", **common)
+    cascade = b.detection_intervals(table, "cascade_called", **common)
     intervals = {
         "roc_auc": b.patient_bootstrap(table, b.roc_auc_statistic, **common),
-        "sensitivity_at_default": b.patient_bootstrap(table, partial(b.sensitivity_statistic,
-                                                                      called_column="passed_gate"), **common),
-        "specificity_at_default": b.patient_bootstrap(table, partial(b.specificity_statistic,
-                                                                      called_column="passed_gate"), **common),
-        "cascade_slice_sensitivity": b.patient_bootstrap(table, partial(b.sensitivity_statistic,
-                                                                         called_column="cascade_called"), **common),
-        "cascade_slice_specificity": b.patient_bootstrap(table, partial(b.specificity_statistic,
-                                                                         called_column="cascade_called"), **common),
+        "sensitivity_at_default": gate["sensitivity"],
+        "specificity_at_default": gate["specificity"],
+        "cascade_slice_sensitivity": cascade["sensitivity"],
+        "cascade_slice_specificity": cascade["specificity"],
     }
     if combined_score:
         intervals["classifier_alone_roc_auc"] = b.patient_bootstrap(

@@ -25,7 +25,7 @@ from brainseg.core import metrics
 from brainseg.core.split import PARTS, trained_on
 from brainseg.errors import DataError
 from brainseg.evaluation.evaluate import predict_patients
-from brainseg.inference.cascade import Cascade, CascadeResult
+from brainseg.inference.cascade import Cascade, CascadeResult, passes_gate
 
 MASK_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_COMPONENT_PIXELS = (0, 10, 25, 50, 100)
@@ -141,7 +141,7 @@ def choose_operating_point(outputs: ValidationOutputs, target_sensitivity: float
                 "small-component removal: best mean cascade Dice per volume there at that gate",
         "target_sensitivity": target_sensitivity,
         "chosen_on": chosen_on,
-        "at_threshold_on_that_split": metrics.classification_at(labels, scores >= threshold),
+        "at_threshold_on_that_split": metrics.classification_at(labels, passes_gate(scores, threshold)),
         "cascade_on_that_split": {
             "slice_decisions": metrics.classification_at(labels, decisions),
             "dice_per_volume_mean": float(np.mean(outputs.dice_per_volume(results, threshold))),

@@ -28,6 +28,7 @@ from brainseg.inference.cascade import (
     CascadeResult,
     LoadedModel,
     load_model,
+    passes_gate,
     remove_small_components,
     tumor_called,
 )
@@ -190,7 +191,7 @@ def score_variant(patients: list[str], truths: list[np.ndarray], classifier: Mod
                                 for r, m in zip(results, masks, strict=True)])
     predicted = sum(int(m[t.any(axis=(1, 2))].sum()) for m, t in zip(masks, truths, strict=True))
     true_pixels = sum(int(t.sum()) for t in truths)
-    gate = metrics.classification_at(labels, scores >= threshold)
+    gate = metrics.classification_at(labels, passes_gate(scores, threshold))
     return {
         "cascade_dice_per_volume": metrics.summarize(cascade_dice),
         "segmenter_dice_per_volume_mean": float(np.mean(segmenter_dice)),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ import pandas as pd
 from brainseg.core import metrics
 from brainseg.core.split import OUT_OF_FOLD, check_disjoint, load_split, select_part
 from brainseg.errors import DataError
+from brainseg.inference.cascade import passes_gate
 
 DEFAULT_FOLDS = 5
 TRADEOFF_SENSITIVITIES = (0.85, 0.90, 0.93, 0.95, 0.97, 0.98)
@@ -239,7 +239,7 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             fold_tables.append(pd.DataFrame({"patient_id": patient, "fold": i, "slice": result.slice_numbers,
                                              "has_tumor": truth.any(axis=(1, 2)),
                                              "probability": result.probabilities,
-                                             "passed_gate": result.probabilities >= threshold,
+                                             "passed_gate": passes_gate(result.probabilities, threshold),
                                              "cascade_called": result.decisions(threshold)}))
         volumes += fold_volumes
         tables += fold_tables
@@ -302,10 +302,8 @@ def out_of_fold_report(per_patient: pd.DataFrame, slices: pd.DataFrame, per_fold
             "segmenter_dice_per_volume_mean": b.patient_bootstrap(per_patient, b.mean_of_column("segmenter_dice"),
                                                                   **common),
             "roc_auc_pooled": b.patient_bootstrap(slices, b.roc_auc_statistic, **common),
-            "gate_sensitivity": b.patient_bootstrap(slices, partial(b.sensitivity_statistic,
-                                                                    called_column="passed_gate"), **common),
-            "gate_specificity": b.patient_bootstrap(slices, partial(b.specificity_statistic,
-                                                                    called_column="passed_gate"), **common),
+            **{f"gate_{name}": interval
+               for name, interval in b.detection_intervals(slices, "passed_gate", **common).items()},
         }
     scored = sorted(int(f["fold"]) for f in per_fold)
     return {
@@ -412,8 +410,8 @@ def gate_tradeoff(outputs, mask_threshold: float, min_component_pixels: int, sli
     for target in sensitivities:
         threshold = floor_decimals(metrics.threshold_for_sensitivity(labels, scores, target))
         decisions = np.concatenate([r.decisions(threshold) for r in results])
-        gate, cascade = metrics.classification_at(labels, scores >= threshold), metrics.classification_at(labels,
-                                                                                                          decisions)
+        gate = metrics.classification_at(labels, passes_gate(scores, threshold))
+        cascade = metrics.classification_at(labels, decisions)
         rows.append({"target_sensitivity": target, "threshold": threshold,
                      "gate_sensitivity": gate["sensitivity"], "gate_specificity": gate["specificity"],
                      "cascade_sensitivity": cascade["sensitivity"], "cascade_specificity": cascade["specificity"],

@@ -115,8 +115,12 @@ def load_model(path: str | Path, role: str, runtime: str | None = None,
 
 
 def passes_gate(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """The gate: a slice goes on to the segmenter's mask when its score is at least ``threshold``."""
-    return np.asarray(scores) >= threshold
+    """The gate: a slice goes on to the segmenter's mask when its score is at least ``threshold``.
+
+    Compared in float64 whatever the scores' dtype: numpy compares float32 scores with a Python float in float32,
+    so a stored float32 score of 0.7 (0.69999999) passed 0.7 in the cascade and failed it where the same score
+    had been read back as float64 (dashboard counts, reports). Every gate in the project goes through here."""
+    return np.asarray(scores, dtype=np.float64) >= float(threshold)
 
 
 def tumor_called(passed_gate: np.ndarray, mask_pixels: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from brainseg.core import metrics
+from brainseg.inference.cascade import passes_gate
 from brainseg.reports.overlays import PREDICTION_COLOR, TRUTH_COLOR
 
 
@@ -39,7 +40,7 @@ def burden_strip(slices: np.ndarray, truth_pixels: np.ndarray, predicted_pixels:
 
 def roc_figure(labels: np.ndarray, scores: np.ndarray, threshold: float) -> go.Figure:
     fpr, tpr, _ = metrics.roc_curve(labels, scores)
-    at = metrics.classification_at(labels, scores >= threshold)
+    at = metrics.classification_at(labels, passes_gate(scores, threshold))
     fig = go.Figure()
     fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {metrics.roc_auc(labels, scores):.3f})")
     fig.add_scatter(x=[1 - at["specificity"]], y=[at["sensitivity"]], mode="markers", name=f"threshold {threshold:.3f}",
@@ -53,7 +54,7 @@ def roc_figure(labels: np.ndarray, scores: np.ndarray, threshold: float) -> go.F
 
 def precision_recall_figure(labels: np.ndarray, scores: np.ndarray, threshold: float) -> go.Figure:
     precision, recall, _ = metrics.precision_recall_curve(labels, scores)
-    at = metrics.classification_at(labels, scores >= threshold)
+    at = metrics.classification_at(labels, passes_gate(scores, threshold))
     fig = go.Figure()
     fig.add_scatter(x=recall, y=precision, mode="lines", name="precision-recall")
     fig.add_scatter(x=[at["sensitivity"]], y=[at["precision"]], mode="markers", name=f"threshold {threshold:.3f}",
