@@ -271,7 +271,7 @@ def _run_operating_point(args: argparse.Namespace) -> int:
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="fit temperature scaling of the classifier on the validation split")
+    p = sub.add_parser("calibrate", help="fit temperature scaling of the gate's slice score on the validation split")
     _add_data_args(p, default_split="val")
 
 
@@ -317,9 +317,10 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="masks (PNG + TIFF) and a CSV of probabilities for slices or a patient, "
-                       "or a NIfTI / DICOM study (--flair)")
-    p.add_argument("inputs", nargs="*", type=Path, help="image files and/or folders (e.g. a patient folder)")
+    p = sub.add_parser("predict", help="masks (PNG + TIFF, on each input's own grid) and a CSV of probabilities "
+                       "for slices or a patient, or a NIfTI / DICOM study (--flair)")
+    p.add_argument("inputs", nargs="*", type=Path, help="image files and/or folders (e.g. a patient folder); each "
+                   "mask is written at its image's own size, upright as viewers show it (Orientation tag applied)")
     p.add_argument("--flair", type=Path, help="a study instead: FLAIR as a NIfTI file or a DICOM series folder; "
                    "writes mask.nii.gz in its grid, seg.dcm (DICOM) and summary.json")
     p.add_argument("--pre", type=Path, help="with --flair: the pre-contrast sequence (default: FLAIR in its place)")

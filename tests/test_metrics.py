@@ -132,3 +132,15 @@ def test_dice_loss_by_tumor_size_groups_patients_by_size_smallest_first():
     assert (small["min_tumor_pixels"], small["max_tumor_pixels"], small["n_patients"]) == (10, 90, 3)
     assert (large["min_tumor_pixels"], large["max_tumor_pixels"], large["n_patients"]) == (500, 2000, 2)
     assert small["dice_mean"] == pytest.approx(0.5) and large["missed_on_slices_drawn_on"] == pytest.approx(0.15)
+
+
+def test_hd95_pools_both_directions_before_the_percentile():
+    """MedPy's convention: a lone pixel 40 px away is 1 of 25 pooled boundary distances (the 4x4 square's 12 edge
+    pixels each way, all at 0), past the 95th percentile, so HD95 is 0; the larger-of-two one-way percentile
+    (MONAI) counts it among 13 and interpolates 0.4 x 40 = 16."""
+    truth = np.zeros((64, 64), bool)
+    truth[10:14, 10:14] = True
+    pred = truth.copy()
+    pred[53, 12] = True  # 40 rows below the square's lower edge (row 13)
+    assert m.hd95(pred, truth) == 0.0
+    assert m.hd95(truth, pred) == 0.0  # symmetric

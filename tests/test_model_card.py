@@ -270,3 +270,20 @@ def test_card_quotes_patient_counts_resamples_and_input_size_cost_from_its_recor
            "patients" in text
     assert "about 0.97 on validation" not in text
 
+
+
+def test_a_goal_is_judged_met_on_the_unrounded_figure(card):
+    from copy import deepcopy
+
+    from brainseg.reports.card_markdown import headline_rows
+
+    rows = {row[0]: row for row in headline_rows(card)}
+    dice_row = rows["cascade Dice per volume, mean (median)"]
+    assert dice_row[3] == ("yes" if card["test"]["cascade"]["dice_per_volume"]["mean"] >= 0.85 else "no")
+    close = deepcopy(card)
+    close["test"]["cascade"]["dice_per_volume"]["mean"] = 0.8496  # shown as 0.850 beside "≥ 0.85"
+    close["bench"]["patient_over_reference"] = 0.5
+    shown = {row[0]: row for row in headline_rows(close)}
+    assert shown[dice_row[0]][2].startswith("0.850") and shown[dice_row[0]][3] == "no"
+    speed = next(row for name, row in shown.items() if name.startswith("whole patient"))
+    assert speed[3] == "yes"  # "≤ 0.5" holds at 0.5

@@ -116,7 +116,11 @@ def per_volume(metric, preds: np.ndarray, truths: np.ndarray, groups: np.ndarray
 
 
 def hd95(pred: np.ndarray, truth: np.ndarray) -> float:
-    """95th-percentile symmetric Hausdorff distance between two 2-D masks, in pixels (NaN if one is empty)."""
+    """95th-percentile symmetric Hausdorff distance between two 2-D masks, in pixels (NaN if one is empty).
+
+    The convention of MedPy's ``hd95``: the 95th percentile of both directions' boundary distances pooled
+    together. MONAI and many BraTS tables take the larger of the two one-way 95th percentiles instead, which is
+    never smaller; a small distant false-positive blob moves it more than this one."""
     pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
     if not pred.any() or not truth.any():
         return float("nan")

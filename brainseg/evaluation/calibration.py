@@ -1,8 +1,11 @@
-"""Classifier calibration: temperature scaling fitted on the validation split.
+"""Slice-score calibration: temperature scaling fitted on the validation split.
 
-Temperature scaling divides the classifier's logit by one scalar T > 0 (T > 1 softens over-confident
-probabilities). It leaves the ranking, and so the ROC curve and AUC, unchanged; the operating point's
-threshold moves with it, which is why it is optional and stored apart from the weights.
+Temperature scaling divides the logit of the gate's slice score by one scalar T > 0 (T > 1 softens
+over-confident probabilities). The slice score is the classifier's P(tumor) or, for a combined score, the
+mean of that and segmenter evidence, which is not itself a probability: the record names the score it was
+fitted on (``slice_score``), and its ECE figures are of that score. Scaling leaves the ranking, and so the
+ROC curve and AUC, unchanged; the operating point's threshold moves with it, which is why it is optional and
+stored apart from the weights.
 """
 
 from __future__ import annotations
