@@ -8,7 +8,7 @@ import streamlit as st
 
 from brainseg.app import dashboard as dash
 from brainseg.app.correction import CorrectionContext, correction_panel, corrections_zip
-from brainseg.app.navigation import SliceNavigator
+from brainseg.app.navigation import SliceNavigator, remember
 from brainseg.core import metrics
 from brainseg.errors import BrainsegError
 from brainseg.evaluation.patient_summary import decision_note, summarize_patient
@@ -89,10 +89,12 @@ decisions = result.decisions(threshold)
 called = bool(decisions[i])
 gate_note = decision_note(probability, threshold, called)
 cols = st.columns(5)
-cols[0].metric("Slice score", f"{probability:.3f}", f"classifier P {result.classifier_probabilities[i]:.3f}",
+# The score gets the decimals that keep it on its side of the threshold (0.0197 is not "0.020" at 0.020).
+cols[0].metric("Slice score", dash.format_score(probability, threshold),
+               f"classifier P {result.classifier_probabilities[i]:.3f}",
                delta_color="off", delta_arrow="off",
                help=f"What the threshold gates: {describe_slice_score(result.slice_score)}")
-cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor", gate_note,
+cols[1].metric(f"Decision at {dash.format_threshold(threshold)}", "tumor" if called else "no tumor", gate_note,
                delta_color="off", delta_arrow="off",
                help="A slice over the threshold whose predicted mask is empty is reported as no tumor.")
 cols[2].metric("Ground-truth area", f"{int(truth[i].sum())} px")
@@ -100,13 +102,14 @@ cols[3].metric("Predicted area", f"{int(masks[i].sum())} px")
 cols[4].metric("Slice Dice", f"{metrics.dice(masks[i], truth[i]):.3f}",
                help="1.0 when both masks are empty (nothing to find, nothing drawn)")
 
+# The display settings are remembered: a trip to the Error browser and back keeps them.
 controls = st.columns([2, 2, 2, 3])
-view = controls[0].selectbox("MRI view", list(CHANNEL_VIEWS), key="mri_view")
-style = controls[1].radio("Masks as", ["filled", "contour"], horizontal=True, key="mask_style")
-opacity = controls[2].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="mask_opacity")
+view = controls[0].selectbox("MRI view", list(CHANNEL_VIEWS), **remember("mri_view", next(iter(CHANNEL_VIEWS))))
+style = controls[1].radio("Masks as", ["filled", "contour"], horizontal=True, **remember("mask_style", "filled"))
+opacity = controls[2].slider("Opacity", 0.0, 1.0, step=0.05, **remember("mask_opacity", 0.45))
 with controls[3]:
-    show_truth = st.toggle("Ground truth (red)", True, key="show_truth")
-    show_prediction = st.toggle("Prediction (green)", True, key="show_prediction")
+    show_truth = st.toggle("Ground truth (red)", **remember("show_truth", True))
+    show_prediction = st.toggle("Prediction (green)", **remember("show_prediction", True))
 
 base = channel_view(images[i], view)
 shown_truth = truth[i] if show_truth else None
@@ -143,10 +146,12 @@ st.dataframe(pd.DataFrame({"missed tumor slices": [", ".join(map(str, summary.mi
 
 st.subheader("Review tools")
 tools = st.columns(2)
-show_uncertainty = tools[0].toggle("Uncertainty overlay (test-time augmentation)", key="show_uncertainty",
-                                   help="Per-pixel spread of the segmenter over 6 views: as is, mirrored, shifted.")
-show_cam = tools[1].toggle("Grad-CAM overlay (classifier saliency)", key="show_grad_cam",
-                           help="Where the classifier (one input of the slice score) looked; not a segmentation.")
+show_uncertainty = tools[0].toggle("Uncertainty overlay (test-time augmentation)",
+                                   help="Per-pixel spread of the segmenter over 6 views: as is, mirrored, shifted.",
+                                   **remember("show_uncertainty", False))
+show_cam = tools[1].toggle("Grad-CAM overlay (classifier saliency)",
+                           help="Where the classifier (one input of the slice score) looked; not a segmentation.",
+                           **remember("show_grad_cam", False))
 if show_uncertainty or show_cam:
     panels = st.columns(2)
     if show_uncertainty:
@@ -185,7 +190,7 @@ with st.expander("Export this patient"):
                             lambda: case_report_html(patient_id, files, slices, images, result, truth, threshold,
                                                      cascade_hashes, institution),
                             f"{patient_id}_report.html", "text/html", key="export_report")
-    st.caption(f"At threshold {threshold:.3f}. Open the report in a browser and print it to PDF.")
+    st.caption(f"At threshold {dash.format_threshold(threshold)}. Open the report in a browser and print it to PDF.")
 
 with st.expander("Correct the AI's mask on this slice", expanded=st.session_state.get("correction_mode", False)):
     if st.toggle("Correction mode", key="correction_mode",

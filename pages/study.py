@@ -52,7 +52,7 @@ key = study_view.study_key(uploads)
 # Saved corrections count whether or not correction mode is on (saves happen in callbacks, before this run).
 corrections = study_view.saved_study_corrections(key)
 cols = st.columns(3)
-cols[0].metric(f"Tumor volume at {threshold:.3f}", f"{prediction.tumor_volume_ml(threshold):.2f} mL",
+cols[0].metric(f"Tumor volume at {dash.format_threshold(threshold)}", f"{prediction.tumor_volume_ml(threshold):.2f} mL",
                help="Mask voxels in the FLAIR's own grid × the voxel volume from its spacing.")
 cols[1].metric("Slices called tumor", f"{int(prediction.result.decisions(threshold).sum())} / {len(study)}")
 if corrections:

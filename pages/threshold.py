@@ -9,8 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from brainseg.app import dashboard as dash
+from brainseg.app.navigation import remember
 from brainseg.core.metrics import expected_calibration_error
 from brainseg.core.split import PARTS, load_split
+from brainseg.errors import BrainsegError
 from brainseg.evaluation.calibration import apply_temperature, fitted_on_words, load_calibration
 from brainseg.evaluation.threshold_analysis import metrics_at_threshold, preset_thresholds
 from brainseg.reports.figures import (
@@ -23,24 +25,41 @@ from brainseg.reports.figures import (
 
 manifest, patients, cascade = dash.page_setup("Threshold & metrics", threshold_in_fragment=True)
 
+trained = dash.trained_parts(cascade)  # a final fit trained on val too: its val figures are not held out
 try:
     split = load_split(dash.models_dir() / "split.json")
-except Exception:  # a missing split only removes the split choice
+except (BrainsegError, OSError, ValueError) as err:
+    # Without the split nobody can tell which patients trained the models: say so rather than drop the warning.
     split = None
+    st.warning(f"Cannot read the split ({err}): the patients the live models trained on "
+               f"({' + '.join(trained) or 'unknown'} split) cannot be told apart, so the figures below may be "
+               "optimistic for some or all of them.")
 present = {part: sorted(set(split[part]) & set(patients["patient_id"])) for part in PARTS} if split else {}
-trained = dash.trained_parts(cascade)  # a final fit trained on val too: its val figures are not held out
+
+ALL = "all"
+choices = [ALL] + [part for part, ids in present.items() if ids]
 
 
-def _scope_label(part: str, ids: list[str]) -> str:
-    return f"{part} split ({len(ids)} patients{', trained on' if part in trained else ''})"
+def _scope_label(part: str) -> str:
+    if part == ALL:
+        return "all loaded patients"
+    return f"{part} split ({len(present[part])} patients{', trained on' if part in trained else ''})"
 
 
-choices = ["all loaded patients"] + [_scope_label(part, ids) for part, ids in present.items() if ids]
-scope = st.radio("Patients", choices, horizontal=True, key="metrics_scope",
+def _offered_scope(kept: str) -> str:
+    """The remembered scope, or all patients with a note when this folder has none of that split."""
+    if kept in choices:
+        return kept
+    st.info(f"No patient of the {kept} split is loaded: showing all loaded patients.")
+    return ALL
+
+
+# The scope is remembered across pages: falling back to "all" on return would silently mix training patients in.
+scope = st.radio("Patients", choices, format_func=_scope_label, horizontal=True,
                  help=f"The live models trained on the {' + '.join(trained)} split: figures on those patients are "
-                      "optimistic. Only patients the models never saw give honest figures.")
-chosen = (patients["patient_id"].tolist() if scope == choices[0]
-          else present[scope.split(" ")[0]])
+                      "optimistic. Only patients the models never saw give honest figures.",
+                 **remember("metrics_scope", ALL, fit=_offered_scope))
+chosen = patients["patient_id"].tolist() if scope == ALL else present[scope]
 seen = sorted(set(chosen) & {patient for part in trained for patient in present.get(part, [])})
 if seen:
     st.warning(f"{len(seen)} of these {len(chosen)} patients were used to train the live models "
@@ -71,13 +90,17 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
     st.subheader("Operating point")
     presets = preset_thresholds(stats)
     cols = st.columns(len(presets) + 1)
+    # Each label shows the value the click applies (set_threshold rounds down to 1e-6), not a rounding of it.
     for col, (name, value) in zip(cols, presets.items(), strict=False):
-        label = f"{name.replace('sensitivity', 'sens.')}: {dash.floor_to_step(value):.3f}"
+        label = f"{name.replace('sensitivity', 'sens.')}: {dash.format_threshold(dash.floor_to_step(value))}"
         col.button(label, on_click=dash.set_threshold, args=(value,), key=f"preset_{name}", width="stretch",
                    help=PRESET_HELP["seed" if name.startswith("seed") else "sensitivity"])
-    cols[-1].button(f"default: {dash.default_threshold():.3f}", on_click=dash.set_threshold,
-                    args=(dash.default_threshold(),), key="preset_default", width="stretch")
-    dash.threshold_control(st, "_threshold_page", "Threshold (same as the sidebar's)")
+    default = dash.floor_to_step(dash.default_threshold())
+    cols[-1].button(f"default: {dash.format_threshold(default)}", on_click=dash.set_threshold, args=(default,),
+                    key="preset_default", width="stretch", help="The shipped operating point (operating_point.json).")
+    slider_col, entry_col = st.columns([4, 1], vertical_alignment="bottom")
+    dash.threshold_control(slider_col, "_threshold_page", "Threshold (same as the sidebar's)")
+    dash.threshold_entry(entry_col, "_threshold_exact")
     threshold = dash.threshold()
     report = metrics_at_threshold(stats, threshold)
 
@@ -89,6 +112,9 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
                      "precision": _fmt(r["precision"]), "F1": _fmt(r["f1"]), "TP": r["tp"], "FP": r["fp"],
                      "TN": r["tn"], "FN": r["fn"]})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption("A slice is called tumor when its score passes the gate and its mask is not empty. A patient counts "
+               "as detected (patients row) when any of its slices is called; a patient without tumor with any "
+               "slice called is a false positive.")
 
     gate = report["gate_loss"]
     m = st.columns(4)
@@ -110,7 +136,7 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
         right.plotly_chart(confusion_figure(report["patients"], "Patients"), width="stretch")
     losses = pd.DataFrame.from_dict(report["per_patient_dice_loss_parts"], orient="index")
     losses = losses.assign(patient_id=losses.index, cascade_dice=pd.Series(report["per_patient_dice"]))
-    st.plotly_chart(dice_loss_figure(losses, where=f"at threshold {threshold:.3f}"), width="stretch")
+    st.plotly_chart(dice_loss_figure(losses, where=f"at threshold {dash.format_threshold(threshold)}"), width="stretch")
     st.caption("Raising the threshold gates out whole slices: it removes their extra pixels (false-positive "
                "blobs above all) and turns their tumor into missed pixels on slices left empty.")
     with st.expander("Dice per volume by patient"):

@@ -3,9 +3,9 @@
 import streamlit as st
 
 from brainseg.app import dashboard as dash
-from brainseg.app import held_uploads
+from brainseg.app import held_uploads, navigation
 from brainseg.inference.predict import mask_stem, predict_uploads
-from brainseg.inference.uploads import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff
+from brainseg.inference.uploads import ALLOWED_SUFFIXES, encode_mask_png, encode_mask_tiff, mask_on_upload_grid
 from brainseg.reports.overlays import (
     CHANNEL_VIEWS,
     DIFFERENCE_COLORS,
@@ -20,7 +20,8 @@ dash.sidebar()
 st.markdown(
     "Upload one or more axial slices (.tif, .tiff, .png, .jpg). Add a mask by uploading it with the same name "
     "plus `_mask` (e.g. `case_12.tif` and `case_12_mask.tif`). Slices of another size are padded to a square "
-    "and resized to 256×256; grayscale images are read as FLAIR and marked as outside the training "
+    "and resized to 256×256 (the views below); downloaded masks are brought back to each image's own size, "
+    "upright as viewers show it. Grayscale images are read as FLAIR and marked as outside the training "
     "distribution. The models were trained on 3-channel (pre-contrast, FLAIR, post-contrast) LGG slices: "
     "other images give outputs of unknown validity."
 )
@@ -62,13 +63,17 @@ st.dataframe(table, hide_index=True, width="stretch")
 downloads = st.columns(2)
 downloads[0].download_button("Download the results table (CSV)", table.to_csv(index=False), "predictions.csv",
                              "text/csv", key="download_csv")
-downloads[1].download_button("Download all masks (PNG + TIFF) and CSV (zip)", prediction.archive,
-                             "brainseg_predictions.zip", "application/zip", key="download_zip")
+downloads[1].download_button("Download all masks (PNG + TIFF, each on its image's own grid) and CSV (zip)",
+                             prediction.archive, "brainseg_predictions.zip", "application/zip", key="download_zip")
 
 st.divider()
 controls = st.columns([3, 2, 2, 2])
-choice = controls[0].selectbox("Slice", range(len(slices)), format_func=lambda k: slices[k].name, key="upload_pick")
-view = controls[1].selectbox("MRI view", list(CHANNEL_VIEWS), key="upload_view")
+# Slice and view outlive a visit to another page (the held upload does too); a kept slice past the end resets.
+choice = controls[0].selectbox("Slice", range(len(slices)), format_func=lambda k: slices[k].name,
+                               **navigation.remember("upload_pick", 0, lambda k: k if k in range(len(slices)) else 0))
+views = list(CHANNEL_VIEWS)
+view = controls[1].selectbox("MRI view", views,
+                             **navigation.remember("upload_view", views[0], lambda v: v if v in views else views[0]))
 style = controls[2].radio("Masks as", ["filled", "contour"], horizontal=True, key="upload_style")
 opacity = controls[3].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="upload_opacity")
 item, mask = slices[choice], masks[choice]
@@ -78,7 +83,8 @@ if item.out_of_distribution:
     st.warning(f"{item.name}: outside the training distribution — {item.out_of_distribution}")
 base = channel_view(item.image, view)
 called = bool(table["tumor_called"].iloc[choice])
-st.metric(f"Slice score — decision at {threshold:.3f}", f"{result.probabilities[choice]:.3f}",
+st.metric(f"Slice score — decision at {dash.format_threshold(threshold)}",
+          dash.format_score(result.probabilities[choice], threshold),
           ("tumor" if called else "no tumor") + (" (outside training distribution)" if item.out_of_distribution
                                                   else ""), delta_color="off", delta_arrow="off")
 left, right = st.columns(2)
@@ -90,8 +96,12 @@ if item.mask is not None:
     st.markdown(legend_html(DIFFERENCE_COLORS), unsafe_allow_html=True)
 else:
     right.image(base, caption=f"{view}, no overlay", width="stretch")
+# Files leave on the upload's own grid (the overlays above stay on the models' 256x256 grid), so they lie over
+# the image in the user's viewer.
+returned = mask_on_upload_grid(mask, item)
+grid = "{}×{}, this image's grid".format(*item.original_size)
 single = st.columns(2)
-single[0].download_button("This mask as PNG", encode_mask_png(mask), f"{mask_stem(item.name)}.png", "image/png",
-                          key="download_png")
-single[1].download_button("This mask as TIFF", encode_mask_tiff(mask), f"{mask_stem(item.name)}.tif", "image/tiff",
-                          key="download_tif")
+single[0].download_button(f"This mask as PNG ({grid})", encode_mask_png(returned), f"{mask_stem(item.name)}.png",
+                          "image/png", key="download_png")
+single[1].download_button(f"This mask as TIFF ({grid})", encode_mask_tiff(returned), f"{mask_stem(item.name)}.tif",
+                          "image/tiff", key="download_tif")

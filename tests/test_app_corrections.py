@@ -12,11 +12,13 @@ import hashlib
 import json
 import shutil
 
+import numpy as np
 import pytest
 from conftest import DEMO_DIR, ROOT
 from streamlit.testing.v1 import AppTest
 
-from brainseg.app.correction import BRUSH, ERASER
+from brainseg.app import correction
+from brainseg.app.correction import BRUSH, ERASER, CorrectionContext
 from brainseg.review.review_log import ReviewLog
 
 APP = str(ROOT / "app.py")
@@ -94,6 +96,94 @@ def test_each_slice_opens_on_its_own_latest_version_with_an_empty_note(store):
     assert at.text_input(key="correction_comment").value == ""
     _ok(at.button[0].click().run())  # ◀ back: opens on its latest version, not the AI's mask chosen before
     assert at.selectbox(key="correction_start").value == 1
+
+def _context(threshold: float) -> CorrectionContext:
+    return CorrectionContext(patient_id="P", case_name="P_1", slice_number=7, slice_file="P_1_7.tif",
+                             threshold=threshold, classifier_sha256="c" * 64, segmenter_sha256="s" * 64)
+
+
+@pytest.fixture
+def session(monkeypatch) -> dict:
+    """A plain dict for ``st.session_state``: the editor's bookkeeping without a Streamlit run."""
+    state: dict = {}
+    monkeypatch.setattr(correction.st, "session_state", state)
+    return state
+
+
+def _square(top: int, size: int) -> np.ndarray:
+    mask = np.zeros((32, 32), bool)
+    mask[top : top + size, top : top + size] = True
+    return mask
+
+
+def test_moving_the_threshold_keeps_pending_edits_and_reset_loads_the_new_ai_mask(session):
+    ai_before, ai_after = _square(4, 8), _square(4, 12)  # the AI's mask at 0.5 and at 0.4
+    editor = correction.editor_for(_context(0.5), ai_before, None)
+    editor.stamp([(25, 25)], 2, BRUSH)
+    edited = editor.mask.copy()
+    assert correction.editor_for(_context(0.4), ai_after, None) is editor  # the same editor, edits and undo kept
+    assert np.array_equal(editor.mask, edited) and len(editor.history) == 1
+    assert np.array_equal(editor.start, ai_before)  # what the edits began from...
+    state = session[correction.STATE_KEY]
+    assert correction.start_moved(state) and state["started_at"] == 0.5  # ...differs: the page says so
+    correction._reset()  # the Reset button: the AI's mask at the threshold now in effect
+    assert np.array_equal(editor.mask, ai_after) and not correction.start_moved(state)
+    assert editor.undo() and np.array_equal(editor.mask, edited)  # and the edits are one Undo away
+
+
+def test_without_pending_edits_the_editor_follows_the_ai_mask(session):
+    ai_before, ai_after = _square(4, 8), np.zeros((32, 32), bool)  # at 0.5 the slice is gated off
+    correction.editor_for(_context(0.4), ai_before, None)
+    assert np.array_equal(correction.editor_for(_context(0.5), ai_after, None).mask, ai_after)
+    assert not correction.start_moved(session[correction.STATE_KEY])
+
+
+def test_moving_the_threshold_keeps_the_edits_of_a_saved_version(session):
+    saved = _square(2, 10)  # a saved version's mask does not depend on the threshold
+    editor = correction.editor_for(_context(0.5), saved, 3)
+    editor.stamp([(6, 6)], 2, ERASER)
+    editor.stamp([(25, 25)], 2, BRUSH)
+    assert correction.editor_for(_context(0.45), saved, 3) is editor and len(editor.history) == 2
+    assert correction.editor_for(_context(0.45), saved, None) is not editor  # another start chosen: a new editor
+
+
+def test_the_editor_draws_the_ai_in_the_prediction_colour_and_the_reviewer_in_their_own():
+    from brainseg.reports.overlays import CORRECTION_COLOR, DIFFERENCE_COLORS, PREDICTION_COLOR, TRUTH_COLOR
+
+    # The reviewer's colour means nothing else anywhere: not the AI, the truth nor a difference class.
+    assert CORRECTION_COLOR not in {PREDICTION_COLOR, TRUTH_COLOR, *DIFFERENCE_COLORS.values()}
+    base = np.full((32, 32, 3), 100, np.uint8)
+    ai, mine = _square(4, 8), _square(20, 6)
+    shown = np.asarray(correction._edit_figure(base, mine, ai).data[0].z, np.uint8)
+    assert tuple(shown[4, 4]) == PREDICTION_COLOR  # the AI's outline
+    assert tuple(shown[8, 8]) == (100, 100, 100)  # inside it, untouched: only the outline is drawn
+    expected = tuple(int(0.5 * 100 + 0.5 * c + 0.5) for c in CORRECTION_COLOR)
+    assert tuple(shown[22, 22]) == expected  # the reviewer's mask, filled in its own colour
+    legend = correction.editor_legend(0.5)
+    assert f"rgb{CORRECTION_COLOR}" in legend and f"rgb{PREDICTION_COLOR}" in legend
+    assert "your mask" in legend and "AI's mask at threshold 0.500" in legend
+
+
+def test_moving_the_threshold_mid_edit_keeps_the_edits_and_saves_at_the_new_threshold(store):
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.sidebar.text_input(key="reviewer_name").set_value("Dr Ann").run()
+    _ok(at.sidebar.slider(key="_threshold_sidebar").set_value(0.0).run())  # every slice keeps its mask
+    _ok(at.toggle(key="correction_mode").set_value(True).run())
+    editor = at.session_state["correction_state"]["editor"]
+    ai_at_zero = editor.start.copy()
+    editor.stamp([(40, 40)], 6, BRUSH)
+    edited = editor.mask.copy()
+    _ok(at.sidebar.slider(key="_threshold_sidebar").set_value(1.0).run())  # no slice scores above 1
+    state = at.session_state["correction_state"]
+    assert not state["start"].any() and ai_at_zero.any()  # the AI's mask did change under the edits
+    assert state["editor"] is editor and np.array_equal(editor.mask, edited) and editor.history
+    assert any("differs from the one you started from" in i.value for i in at.info)
+    assert any("your mask" in m.value and "(outline)" in m.value for m in at.markdown)  # the colour legend
+    _ok(at.button(key="correction_save").click().run())
+    saved = ReviewLog(store).corrections()
+    assert saved["threshold"].tolist() == [1.0]  # the threshold in effect at save time, its AI mask empty
+    assert saved["pixels_added"].iloc[0] == int(edited.sum()) and saved["pixels_removed"].iloc[0] == 0
+
 
 def test_nothing_is_saved_without_a_reviewer(store):
     at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())

@@ -22,6 +22,7 @@ import streamlit as st
 from scipy import ndimage
 from skimage.draw import disk, polygon
 
+from brainseg.app.dashboard import format_threshold
 from brainseg.core import metrics
 from brainseg.errors import BrainsegError
 from brainseg.review.review_log import ReviewLog
@@ -30,7 +31,6 @@ BRUSH, ERASER = "brush", "eraser"
 MODES = (BRUSH, ERASER)
 STATE_KEY = "correction_state"
 AI_START = 0  # the "Start from" choice meaning the cascade's mask
-AI_OUTLINE_COLOR = (255, 210, 0)  # yellow: not the red of the ground truth nor the green of the edited mask
 GRID_STEP = 4  # the invisible click targets' spacing in pixels: fine enough to place a brush, light to send
 
 
@@ -48,7 +48,8 @@ class CorrectionContext:
 
     @property
     def key(self) -> tuple:
-        return (self.patient_id, self.slice_number, round(self.threshold, 6), self.segmenter_sha256)
+        """The editor's identity: slice and model. Not the threshold: nudging it must not discard edits."""
+        return (self.patient_id, self.slice_number, self.segmenter_sha256)
 
 
 @dataclass
@@ -90,9 +91,28 @@ class MaskEditor:
         """Empty the mask (undoable)."""
         return self._apply(np.zeros_like(self.mask))
 
-    def reset(self) -> bool:
-        """Back to the starting mask (undoable)."""
+    def reset(self, start: np.ndarray | None = None) -> bool:
+        """Back to the starting mask, or to ``start``, which becomes the starting mask (undoable)."""
+        if start is not None:
+            self.start = np.asarray(start, bool).copy()
         return self._apply(self.start.copy())
+
+    @property
+    def pending(self) -> bool:
+        """Whether starting over would lose anything: edits, or steps to undo."""
+        return bool(self.history) or not np.array_equal(self.mask, self.start)
+
+    def follow(self, start: np.ndarray) -> bool:
+        """Start over from a changed starting mask when nothing is pending; returns whether it did.
+
+        With pending edits the editor is left as it is: the caller tells the reviewer, and Reset loads ``start``.
+        """
+        start = np.asarray(start, bool)
+        if np.array_equal(start, self.start) or self.pending:
+            return False
+        self.start = start.copy()
+        self.mask = start.copy()
+        return True
 
     def undo(self) -> bool:
         if not self.history:
@@ -154,13 +174,33 @@ def compare(mask: np.ndarray, ai_mask: np.ndarray, truth: np.ndarray | None) -> 
     return result
 
 
-def editor_for(context: CorrectionContext, start: np.ndarray, parent_version: int | None) -> MaskEditor:
-    """The session's editor for this slice (a new one when the slice, threshold, model or start changes)."""
-    state = st.session_state.get(STATE_KEY)
+def editor_state(state: object, context: CorrectionContext, start: np.ndarray,
+                 parent_version: int | None) -> dict:
+    """The editor's state for this slice: a new editor when the slice, model or chosen start changes.
+
+    A threshold change only changes ``start`` (the AI's mask): an editor with pending edits keeps them, and
+    ``"start"`` / ``"threshold"`` record what Reset would load; ``"started_at"`` is the threshold the editor's
+    own start was taken at.
+    """
     key = (*context.key, parent_version)
     if not isinstance(state, dict) or state.get("key") != key:
-        state = {"key": key, "editor": MaskEditor(start, parent_version), "chart": 0}
-        st.session_state[STATE_KEY] = state
+        state = {"key": key, "editor": MaskEditor(start, parent_version), "chart": 0,
+                 "started_at": context.threshold}
+    elif state["editor"].follow(start):
+        state["started_at"] = context.threshold  # nothing was pending: the editor took the new AI mask
+    state["start"], state["threshold"] = np.asarray(start, bool).copy(), context.threshold
+    return state
+
+
+def start_moved(state: dict) -> bool:
+    """Whether the editor's edits began from another mask than the one Reset now loads."""
+    return not np.array_equal(state["editor"].start, state["start"])
+
+
+def editor_for(context: CorrectionContext, start: np.ndarray, parent_version: int | None) -> MaskEditor:
+    """The session's editor for this slice (see ``editor_state``)."""
+    state = editor_state(st.session_state.get(STATE_KEY), context, start, parent_version)
+    st.session_state[STATE_KEY] = state
     return state["editor"]
 
 
@@ -170,15 +210,17 @@ STROKES = {"click": "pan", "lasso": "lasso", "box": "select"}
 
 
 def _edit_figure(base_rgb: np.ndarray, mask: np.ndarray, ai_mask: np.ndarray, stroke: str = "click") -> go.Figure:
-    from brainseg.reports.overlays import PREDICTION_COLOR, paint
+    from brainseg.reports.overlays import CORRECTION_COLOR, PREDICTION_COLOR, paint
 
-    shown = paint(base_rgb, mask, PREDICTION_COLOR, 0.5, "filled")
-    contour = paint(shown, ai_mask, AI_OUTLINE_COLOR, 1.0, "contour")  # the AI's mask outlined, for reference
+    # The AI's mask in its colour of every other view (green), outlined for reference; the reviewer's own mask in
+    # a colour of its own, so green always means "the AI" on the page.
+    shown = paint(base_rgb, mask, CORRECTION_COLOR, 0.5, "filled")
+    contour = paint(shown, ai_mask, PREDICTION_COLOR, 1.0, "contour")
     height, width = mask.shape
     figure = go.Figure(go.Image(z=contour, hoverinfo="skip"))
     ys, xs = np.mgrid[0:height:GRID_STEP, 0:width:GRID_STEP]
     figure.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", hoverinfo="none",
-                                marker={"size": GRID_STEP * 2, "opacity": 0.01, "color": f"rgb{PREDICTION_COLOR}"},
+                                marker={"size": GRID_STEP * 2, "opacity": 0.01, "color": f"rgb{CORRECTION_COLOR}"},
                                 showlegend=False))
     figure.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=560, dragmode=STROKES[stroke],
                          xaxis={"visible": False, "range": [-0.5, width - 0.5]},
@@ -198,6 +240,14 @@ def _apply_selection(chart_key: str, mode_key: str, size_key: str) -> None:
 
 def _act(action: str) -> None:
     getattr(st.session_state[STATE_KEY]["editor"], action)()
+
+
+def _reset() -> None:
+    # Reset loads the start as the page shows it now (the AI's mask at the current threshold), not the one the
+    # edits began from.
+    state = st.session_state[STATE_KEY]
+    state["editor"].reset(state["start"])
+    state["started_at"] = state["threshold"]
 
 
 SAVED_KEY = "_correction_saved"  # the last save's outcome, shown once
@@ -225,6 +275,14 @@ def _save(log: ReviewLog, context: CorrectionContext, ai_mask: np.ndarray, revie
               "The expert mask is unchanged.")
 
 
+def editor_legend(threshold: float) -> str:
+    """The editor's one-line colour legend (HTML)."""
+    from brainseg.reports.overlays import CORRECTION_COLOR, PREDICTION_COLOR, legend_html
+
+    return legend_html({"your mask (filled)": CORRECTION_COLOR,
+                        f"the AI's mask at threshold {format_threshold(threshold)} (outline)": PREDICTION_COLOR})
+
+
 def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarray | None,
                      context: CorrectionContext, log: ReviewLog, reviewer: str) -> None:
     """Correction mode for one slice: start from the AI's mask or a saved version, edit, compare, save.
@@ -238,7 +296,7 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
         st.error(f"Cannot read the corrections: {err}")
         return
     # 0 stands for the AI's mask (versions count from 1): a selectbox shows a None value as "Choose an option".
-    labels: dict[int, str] = {AI_START: f"the AI's mask at threshold {context.threshold:.3f}"}
+    labels: dict[int, str] = {AI_START: f"the AI's mask at threshold {format_threshold(context.threshold)}"}
     for row in history.itertuples():
         labels[int(row.version)] = (f"version {row.version} by {row.reviewer or '?'} "
                                     f"({row.created_utc[:16].replace('T', ' ')})")
@@ -258,6 +316,12 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
         st.error(f"Cannot read version {parent}: {err}")
         return
     editor = editor_for(context, start, parent)
+    state = st.session_state[STATE_KEY]
+    if start_moved(state):
+        st.info(f"The AI's mask at threshold {format_threshold(context.threshold)} differs from the one you started "
+                f"from (at {format_threshold(state['started_at'])}). Your edits are kept; Reset loads the new AI "
+                "mask. Pixels added / removed, Dice vs AI and a save are counted against the AI's mask at the "
+                "current threshold.")
 
     tools = st.columns([2, 3, 3, 1, 1, 1, 1], vertical_alignment="bottom")
     tools[0].radio("Tool", MODES, horizontal=True, key="correction_mode_tool", format_func=str.capitalize)
@@ -269,14 +333,15 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
     tools[3].button("Fill", on_click=_act, args=("fill",), key="correction_fill", help="fill holes inside outlines")
     tools[4].button("Undo", on_click=_act, args=("undo",), key="correction_undo", disabled=not editor.history)
     tools[5].button("Clear", on_click=_act, args=("clear",), key="correction_clear", help="empty the mask")
-    tools[6].button("Reset", on_click=_act, args=("reset",), key="correction_reset", help="back to the start")
-    st.caption("Green: your mask; yellow outline: the AI's mask. Undo steps back one edit; Clear empties the mask; "
-               "Reset goes back to the starting mask; Fill fills the holes inside closed outlines.")
+    tools[6].button("Reset", on_click=_reset, key="correction_reset", help="back to the start")
+    st.caption("Undo steps back one edit; Clear empties the mask; Reset goes back to the starting mask; Fill fills "
+               "the holes inside closed outlines.")
     chart_key = f"correction_chart_{st.session_state[STATE_KEY]['chart']}"
     st.plotly_chart(_edit_figure(base_rgb, editor.mask, ai_mask, stroke), key=chart_key, on_select=
                     lambda: _apply_selection(chart_key, "correction_mode_tool", "correction_brush_size"),
                     selection_mode=("points", "box", "lasso"), width="stretch",
                     config={"displaylogo": False, "modeBarButtonsToRemove": ["zoom2d", "pan2d", "autoScale2d"]})
+    st.markdown(editor_legend(context.threshold), unsafe_allow_html=True)
 
     figures = compare(editor.mask, ai_mask, truth)
     cols = st.columns(5)

@@ -186,9 +186,14 @@ def models_key() -> str:
     return f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}-{point}"
 
 
+THRESHOLD_DECIMALS = 6  # operating_point.json stores 6 decimals (0.020058): the session can hold it exactly
+THRESHOLD_STEP = 10.0 ** -THRESHOLD_DECIMALS
+SLIDER_STEP = 0.001  # the sliders' drag step; the number box beside the page's slider takes the finer values
+
+
 def _init_threshold() -> None:
     if "threshold" not in st.session_state:
-        # Start on the slider's step, rounded down: what the slider shows is what the decisions use.
+        # The shipped default itself (the CLI's, the Study summary's and the Model card's), never rounded up.
         st.session_state["threshold"] = floor_to_step(default_threshold())
 
 
@@ -205,9 +210,12 @@ def default_threshold() -> float:
         return DEFAULT_THRESHOLD
 
 
-def floor_to_step(value: float, step: float = 0.001) -> float:
-    """Round a threshold down to the slider's step: a lower threshold never loses sensitivity."""
-    return float(np.floor(value / step + 1e-9) * step)
+def floor_to_step(value: float, step: float = THRESHOLD_STEP) -> float:
+    """Round a threshold down to ``step``: a lower threshold never loses sensitivity.
+
+    The result is rounded to the step's decimals, so 0.020058 stays 0.020058 (not 0.020057999999999998)."""
+    decimals = max(0, int(np.ceil(-np.log10(step) - 1e-9)))
+    return round(float(np.floor(value / step + 1e-9) * step), decimals)
 
 
 def set_threshold(value: float) -> None:
@@ -219,18 +227,59 @@ def threshold() -> float:
     return float(st.session_state["threshold"])
 
 
+def threshold_decimals(value: float) -> int:
+    """The fewest decimals, 3 at least, that write ``value`` (on the 1e-6 grid) exactly."""
+    for decimals in range(3, THRESHOLD_DECIMALS):
+        if abs(round(value, decimals) - value) < THRESHOLD_STEP / 10:
+            return decimals
+    return THRESHOLD_DECIMALS
+
+
+def format_threshold(value: float) -> str:
+    """A threshold as the decisions use it: 0.300, 0.05 as 0.050, the shipped 0.020058 in full."""
+    return f"{value:.{threshold_decimals(value)}f}"
+
+
+def format_score(score: float, threshold: float) -> str:
+    """A slice score written so that it reads on the same side of ``threshold`` as the gate puts it.
+
+    3 decimals showed 0.0197 as "0.020" beside a 0.020 threshold and "below the gate". Here the score gets 3
+    decimals, and more until it and the threshold, written to as many, compare as their exact values do (in
+    float64, as ``passes_gate`` compares): 0.0197 at 0.020058, 0.0200581 at 0.020058, 0.69999999 at 0.7."""
+    score, threshold = float(score), float(threshold)
+    start = threshold_decimals(threshold) if score == threshold else 3  # equal: show the threshold in full
+    for decimals in range(start, 13):
+        shown, bar = float(f"{score:.{decimals}f}"), float(f"{threshold:.{decimals}f}")
+        if (shown > bar, shown < bar) == (score > threshold, score < threshold):
+            return f"{score:.{decimals}f}"
+    return repr(score)
+
+
 def data_dir() -> str:
     _init_data_dir()
     return str(st.session_state["data_dir"])
 
 
 def threshold_control(container, key: str, label: str = "Slice score threshold") -> None:
-    """A slider bound to the session's one threshold (any number of pages may show one)."""
-    st.session_state[key] = threshold()
-    container.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=key,
+    """A slider bound to the session's one threshold (any number of pages may show one).
+
+    It moves in 0.001 steps; its label shows the applied value with as many decimals as it has, so the shipped
+    0.020058 does not read as 0.020 (``threshold_entry`` types such a value)."""
+    value = threshold()
+    st.session_state[key] = value
+    container.slider(label, 0.0, 1.0, step=SLIDER_STEP, format=f"%.{threshold_decimals(value)}f", key=key,
                      on_change=lambda: set_threshold(st.session_state[key]),
                      help="Slices whose slice score is at least this keep the segmenter's mask (see the Model card "
                           "for what the score combines).")
+
+
+def threshold_entry(container, key: str, label: str = "Exact threshold") -> None:
+    """A number box bound to the session's threshold, to 6 decimals: the operating point sits at 2% of a 0..1
+    slider's track, too close to its end to be placed there precisely."""
+    st.session_state[key] = threshold()
+    container.number_input(label, 0.0, 1.0, step=SLIDER_STEP, format=f"%.{THRESHOLD_DECIMALS}f", key=key,
+                           on_change=lambda: set_threshold(st.session_state[key]),
+                           help="Type any threshold (rounded down to 6 decimals); ± moves it by 0.001.")
 
 
 _THRESHOLD_SLOT = "_sidebar_threshold_slot"
@@ -305,7 +354,7 @@ def _apply_models_choice() -> None:
     # Another folder's threshold belongs to its own models and slice score: start from its default.
     set_threshold(default_threshold())
     st.toast(f"Models from {Path(st.session_state[MODELS_CHOICE_KEY]).name}: threshold set to its default "
-             f"{threshold():.3f}")
+             f"{format_threshold(threshold())}")
 
 
 def models_selector(container) -> None:

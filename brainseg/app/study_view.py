@@ -100,8 +100,8 @@ def slice_viewer(prediction: StudyPrediction, threshold: float) -> int:
     opacity = controls[2].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="study_opacity")
     called = bool(result.decisions(threshold)[i])
     cols = st.columns(3)
-    cols[0].metric("Slice score", f"{result.probabilities[i]:.3f}")
-    cols[1].metric(f"Decision at {threshold:.3f}", "tumor" if called else "no tumor")
+    cols[0].metric("Slice score", dash.format_score(result.probabilities[i], threshold))  # on its side of the gate
+    cols[1].metric(f"Decision at {dash.format_threshold(threshold)}", "tumor" if called else "no tumor")
     cols[2].metric("Predicted area (model grid)", f"{int(masks[i].sum())} px")
     base = channel_view(study.images[i], view)
     left, right = st.columns(2)

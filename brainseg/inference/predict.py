@@ -3,6 +3,8 @@
 ``predict_uploads`` decodes (name, bytes) pairs, runs the cascade once on every usable slice and
 returns the slices, the refusals and the one results table (``brainseg.inference.results``).
 ``predict_files`` does the same for paths on disk and writes masks and ``predictions.csv``.
+Masks shown in the app stay on the models' 256x256 grid; every mask that leaves the program (downloads,
+files written) is on its upload's own grid (``returned_masks``), so it lies over the image in the user's viewer.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import pandas as pd
 from brainseg.errors import DataError
 from brainseg.inference.cascade import Cascade, CascadeResult
 from brainseg.inference.results import slice_results
-from brainseg.inference.uploads import ALLOWED_SUFFIXES, SliceInput, encode_mask_png, encode_mask_tiff, pair_uploads
+from brainseg.inference.uploads import (
+    ALLOWED_SUFFIXES,
+    SliceInput,
+    encode_mask_png,
+    encode_mask_tiff,
+    mask_on_upload_grid,
+    pair_uploads,
+)
 
 
 @dataclass
@@ -34,16 +43,20 @@ class UploadPrediction:
     def masks(self) -> np.ndarray:
         return self.result.masks(self.threshold)
 
+    def returned_masks(self) -> list[np.ndarray]:
+        """Each slice's mask on its uploaded grid (upright, as viewers show the upload): what files hold."""
+        return [mask_on_upload_grid(mask, item) for item, mask in zip(self.slices, self.masks, strict=True)]
+
     def table(self) -> pd.DataFrame:
         return slice_results([s.name for s in self.slices], self.result, self.threshold,
                              truths=[s.mask for s in self.slices], notes=["; ".join(s.notes) for s in self.slices],
                              out_of_distribution=[s.out_of_distribution for s in self.slices])
 
     def archive(self) -> bytes:
-        """A zip of every predicted mask (PNG and TIFF) and the results table as predictions.csv."""
+        """A zip of every predicted mask (PNG and TIFF, on its upload's grid) and the results table."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-            for item, mask in zip(self.slices, self.masks, strict=True):
+            for item, mask in zip(self.slices, self.returned_masks(), strict=True):
                 stem = mask_stem(item.name)
                 bundle.writestr(f"{stem}.png", encode_mask_png(mask))
                 bundle.writestr(f"{stem}.tif", encode_mask_tiff(mask))
@@ -89,7 +102,8 @@ def collect_inputs(paths: list[Path]) -> list[tuple[str, bytes]]:
 
 def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path,
                   threshold: float) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Write ``<name>_pred_mask.png`` / ``.tif`` per slice, ``predictions.csv`` (and ``refused.csv``).
+    """Write ``<name>_pred_mask.png`` / ``.tif`` per slice (on the input's own grid, upright), ``predictions.csv``
+    (and ``refused.csv``).
 
     Returns the predictions table and the refused files as (name, reason)."""
     prediction = predict_uploads(cascade, collect_inputs(paths), threshold)
@@ -97,7 +111,7 @@ def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path,
         reasons = "; ".join(f"{n}: {m}" for n, m in prediction.refused[:3])
         raise DataError(f"no usable slice among the inputs ({reasons})")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for item, mask in zip(prediction.slices, prediction.masks, strict=True):
+    for item, mask in zip(prediction.slices, prediction.returned_masks(), strict=True):
         (out_dir / f"{mask_stem(item.name)}.png").write_bytes(encode_mask_png(mask))
         (out_dir / f"{mask_stem(item.name)}.tif").write_bytes(encode_mask_tiff(mask))
     table = prediction.table()

@@ -53,9 +53,13 @@ class SliceInput:
     image: np.ndarray  # (256, 256, 3) uint8
     mask: np.ndarray | None = None  # (256, 256) bool
     notes: list[str] = field(default_factory=list)
-    original_size: tuple[int, int] = (256, 256)  # (width, height) as uploaded
+    original_size: tuple[int, int] = (256, 256)  # (width, height) as uploaded, turned upright
     # Why the slice is unlike the training data (its outputs are of unknown validity); None when dataset-like.
     out_of_distribution: str | None = None
+    # What `_fit` did, so masks can go back to the uploaded grid (`mask_on_upload_grid`): the square's side
+    # before the resize to 256, and the zero rows above and columns left of the picture in that square.
+    padded_side: int = SIDE
+    padding: tuple[int, int] = (0, 0)  # (top, left)
 
 
 def safe_name(name: str) -> str:
@@ -394,18 +398,28 @@ def _as_uint8(array: np.ndarray, name: str, notes: list[str]) -> np.ndarray:
     return out[..., 0] if array.ndim == 2 else out
 
 
+# Masks are resized nearest-neighbour both ways; NEAREST_EXACT samples pixel centres as INTER_AREA/LINEAR do,
+# where plain NEAREST takes each block's first pixel and shifts a mask up to half a 256-grid pixel off its slice.
+_NEAREST = cv2.INTER_NEAREST_EXACT
+
+
+def _square(height: int, width: int) -> tuple[int, int, int]:
+    """The centered square `_fit` pads a height x width picture into: (side, top, left)."""
+    side = max(height, width)
+    return side, (side - height) // 2, (side - width) // 2
+
+
 def _fit(array: np.ndarray, notes: list[str], *, nearest: bool = False, label: str = "") -> np.ndarray:
     """Pad to a centered square with zeros (keeping the proportions), then resize to 256x256."""
     height, width = array.shape[:2]
-    side = max(height, width)
+    side, top, left = _square(height, width)
     if height != width:
-        top, left = (side - height) // 2, (side - width) // 2
         padding = [(top, side - height - top), (left, side - width - left)] + [(0, 0)] * (array.ndim - 2)
         array = np.pad(array, padding)
         notes.append(f"{label}padded from {width}x{height} to {side}x{side} (zeros, centered)")
     if side != SIDE:
         notes.append(f"{label}resized from {side}x{side} to {SIDE}x{SIDE}")
-        interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if side > SIDE else cv2.INTER_LINEAR
+        interpolation = _NEAREST if nearest else cv2.INTER_AREA if side > SIDE else cv2.INTER_LINEAR
         array = cv2.resize(array, (SIDE, SIDE), interpolation=interpolation)
     return np.ascontiguousarray(array)
 
@@ -423,7 +437,25 @@ def read_user_slice(data: bytes, name: str) -> SliceInput:
         image = np.repeat(image[..., None], 3, axis=2)
     image = _fit(image, notes)
     notes += grey_air_notes(image)
-    return SliceInput(name, image, None, notes, (width, height), out_of_distribution)
+    side, top, left = _square(height, width)
+    return SliceInput(name, image, None, notes, (width, height), out_of_distribution, side, (top, left))
+
+
+def mask_on_upload_grid(mask: np.ndarray, item: SliceInput) -> np.ndarray:
+    """A (256, 256) mask of ``item`` brought back to its uploaded grid, (height, width) bool, undoing `_fit`.
+
+    Nearest-neighbour back to the padded square, then the padding cropped: the mask lies over the upload as
+    a viewer shows it (upright, its Orientation tag applied; the mask file carries no tag, so viewers show it
+    as stored, which is that same upright frame).
+    """
+    if mask.shape != SLICE_SHAPE[:2]:
+        raise ValueError(f"expected a {SIDE}x{SIDE} mask, got {mask.shape}")
+    width, height = item.original_size
+    side, (top, left) = item.padded_side, item.padding
+    square = mask.astype(np.uint8)
+    if side != SIDE:
+        square = cv2.resize(square, (side, side), interpolation=_NEAREST)
+    return np.ascontiguousarray(square[top: top + height, left: left + width].astype(bool))
 
 
 def grey_air_notes(image: np.ndarray) -> list[str]:

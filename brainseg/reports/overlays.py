@@ -11,6 +11,9 @@ CHANNEL_VIEWS = {"FLAIR": 1, "pre-contrast": 0, "post-contrast": 2, "RGB composi
 # palette whose three classes stay distinct for the common colour-vision deficiencies.
 TRUTH_COLOR = (230, 40, 40)
 PREDICTION_COLOR = (40, 200, 70)
+# A reviewer's own (corrected) mask: neither the AI's green nor the truth's red, nor a difference-view colour,
+# so that each colour means one thing on a page that shows several of these views.
+CORRECTION_COLOR = (0, 230, 255)  # cyan
 DIFFERENCE_COLORS = {
     "true positive": (255, 215, 0),  # found tumor: yellow
     "false positive": (0, 150, 255),  # drawn where there is none: blue

@@ -14,9 +14,10 @@ import pandas as pd
 from brainseg.inference.counts import gated_counts
 
 KINDS = ("missed by gate", "missed by segmenter", "false positive", "low Dice")
+LOW_DICE = 0.7  # a tumor slice called but drawn with a Dice below this is a "low Dice" error
 
 
-def error_queue(stats: pd.DataFrame, threshold: float, max_dice: float = 0.7) -> pd.DataFrame:
+def error_queue(stats: pd.DataFrame, threshold: float, max_dice: float = LOW_DICE) -> pd.DataFrame:
     """Rows of ``stats`` that are errors at ``threshold``, with ``kind``, ``dice`` and a rank order."""
     counts = gated_counts(stats, threshold)
     passed, called, dice = counts["passed_gate"], counts["called"], counts["dice"]
