@@ -200,6 +200,12 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert [row["target_sensitivity"] for row in choices["gate_tradeoff"]] == list(crossval.TRADEOFF_SENSITIVITIES)
     assert all(row["gate_sensitivity"] >= row["target_sensitivity"] for row in choices["gate_tradeoff"])
     assert choices["calibration"]["temperature"] > 0
+    # Each fold at the pooled threshold: the folds' counts add up to the pooled gate's, every fold is there once.
+    by_fold = choices["gate_by_fold_at_that_threshold"]
+    assert sorted(row["fold"] for row in by_fold) == sorted({row["fold"] for row in report["per_patient"]})
+    pooled = point["at_threshold_on_that_split"]
+    for count in ("tp", "fn", "tn", "fp"):
+        assert sum(row[count] for row in by_fold) == pooled[count], count
 
     # The final fit takes those choices: both models on train + val, stopped at the chosen epoch.
     report_path = tmp_path / "crossval.json"

@@ -715,6 +715,14 @@ def _paired_lines(paired: dict | None) -> list[str]:
             f"{paired['better']} patients better, {paired['worse']} worse.", ""]
 
 
+def _gate_by_fold_words(rows: list[dict] | None) -> str:
+    if not rows:
+        return ""
+    return (f" One threshold over {len(rows)} folds' models' scores: at it, each fold's own gate sensitivity / "
+            "specificity is "
+            + ", ".join(f"fold {r['fold']} {_f(r['sensitivity'])} / {_f(r['specificity'])}" for r in rows) + ".")
+
+
 def _final_fit_choice_lines(choices: dict | None) -> list[str]:
     """What the cross-validation chose for the final fit, and what the gate costs and buys out of fold."""
     if not choices:
@@ -734,7 +742,8 @@ def _final_fit_choice_lines(choices: dict | None) -> list[str]:
         f"(gate sensitivity {_f(gate['sensitivity'])}, specificity {_f(gate['specificity'])}), pixel cut {cut}, "
         f"components under {point['min_component_pixels']} px removed; there the cascade's slice decisions reach "
         f"{_f(cascade['slice_decisions']['sensitivity'])} / {_f(cascade['slice_decisions']['specificity'])} and "
-        f"Dice per volume {_f(cascade['dice_per_volume_mean'])} (chosen and measured on the same patients).",
+        f"Dice per volume {_f(cascade['dice_per_volume_mean'])} (chosen and measured on the same patients)."
+        + _gate_by_fold_words(choices.get("gate_by_fold_at_that_threshold")),
         f"- **Temperature** {choices['calibration']['temperature']:.3f} (ECE {choices['calibration']['ece_before']:.3f}"
         f" -> {choices['calibration']['ece_after']:.3f} out of fold).",
         "",
