@@ -166,7 +166,7 @@ if show_uncertainty or show_cam:
                         caption="Grad-CAM of P(tumor) (red = most influential)")
 
 with st.expander("3-D view: ground truth and prediction over the slices"):
-    if st.toggle("Build the 3-D view", key="show_3d"):
+    if st.toggle("Build the 3-D view", **remember("show_3d", False)):
         st.plotly_chart(volume_figure(images, truth, masks), width="stretch", key="volume_3d")
         st.caption("Surfaces from the stacked masks (in-plane subsampled 2x). Slice spacing is not in the data: "
                    "slices are drawn 4 pixel-widths apart.")
@@ -223,9 +223,13 @@ with st.expander("Review log: verdicts and corrections, who did what", expanded=
                 except BrainsegError as err:
                     st.error(f"Not saved: {err}")
         try:
+            # The filters outlive a page switch; a kept reviewer the store no longer lists falls back to everyone.
             filters = st.columns(2)
-            who = filters[0].selectbox("Reviewer", ["everyone", *log.reviewers()], key="review_filter_reviewer")
-            scope = filters[1].radio("Patients", ["this patient", "all"], horizontal=True, key="review_filter_scope")
+            reviewers = ["everyone", *log.reviewers()]
+            who = filters[0].selectbox("Reviewer", reviewers, **remember(
+                "review_filter_reviewer", "everyone", lambda kept: kept if kept in reviewers else "everyone"))
+            scope = filters[1].radio("Patients", ["this patient", "all"], horizontal=True,
+                                     **remember("review_filter_scope", "this patient"))
             who_filter = None if who == "everyone" else who
             patient_filter = patient_id if scope == "this patient" else None
             st.markdown("**Verdicts**")

@@ -60,6 +60,8 @@ if n_outside:
     st.warning(f"{n_outside} slice(s) are **outside the training distribution** (see the `out_of_distribution` "
                "column): their decisions and masks are of unknown validity.")
 st.dataframe(table, hide_index=True, width="stretch")
+st.caption("Pixel counts, Dice and IoU are on the models' grid (256×256); the masks you download are on each "
+           "image's own grid, so a resized slice's counts differ from its file's (its notes say so).")
 downloads = st.columns(2)
 downloads[0].download_button("Download the results table (CSV)", table.to_csv(index=False), "predictions.csv",
                              "text/csv", key="download_csv")

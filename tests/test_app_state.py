@@ -137,3 +137,50 @@ def test_slice_score_reads_on_the_side_of_the_threshold_that_decided_it(app, mon
     decision = next(m for m in app.metric if m.label.startswith("Decision at "))
     assert decision.value == "no tumor" and decision.proto.delta == "below the gate"
     assert float(shown) < float(decision.label.removeprefix("Decision at "))
+
+
+def test_patients_3d_toggle_and_review_log_filters_survive_a_visit_to_another_page(monkeypatch, tmp_path):
+    from brainseg.review.review_log import ReviewLog
+
+    store = tmp_path / "review.sqlite"
+    ReviewLog(str(store)).add("TCGA_HT_7855", 10, "agree", 0.5, "models", "", "Dr Ann")  # a reviewer to filter on
+    monkeypatch.setenv("BRAINSEG_REVIEW_DB", str(store))
+    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
+    app = open_app()
+    _run(app.toggle(key="show_3d").set_value(True))
+    _run(app.selectbox(key="review_filter_reviewer").set_value("Dr Ann"))
+    _run(app.radio(key="review_filter_scope").set_value("all"))
+    _page(app, "errors")
+    _page(app, "patients")
+    assert app.toggle(key="show_3d").value is True
+    assert app.selectbox(key="review_filter_reviewer").value == "Dr Ann"
+    assert app.radio(key="review_filter_scope").value == "all"
+
+
+def _editor_context(segmenter: str, slice_number: int = 7, classifier: str = "c"):
+    from brainseg.app.correction import CorrectionContext
+
+    return CorrectionContext(patient_id="P", case_name="P_1", slice_number=slice_number, slice_file="P_1_7.tif",
+                             threshold=0.5, classifier_sha256=classifier * 64, segmenter_sha256=segmenter * 64)
+
+
+def test_other_models_set_pending_edits_aside_and_say_so_once():
+    import numpy as np
+
+    from brainseg.app.correction import BRUSH, editor_state
+
+    ai = np.zeros((16, 16), bool)
+    state = editor_state(None, _editor_context("a"), ai, None)
+    state["editor"].stamp([(8, 8)], 2, BRUSH)  # pending edits against models a
+    state = editor_state(state, _editor_context("b"), ai, None)  # the model folder switched
+    assert not state["editor"].pending  # a new editor, on the new models' mask...
+    assert state["notice"] == ("Unsaved edits on slice 7 of P were made while other models were loaded and were "
+                               "discarded: the editor starts again from these models' mask.")  # ...and it says so
+    state.pop("notice")  # the page shows it once
+    assert "notice" not in editor_state(state, _editor_context("b"), ai, None)
+    state = editor_state(state, _editor_context("b", classifier="d"), ai, None)  # the classifier alone counts too
+    assert "notice" not in state  # nothing was pending
+    state["editor"].stamp([(8, 8)], 2, BRUSH)
+    assert "notice" in editor_state(dict(state), _editor_context("b", classifier="e"), ai, None)
+    # Another slice drops its edits as it always did (the reviewer moved): no notice about models.
+    assert "notice" not in editor_state(state, _editor_context("c", slice_number=8), ai, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,6 +71,26 @@ def test_results_table_columns_and_values():
     assert pd.isna(table["dice"].iloc[1])
     assert table["dice"].iloc[2] == 1.0 and table["dice"].iloc[3] == 0.0
     assert table["out_of_distribution"].tolist() == ["", "grayscale", "", ""]
+
+
+def test_results_table_says_when_its_pixel_figures_are_not_on_the_files_grid():
+    from PIL import Image
+
+    from brainseg.inference.results import GRID_NOTE
+    from brainseg.inference.uploads import read_user_slice
+
+    def png(height: int, width: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((height, width, 3), 90, np.uint8)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    # The notes the upload path writes: resized (counts differ from the downloaded mask's), padded only (they don't).
+    notes = ["; ".join(read_user_slice(png(h, w), f"s{h}.png").notes) for h, w in [(300, 300), (256, 128), (256, 256)]]
+    result, _ = _result()
+    table = slice_results([f"c_{k}.tif" for k in range(1, 5)], result, 0.5, notes=[*notes, ""])
+    assert "model grid (256x256)" in GRID_NOTE and "resized from 300x300" in notes[0]
+    assert "padded from 128x256" in notes[1] and "resized" not in notes[1] + notes[2]
+    assert table["notes"].tolist() == [f"{notes[0]}; {GRID_NOTE}", notes[1], notes[2], ""]
 
 
 def test_small_components_removed_per_slice_never_largest_only():

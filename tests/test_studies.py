@@ -567,6 +567,23 @@ def test_study_page_opens_an_uploaded_nifti_study(patient, tmp_path, tiny_cascad
     assert any("Upload at least the FLAIR" in i.value for i in at.info)
 
 
+def test_study_view_settings_survive_a_visit_to_another_page(patient, tmp_path, tiny_cascade, monkeypatch):
+    images, _ = patient
+    paths = _layout_volumes(images, tmp_path, "LPS as trained", roles=("flair",))
+    at = _study_page(monkeypatch, tiny_cascade.classifier.path.parent)
+    at.file_uploader(key="study_flair").set_value(("flair.nii.gz", paths["flair"].read_bytes(), "application/gzip"))
+    at.run()
+    at.selectbox(key="study_view").set_value("RGB composite").run()
+    at.radio(key="study_style").set_value("contour").run()
+    at.slider(key="study_opacity").set_value(0.8).run()
+    at.switch_page("pages/model_card.py").run()
+    at.switch_page("pages/study.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="study_view").value == "RGB composite"
+    assert at.radio(key="study_style").value == "contour"
+    assert at.slider(key="study_opacity").value == pytest.approx(0.8)
+
+
 def test_study_page_takes_a_zipped_dicom_series_and_offers_the_seg(patient, tmp_path, tiny_cascade, monkeypatch):
     images, _ = patient
     paths, _, _ = _dicom_12bit(images[:8], tmp_path / "series", seed=11)

@@ -48,8 +48,9 @@ class CorrectionContext:
 
     @property
     def key(self) -> tuple:
-        """The editor's identity: slice and model. Not the threshold: nudging it must not discard edits."""
-        return (self.patient_id, self.slice_number, self.segmenter_sha256)
+        """The editor's identity: slice and models (both shape the AI's mask a save is compared with). Not the
+        threshold: nudging it must not discard edits."""
+        return (self.patient_id, self.slice_number, self.classifier_sha256, self.segmenter_sha256)
 
 
 @dataclass
@@ -180,12 +181,21 @@ def editor_state(state: object, context: CorrectionContext, start: np.ndarray,
 
     A threshold change only changes ``start`` (the AI's mask): an editor with pending edits keeps them, and
     ``"start"`` / ``"threshold"`` record what Reset would load; ``"started_at"`` is the threshold the editor's
-    own start was taken at.
+    own start was taken at. Other models on the same slice start a new editor too (a save records the models and
+    is compared with their mask); pending edits it replaces are named in ``"notice"``, for the page to say once.
     """
     key = (*context.key, parent_version)
     if not isinstance(state, dict) or state.get("key") != key:
+        previous = state if isinstance(state, dict) else None
         state = {"key": key, "editor": MaskEditor(start, parent_version), "chart": 0,
                  "started_at": context.threshold}
+        # Same slice, other models: the edits are dropped, so the reviewer must hear it (a slice change is the
+        # reviewer's own move and drops them as before).
+        if previous is not None and previous["editor"].pending and previous["key"][:2] == key[:2] \
+                and previous["key"][2:4] != key[2:4]:
+            state["notice"] = (f"Unsaved edits on slice {context.slice_number} of {context.patient_id} were made "
+                               "while other models were loaded and were discarded: the editor starts again from "
+                               "these models' mask.")
     elif state["editor"].follow(start):
         state["started_at"] = context.threshold  # nothing was pending: the editor took the new AI mask
     state["start"], state["threshold"] = np.asarray(start, bool).copy(), context.threshold
@@ -317,6 +327,8 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
         return
     editor = editor_for(context, start, parent)
     state = st.session_state[STATE_KEY]
+    if notice := state.pop("notice", None):  # once: the next run finds it gone
+        st.warning(notice)
     if start_moved(state):
         st.info(f"The AI's mask at threshold {format_threshold(context.threshold)} differs from the one you started "
                 f"from (at {format_threshold(state['started_at'])}). Your edits are kept; Reset loads the new AI "

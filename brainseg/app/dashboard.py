@@ -1,8 +1,9 @@
 """Streamlit glue shared by the pages: cached loaders, the session's settings, and the sidebar.
 
-Models load once per process (``st.cache_resource``); scans and per-patient predictions are cached
-as data (``st.cache_data``). The threshold and the data folder live in ``st.session_state`` so every
-page reads and writes the same values.
+Models and per-patient predictions are held once per process (``st.cache_resource``, the predictions' arrays
+read-only, shared by every session); scans and small derived tables are cached as data (``st.cache_data``). Every
+per-patient cache is keyed by the patient's files (``patient_files_key``), so a slice rewritten on disk is read
+again. The threshold and the data folder live in ``st.session_state`` so every page reads and writes the same values.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,21 +76,65 @@ def get_dataset(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return load_dataset(data_dir)
 
 
-@st.cache_data(show_spinner=False, max_entries=12)
-def get_patient_prediction(data_dir: str, patient_id: str, models_key: str) -> dict:
+def patient_rows(data_dir: str, patient_id: str) -> pd.DataFrame:
+    """The manifest's rows of one patient (from the folder's cached scan)."""
+    manifest, _ = get_dataset(data_dir)
+    return manifest[manifest["patient_id"] == patient_id]
+
+
+def patient_files_key(rows: pd.DataFrame) -> str:
+    """A digest of the patient's files as they are now: each slice's image and mask file name, size and mtime
+    (ns), the prediction store's ``InputIdentity``. Part of every per-patient cache key, so a rewritten slice
+    (even a ``touch``) is a miss and is read again, never a stale image or score. Stat before reading, as the
+    store does: a file rewritten in between gives a new key next time."""
+    from brainseg.inference.store import InputIdentity
+
+    try:
+        images = InputIdentity.of(rows)
+        masks = InputIdentity.of(rows[["mask_path"]].rename(columns={"mask_path": "image_path"}))
+    except OSError:
+        # A file gone or unreadable: a key that never hits, so the load below reports it as it always did.
+        return f"unreadable-{time.monotonic_ns()}"
+    return hashlib.sha256(repr((images, masks)).encode()).hexdigest()[:16]
+
+
+def _store_key() -> str:
+    """Whether (and where) results come from a prediction store: its outputs are quantised, the live ones not."""
+    return str(settings.prediction_store())
+
+
+def get_patient_prediction(data_dir: str, patient_id: str, models_key: str) -> Mapping[str, Any]:
     """Decoded slices, truth masks and the cascade's stored outputs (``result``) for one patient.
 
-    ``models_key`` (the weights' hashes) makes a model change invalidate the cache. The result keeps
-    the float32 maps the cascade made, so the dashboard's masks are exactly `brainseg evaluate`'s.
+    ``models_key`` (the weights' hashes) makes a model change invalidate the cache, the files' identity
+    (``patient_files_key``) a rewritten slice. The result keeps the float32 maps the cascade made, so the
+    dashboard's masks are exactly `brainseg evaluate`'s. The object is shared by every session and read-only
+    (its arrays cannot be written; copy one to change it).
     """
-    manifest, _ = get_dataset(data_dir)
-    rows = manifest[manifest["patient_id"] == patient_id]
-    images, truth = load_slices(rows)
+    rows = patient_rows(data_dir, patient_id)
+    return _patient_prediction(data_dir, patient_id, models_key, patient_files_key(rows), _store_key(), rows)
+
+
+# A resource, not data: st.cache_data unpickled a fresh ~40 MB copy on every hit and lost the result's computed
+# masks (small-component removal ran again, ~0.1 s per hit). 12 patients kept, as before (~45 MB each for 88
+# slices: images, truth, maps and masks).
+@st.cache_resource(show_spinner=False, max_entries=12)
+def _patient_prediction(data_dir: str, patient_id: str, models_key: str, files_key: str, store_key: str,
+                        _rows: pd.DataFrame) -> Mapping[str, Any]:
+    """``get_patient_prediction``'s cached body (``_rows``: the rows ``files_key`` was taken from; not hashed)."""
+    images, truth = load_slices(_rows)
     cascade, store = live_cascade(), prediction_store()
     # With $BRAINSEG_STORE: the stored outputs, or the patient scored into the store now (the next server too).
-    result = (cascade.predict(images, rows["slice"].to_numpy()) if store is None
-              else store.result_or_score(cascade, rows, images))
-    return {"rows": rows.reset_index(drop=True), "images": images, "truth": truth, "result": result}
+    result = (cascade.predict(images, _rows["slice"].to_numpy()) if store is None
+              else store.result_or_score(cascade, _rows, images))
+    # Computed here, once, before any session sees the object (cached_property has no lock).
+    shared = [images, truth, result.classifier_probabilities, result.maps, result.probabilities,
+              result.segmenter_masks(), result.slice_numbers]
+    for array in shared:
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False  # shared by every session: a write fails loudly, never leaks into another
+    return MappingProxyType({"rows": _rows.reset_index(drop=True), "images": images, "truth": truth,
+                             "result": result})
 
 
 def prediction_store():
@@ -96,32 +145,41 @@ def prediction_store():
     return None if folder is None else PredictionStore(folder)
 
 
-def patient_result(prediction: dict) -> CascadeResult:
+def patient_result(prediction: Mapping[str, Any]) -> CascadeResult:
     return prediction["result"]
 
 
-@st.cache_data(show_spinner=False)
 def get_patient_stats(data_dir: str, patient_id: str, models_key: str) -> pd.DataFrame:
-    """Per-slice counts for the threshold analysis (small; kept for every patient).
+    """Per-slice counts for the threshold analysis (small; kept for every patient, keyed by its files).
 
     With a prediction store they are read from it (counted from the stored outputs, and stored, the first time).
     """
+    rows = patient_rows(data_dir, patient_id)
+    return _patient_stats(data_dir, patient_id, models_key, patient_files_key(rows), _store_key(), rows)
+
+
+# A few KB per patient; bounded because each rewrite of a patient's files adds an entry (the old one is unreachable).
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _patient_stats(data_dir: str, patient_id: str, models_key: str, files_key: str, store_key: str,
+                   _rows: pd.DataFrame) -> pd.DataFrame:
     store = prediction_store()
     if store is not None:
         from brainseg.evaluation.stored_stats import stored_slice_stats
 
-        manifest, _ = get_dataset(data_dir)
-        return stored_slice_stats(store, live_cascade(),
-                                  manifest[manifest["patient_id"] == patient_id])
+        return stored_slice_stats(store, live_cascade(), _rows)
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
     rows = prediction["rows"]
     return slice_stats(patient_id, str(rows["institution"].iloc[0]), rows["slice"].to_numpy(),
                        patient_result(prediction), prediction["truth"])
 
 
-@st.cache_data(show_spinner="Test-time augmentation (6 views per slice)…", max_entries=8)
 def get_patient_tta(data_dir: str, patient_id: str, models_key: str) -> dict:
-    """TTA uncertainty for one patient (float16 maps to keep the cache small)."""
+    """TTA uncertainty for one patient (float16 maps to keep the cache small), keyed by its files."""
+    return _patient_tta(data_dir, patient_id, models_key, patient_files_key(patient_rows(data_dir, patient_id)))
+
+
+@st.cache_data(show_spinner="Test-time augmentation (6 views per slice)…", max_entries=8)
+def _patient_tta(data_dir: str, patient_id: str, models_key: str, files_key: str) -> dict:
     from brainseg.review.uncertainty import tta_segment
 
     prediction = get_patient_prediction(data_dir, patient_id, models_key)
@@ -130,8 +188,14 @@ def get_patient_tta(data_dir: str, patient_id: str, models_key: str) -> dict:
     return {"std": tta.std.astype(np.float16), "score": tta.score, "n_views": tta.n_views}
 
 
-@st.cache_data(show_spinner="Grad-CAM…", max_entries=64)
 def get_grad_cam(data_dir: str, patient_id: str, slice_index: int, models_key: str) -> np.ndarray:
+    """Grad-CAM of one slice, keyed by the patient's files."""
+    files_key = patient_files_key(patient_rows(data_dir, patient_id))
+    return _grad_cam(data_dir, patient_id, slice_index, models_key, files_key)
+
+
+@st.cache_data(show_spinner="Grad-CAM…", max_entries=64)
+def _grad_cam(data_dir: str, patient_id: str, slice_index: int, models_key: str, files_key: str) -> np.ndarray:
     from brainseg.review.saliency import grad_cam
 
     prediction = get_patient_prediction(data_dir, patient_id, models_key)

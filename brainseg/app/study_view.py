@@ -18,7 +18,7 @@ import streamlit as st
 from brainseg.app import dashboard as dash
 from brainseg.app import held_uploads
 from brainseg.app.correction import CorrectionContext, correction_panel
-from brainseg.app.navigation import SliceNavigator
+from brainseg.app.navigation import SliceNavigator, remember
 from brainseg.errors import BrainsegError
 from brainseg.inference.cascade import Cascade
 from brainseg.reports.overlays import CHANNEL_VIEWS, channel_view, overlay
@@ -94,10 +94,11 @@ def slice_viewer(prediction: StudyPrediction, threshold: float) -> int:
                   disabled=n == 1)
     i = int(st.session_state[INDEX_KEY])
 
+    # The view settings outlive a visit to another page, as the held study does.
     controls = st.columns([2, 2, 2])
-    view = controls[0].selectbox("MRI view", list(CHANNEL_VIEWS), key="study_view")
-    style = controls[1].radio("Mask as", ["filled", "contour"], horizontal=True, key="study_style")
-    opacity = controls[2].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="study_opacity")
+    view = controls[0].selectbox("MRI view", list(CHANNEL_VIEWS), **remember("study_view", next(iter(CHANNEL_VIEWS))))
+    style = controls[1].radio("Mask as", ["filled", "contour"], horizontal=True, **remember("study_style", "filled"))
+    opacity = controls[2].slider("Opacity", 0.0, 1.0, step=0.05, **remember("study_opacity", 0.45))
     called = bool(result.decisions(threshold)[i])
     cols = st.columns(3)
     cols[0].metric("Slice score", dash.format_score(result.probabilities[i], threshold))  # on its side of the gate

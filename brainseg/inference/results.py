@@ -7,6 +7,10 @@ the classifier's probability, or combined with the segmenter's evidence), ``thre
 ``true_tumor_pixels``, ``dice`` and ``iou`` (empty where no mask was given; 1.0 when both masks are empty),
 ``notes`` (conversions applied to the input) and ``out_of_distribution`` (why the input is unlike the
 training data, empty when it is like it).
+
+The pixel counts, Dice and IoU are on the models' grid (256x256), where the masks are compared; downloaded masks
+are on each upload's own grid. The columns keep their names (``brainseg predict`` files are read by scripts):
+a slice resized to that grid says so in its ``notes`` (``GRID_NOTE``), where its counts differ from the file's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from brainseg.inference.cascade import CascadeResult
 SLICE_RESULT_COLUMNS = ("file", "classifier_probability", "slice_score", "threshold", "passed_gate", "tumor_called",
                         "predicted_tumor_pixels", "true_tumor_pixels", "dice", "iou", "notes",
                         "out_of_distribution")
+GRID_NOTE = "pixel counts, Dice and IoU on the model grid (256x256), not this image's own"
+RESIZED = "resized from "  # brainseg.inference.uploads' note on a slice (or mask) brought to the model grid
+
+
+def with_grid_note(note: str) -> str:
+    """A row's notes, plus ``GRID_NOTE`` when the slice was resized (padding alone keeps every count)."""
+    return f"{note}; {GRID_NOTE}" if RESIZED in note else note
 
 
 def slice_results(
@@ -51,7 +62,7 @@ def slice_results(
         "true_tumor_pixels": pd.array([None if t is None else int(np.sum(t)) for t in truths], dtype="Int64"),
         "dice": pd.array(dice, dtype="Float64"),
         "iou": pd.array(iou, dtype="Float64"),
-        "notes": list(notes) if notes is not None else [""] * n,
+        "notes": [with_grid_note(note) for note in notes] if notes is not None else [""] * n,
         "out_of_distribution": [r or "" for r in out_of_distribution] if out_of_distribution is not None
         else [""] * n,
     })

@@ -1,0 +1,99 @@
+"""The dashboard's per-patient caches: one shared, read-only result per patient, keyed by the patient's files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import streamlit as st
+
+from brainseg.core.data import scan_dataset
+from brainseg.inference import cascade as cascade_module
+
+
+@pytest.fixture
+def dash(tiny_models_dir, monkeypatch):
+    """The dashboard module on the tiny models, with empty caches before and after (streamlit keeps them per
+    process; outside a runtime it only warns "No runtime found")."""
+    from brainseg.app import dashboard
+
+    monkeypatch.setenv("BRAINSEG_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.delenv("BRAINSEG_STORE", raising=False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield dashboard
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _tumor_and_clear_slices(data_dir) -> tuple[str, int, int]:
+    """A demo patient, the index of one of its tumor slices and of one tumor-free slice."""
+    manifest = scan_dataset(data_dir)
+    for patient, rows in manifest.groupby("patient_id"):
+        tumor = np.flatnonzero(rows["tumor_pixels"].to_numpy() > 0)
+        clear = np.flatnonzero(rows["tumor_pixels"].to_numpy() == 0)
+        if len(tumor) and len(clear):
+            return str(patient), int(tumor[0]), int(clear[0])
+    raise AssertionError("no demo patient with both tumor and tumor-free slices")
+
+
+def test_a_patient_read_twice_is_one_shared_read_only_result(dash, demo_copy, monkeypatch):
+    """A cache hit is the same object, its masks computed once (small-component removal is not rerun per hit),
+    and its arrays refuse writes (a page changing one would change every session's view)."""
+    removals = []
+    real_removal = cascade_module.remove_small_components
+
+    def counted(*args, **kwargs):
+        removals.append(1)
+        return real_removal(*args, **kwargs)
+
+    monkeypatch.setattr(cascade_module, "remove_small_components", counted)
+    patient, _, _ = _tumor_and_clear_slices(demo_copy)
+    first = dash.get_patient_prediction(str(demo_copy), patient, dash.models_key())
+    first_masks = dash.patient_result(first).masks(0.5)
+    second = dash.get_patient_prediction(str(demo_copy), patient, dash.models_key())
+    second_masks = dash.patient_result(second).masks(0.5)
+
+    assert second["result"] is first["result"]
+    assert np.array_equal(first_masks, second_masks)
+    assert len(removals) == 1
+    result = dash.patient_result(second)
+    for array in (second["images"], second["truth"], result.maps, result.classifier_probabilities,
+                  result.probabilities, result.segmenter_masks()):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0
+    with pytest.raises(TypeError):
+        second["images"] = None  # the shared mapping itself cannot be rebound either
+
+
+@pytest.mark.parametrize("with_store", [False, True], ids=["live", "prediction store"])
+def test_a_slice_rewritten_on_disk_is_read_again(dash, demo_copy, tmp_path, monkeypatch, with_store):
+    """Rewriting one slice's image and mask (new bytes, new mtime) shows the new image, truth and score next time:
+    the caches are keyed by the files, and the prediction store's own check is not hidden behind them."""
+    if with_store:
+        monkeypatch.setenv("BRAINSEG_STORE", str(tmp_path / "store"))
+    patient, tumor, clear = _tumor_and_clear_slices(demo_copy)
+    key = dash.models_key()
+    before = dash.get_patient_prediction(str(demo_copy), patient, key)
+    stats_before = dash.get_patient_stats(str(demo_copy), patient, key)
+    assert stats_before["truth_pixels"].iloc[clear] == 0 < stats_before["truth_pixels"].iloc[tumor]
+
+    rows = before["rows"]
+    for column in ("image_path", "mask_path"):  # the tumor slice's files copied over the tumor-free slice's
+        target = rows[column].iloc[clear]
+        shutil.copyfile(rows[column].iloc[tumor], target)
+        later = os.stat(target).st_mtime_ns + 2_000_000_000  # a clearly newer mtime, whatever the clock's step
+        os.utime(target, ns=(later, later))
+
+    after = dash.get_patient_prediction(str(demo_copy), patient, key)
+    assert np.array_equal(after["images"][clear], before["images"][tumor])
+    assert np.array_equal(after["truth"][clear], before["truth"][tumor])
+    scores_before = dash.patient_result(before).classifier_probabilities
+    assert dash.patient_result(after).classifier_probabilities[clear] == pytest.approx(scores_before[tumor],
+                                                                                        abs=1e-5)
+    stats_after = dash.get_patient_stats(str(demo_copy), patient, key)
+    assert stats_after["truth_pixels"].iloc[clear] == stats_before["truth_pixels"].iloc[tumor]
+    assert stats_after["probability"].iloc[clear] == pytest.approx(
+        float(dash.patient_result(after).probabilities[clear]), abs=1e-5)
