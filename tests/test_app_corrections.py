@@ -269,3 +269,19 @@ def test_a_broken_review_store_is_a_message_not_a_traceback(tmp_path, monkeypatc
     at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     assert any("review store is unavailable" in e.value for e in at.error)
     assert any(m.label == "Slice score" for m in at.metric)  # the rest of the page still works
+
+
+def test_unsaved_edits_survive_a_look_at_the_next_slice(store):
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.sidebar.text_input(key="reviewer_name").set_value("Dr Ann").run()
+    _ok(at.toggle(key="correction_mode").set_value(True).run())
+    at.session_state["correction_state"]["editor"].stamp([(40, 40)], 6, BRUSH)
+    edited = at.session_state["correction_state"]["editor"].mask.copy()
+    _ok(at.button[1].click().run())  # ▶ next slice, edits not saved
+    assert not at.session_state["correction_state"]["editor"].pending
+    assert any("Unsaved edits kept aside on slice" in caption.value for caption in at.caption)
+    _ok(at.button[0].click().run())  # ◀ back
+    editor = at.session_state["correction_state"]["editor"]
+    assert np.array_equal(editor.mask, edited) and len(editor.history) == 1
+    assert any("are back" in warning.value for warning in at.warning)
+    assert ReviewLog(store).corrections().empty  # nothing was saved on the way

@@ -184,3 +184,31 @@ def test_other_models_set_pending_edits_aside_and_say_so_once():
     assert "notice" in editor_state(dict(state), _editor_context("b", classifier="e"), ai, None)
     # Another slice drops its edits as it always did (the reviewer moved): no notice about models.
     assert "notice" not in editor_state(state, _editor_context("c", slice_number=8), ai, None)
+
+
+def test_unsaved_edits_are_kept_aside_while_browsing_other_slices_and_come_back():
+    import numpy as np
+
+    from brainseg.app.correction import BRUSH, MAX_PARKED, editor_state, parked_slices
+
+    ai, parked = np.zeros((16, 16), bool), {}
+    state = editor_state(None, _editor_context("a"), ai, None, parked)
+    state["editor"].stamp([(8, 8)], 2, BRUSH)
+    edited = state["editor"].mask.copy()
+    state = editor_state(state, _editor_context("a", slice_number=8), ai, None, parked)  # on to the next slice
+    assert not state["editor"].pending and parked_slices(parked) == "slice 7 of P"
+    state = editor_state(state, _editor_context("a"), ai, None, parked)  # and back
+    assert np.array_equal(state["editor"].mask, edited) and len(state["editor"].history) == 1
+    assert "are back" in state.pop("notice") and parked == {}
+    # Other models: what was kept aside is dropped, and said.
+    state = editor_state(state, _editor_context("a", slice_number=8), ai, None, parked)
+    state = editor_state(state, _editor_context("b", slice_number=8), ai, None, parked)
+    assert parked == {} and "slice 7 of P, made while other models were loaded, were discarded" in state["notice"]
+    # A bounded number is kept; the oldest goes first, with a notice.
+    for number in range(MAX_PARKED + 2):
+        state = editor_state(state, _editor_context("b", slice_number=100 + number), ai, None, parked)
+        state["editor"].stamp([(8, 8)], 2, BRUSH)
+    state = editor_state(state, _editor_context("b", slice_number=99), ai, None, parked)
+    # 26 slices edited: slice 100 went when the 26th was opened (said there), slice 101 now.
+    assert len(parked) == MAX_PARKED and "slice 101 of P were dropped" in state["notice"]
+    assert {k[1] for k in parked} == set(range(102, 100 + MAX_PARKED + 2))

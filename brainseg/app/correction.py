@@ -30,6 +30,8 @@ from brainseg.review.review_log import ReviewLog
 BRUSH, ERASER = "brush", "eraser"
 MODES = (BRUSH, ERASER)
 STATE_KEY = "correction_state"
+PARKED_KEY = "correction_parked"  # editors with unsaved edits on slices the reviewer moved away from, by editor key
+MAX_PARKED = 24  # a session keeps this many; the oldest beyond it is dropped with a notice
 AI_START = 0  # the "Start from" choice meaning the cascade's mask
 GRID_STEP = 4  # the invisible click targets' spacing in pixels: fine enough to place a brush, light to send
 
@@ -102,6 +104,11 @@ class MaskEditor:
     def pending(self) -> bool:
         """Whether starting over would lose anything: edits, or steps to undo."""
         return bool(self.history) or not np.array_equal(self.mask, self.start)
+
+    def mark_saved(self) -> None:
+        """The mask is saved: nothing is pending any more (the next editor starts from the saved version)."""
+        self.start = self.mask.copy()
+        self.history.clear()
 
     def follow(self, start: np.ndarray) -> bool:
         """Start over from a changed starting mask when nothing is pending; returns whether it did.
@@ -176,30 +183,65 @@ def compare(mask: np.ndarray, ai_mask: np.ndarray, truth: np.ndarray | None) -> 
 
 
 def editor_state(state: object, context: CorrectionContext, start: np.ndarray,
-                 parent_version: int | None) -> dict:
+                 parent_version: int | None, parked: dict | None = None) -> dict:
     """The editor's state for this slice: a new editor when the slice, model or chosen start changes.
 
     A threshold change only changes ``start`` (the AI's mask): an editor with pending edits keeps them, and
     ``"start"`` / ``"threshold"`` record what Reset would load; ``"started_at"`` is the threshold the editor's
-    own start was taken at. Other models on the same slice start a new editor too (a save records the models and
-    is compared with their mask); pending edits it replaces are named in ``"notice"``, for the page to say once.
+    own start was taken at. Moving to another slice or start *parks* an editor with unsaved edits in ``parked``
+    (the session's, by editor key) and coming back restores it: nothing is lost by browsing. Other models start a
+    new editor (a save records the models and is compared with their mask): the pending edits they replace,
+    current or parked, are dropped and named in ``"notice"``, for the page to say once.
     """
+    parked = {} if parked is None else parked
     key = (*context.key, parent_version)
-    if not isinstance(state, dict) or state.get("key") != key:
+    if isinstance(state, dict) and state.get("key") == key:
+        if state["editor"].follow(start):
+            state["started_at"] = context.threshold  # nothing was pending: the editor took the new AI mask
+    else:
         previous = state if isinstance(state, dict) else None
-        state = {"key": key, "editor": MaskEditor(start, parent_version), "chart": 0,
-                 "started_at": context.threshold}
-        # Same slice, other models: the edits are dropped, so the reviewer must hear it (a slice change is the
-        # reviewer's own move and drops them as before).
-        if previous is not None and previous["editor"].pending and previous["key"][:2] == key[:2] \
-                and previous["key"][2:4] != key[2:4]:
-            state["notice"] = (f"Unsaved edits on slice {context.slice_number} of {context.patient_id} were made "
+        notices = []
+        if previous is not None and previous["editor"].pending:
+            if _models(previous["key"]) == _models(key):
+                parked[previous["key"]] = previous
+            elif previous["key"][:2] == key[:2]:
+                notices.append(f"Unsaved edits on slice {context.slice_number} of {context.patient_id} were made "
                                "while other models were loaded and were discarded: the editor starts again from "
                                "these models' mask.")
-    elif state["editor"].follow(start):
-        state["started_at"] = context.threshold  # nothing was pending: the editor took the new AI mask
+        stale = [k for k in parked if _models(k) != _models(key)]
+        if stale:
+            notices.append(f"Unsaved edits on {_slices_words(stale)}, made while other models were loaded, were "
+                           "discarded.")
+        for stale_key in stale:
+            del parked[stale_key]
+        while len(parked) > MAX_PARKED:
+            oldest = next(iter(parked))  # dicts keep insertion order: the first parked
+            del parked[oldest]
+            notices.append(f"Unsaved edits on {_slices_words([oldest])} were dropped: a session keeps those of "
+                           f"{MAX_PARKED} slices.")
+        restored = parked.pop(key, None)
+        state = restored or {"key": key, "editor": MaskEditor(start, parent_version), "chart": 0,
+                             "started_at": context.threshold}
+        state.pop("notice", None)
+        if restored is not None:
+            notices.append("Your unsaved edits on this slice are back (kept while you looked at other slices).")
+        if notices:
+            state["notice"] = " ".join(notices)
     state["start"], state["threshold"] = np.asarray(start, bool).copy(), context.threshold
     return state
+
+
+def _models(editor_key: tuple) -> tuple:
+    return editor_key[2:4]
+
+
+def _slices_words(editor_keys: list[tuple]) -> str:
+    return ", ".join(f"slice {k[1]} of {k[0]}" for k in editor_keys)
+
+
+def parked_slices(parked: dict) -> str:
+    """The slices whose unsaved edits are kept aside, in words ('' when none)."""
+    return _slices_words(list(parked))
 
 
 def start_moved(state: dict) -> bool:
@@ -209,7 +251,8 @@ def start_moved(state: dict) -> bool:
 
 def editor_for(context: CorrectionContext, start: np.ndarray, parent_version: int | None) -> MaskEditor:
     """The session's editor for this slice (see ``editor_state``)."""
-    state = editor_state(st.session_state.get(STATE_KEY), context, start, parent_version)
+    parked = st.session_state.setdefault(PARKED_KEY, {})
+    state = editor_state(st.session_state.get(STATE_KEY), context, start, parent_version, parked)
     st.session_state[STATE_KEY] = state
     return state["editor"]
 
@@ -277,6 +320,7 @@ def _save(log: ReviewLog, context: CorrectionContext, ai_mask: np.ndarray, revie
     except BrainsegError as err:
         st.session_state[SAVED_KEY] = ("error", f"Not saved: {err}")
         return
+    editor.mark_saved()  # saved edits are not kept aside as unsaved ones
     st.session_state["correction_start"] = saved.version  # go on editing from what was just saved
     st.session_state["correction_comment"] = ""  # the note went with this version
     st.session_state[SAVED_KEY] = (
@@ -314,7 +358,9 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
     # on one slice must not carry over to the next, where it would fork from a stale version or mislabel a save.
     here = (context.patient_id, context.slice_number)
     if st.session_state.get(START_FOR_KEY) != here or st.session_state.get("correction_start") not in labels:
-        st.session_state["correction_start"] = list(labels)[-1]
+        # ... unless edits on this slice were kept aside: open on the start they were made from.
+        kept = [AI_START if k[4] is None else k[4] for k in st.session_state.get(PARKED_KEY, {}) if k[:2] == here]
+        st.session_state["correction_start"] = kept[-1] if kept and kept[-1] in labels else list(labels)[-1]
         st.session_state["correction_comment"] = ""
         st.session_state[START_FOR_KEY] = here
     chosen = st.selectbox("Start from", list(labels), format_func=labels.get, key="correction_start")
@@ -329,6 +375,8 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
     state = st.session_state[STATE_KEY]
     if notice := state.pop("notice", None):  # once: the next run finds it gone
         st.warning(notice)
+    if kept := parked_slices(st.session_state.get(PARKED_KEY, {})):
+        st.caption(f"Unsaved edits kept aside on {kept}: open the slice to go on or save them.")
     if start_moved(state):
         st.info(f"The AI's mask at threshold {format_threshold(context.threshold)} differs from the one you started "
                 f"from (at {format_threshold(state['started_at'])}). Your edits are kept; Reset loads the new AI "
