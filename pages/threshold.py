@@ -61,6 +61,7 @@ scope = st.radio("Patients", choices, format_func=_scope_label, horizontal=True,
                  **remember("metrics_scope", ALL, fit=_offered_scope))
 chosen = patients["patient_id"].tolist() if scope == ALL else present[scope]
 seen = sorted(set(chosen) & {patient for part in trained for patient in present.get(part, [])})
+test_shown = sorted(set(chosen) & set(present.get("test", [])))  # presets set on them would be chosen on test
 if seen:
     st.warning(f"{len(seen)} of these {len(chosen)} patients were used to train the live models "
                f"({' + '.join(trained)} split): the figures below are optimistic for them.")
@@ -98,6 +99,10 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
     default = dash.floor_to_step(dash.default_threshold())
     cols[-1].button(f"default: {dash.format_threshold(default)}", on_click=dash.set_threshold, args=(default,),
                     key="preset_default", width="stretch", help="The shipped operating point (operating_point.json).")
+    if test_shown:
+        st.caption(f"The sensitivity presets are set on the patients shown, {len(test_shown)} of them from the test "
+                   "split: a threshold chosen here and then judged on those patients is optimistic. The shipped "
+                   "default was chosen on validation patients only.")
     slider_col, entry_col = st.columns([4, 1], vertical_alignment="bottom")
     dash.threshold_control(slider_col, "_threshold_page", "Threshold (same as the sidebar's)")
     dash.threshold_entry(entry_col, "_threshold_exact")

@@ -126,6 +126,10 @@ def test_threshold_page_warns_when_the_models_trained_on_the_patients_shown(monk
     assert "test split (3 patients)" in scope.options
     scope.set_value("test").run()  # the options are the parts, shown with their labels
     assert not any("used to train the live models" in w.value for w in at.warning)
+    # Presets set on test patients would be chosen on test: the page says so (and not on validation patients).
+    assert any("3 of them from the test split" in c.value for c in at.caption)
+    at.radio(key="metrics_scope").set_value("val").run()
+    assert not any("from the test split" in c.value for c in at.caption)
 
 def test_presets_pick_the_highest_threshold_reaching_the_sensitivity(app, demo_scores):
     labels, scores = demo_scores
