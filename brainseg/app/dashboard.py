@@ -25,6 +25,8 @@ from brainseg import settings
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.split import PARTS, is_final_fit, trained_on
 from brainseg.errors import BrainsegError
+from brainseg.evaluation.operating_point import STORED_DECIMALS, threshold_decimals
+from brainseg.evaluation.operating_point import threshold_text as format_threshold  # the pages' name for it
 from brainseg.evaluation.threshold_analysis import slice_stats
 from brainseg.inference.cascade import DEFAULT_THRESHOLD, Cascade, CascadeResult, read_operating_point
 
@@ -250,7 +252,7 @@ def models_key() -> str:
     return f"{cascade.classifier.sha256[:16]}-{cascade.segmenter.sha256[:16]}-{point}"
 
 
-THRESHOLD_DECIMALS = 6  # operating_point.json stores 6 decimals (0.020058): the session can hold it exactly
+THRESHOLD_DECIMALS = STORED_DECIMALS  # operating_point.json's 6 decimals (0.020058): the session holds it exactly
 THRESHOLD_STEP = 10.0 ** -THRESHOLD_DECIMALS
 SLIDER_STEP = 0.001  # the sliders' drag step; the number box beside the page's slider takes the finer values
 
@@ -289,19 +291,6 @@ def set_threshold(value: float) -> None:
 def threshold() -> float:
     _init_threshold()
     return float(st.session_state["threshold"])
-
-
-def threshold_decimals(value: float) -> int:
-    """The fewest decimals, 3 at least, that write ``value`` (on the 1e-6 grid) exactly."""
-    for decimals in range(3, THRESHOLD_DECIMALS):
-        if abs(round(value, decimals) - value) < THRESHOLD_STEP / 10:
-            return decimals
-    return THRESHOLD_DECIMALS
-
-
-def format_threshold(value: float) -> str:
-    """A threshold as the decisions use it: 0.300, 0.05 as 0.050, the shipped 0.020058 in full."""
-    return f"{value:.{threshold_decimals(value)}f}"
 
 
 def format_score(score: float, threshold: float) -> str:

@@ -60,6 +60,22 @@ def refuse_trained_on(models_dir: str | Path, split: str, what: str) -> None:
                             "brainseg final-fit)")
 
 
+STORED_DECIMALS = 6  # operating_point.json's thresholds: floor_decimals' default
+
+
+def threshold_decimals(value: float) -> int:
+    """The fewest decimals, 3 at least, that write a stored threshold (on the 1e-6 grid) exactly."""
+    for decimals in range(3, STORED_DECIMALS):
+        if abs(round(value, decimals) - value) < 10.0 ** -STORED_DECIMALS / 10:
+            return decimals
+    return STORED_DECIMALS
+
+
+def threshold_text(value: float) -> str:
+    """A threshold as the decisions use it: 0.300, 0.05 as 0.050, the shipped 0.020058 in full (never rounded)."""
+    return f"{value:.{threshold_decimals(value)}f}"
+
+
 def floor_decimals(value: float, decimals: int = 6) -> float:
     """``value`` rounded down: a stored threshold never ends up above the one chosen."""
     factor = 10**decimals

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from brainseg.core import metrics
+from brainseg.evaluation.operating_point import threshold_text
 from brainseg.inference.cascade import passes_gate
 from brainseg.reports.overlays import PREDICTION_COLOR, TRUTH_COLOR
 
@@ -26,7 +27,8 @@ def burden_strip(slices: np.ndarray, truth_pixels: np.ndarray, predicted_pixels:
     fig.add_scatter(x=slices, y=probabilities, name="slice score", mode="lines+markers", line={"color": "#333"},
                     secondary_y=True)
     fig.add_scatter(x=[slices.min() - 0.5, slices.max() + 0.5], y=[threshold, threshold], mode="lines",
-                    name=f"threshold {threshold:.3f}", line={"color": "#ff7f0e", "dash": "dash"}, secondary_y=True)
+                    name=f"threshold {threshold_text(threshold)}", line={"color": "#ff7f0e", "dash": "dash"},
+                    secondary_y=True)
     if current_slice is not None:
         fig.add_vline(x=current_slice, line={"color": "#1f77b4", "width": 2})
     fig.update_layout(barmode="group", height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10},
@@ -43,7 +45,8 @@ def roc_figure(labels: np.ndarray, scores: np.ndarray, threshold: float) -> go.F
     at = metrics.classification_at(labels, passes_gate(scores, threshold))
     fig = go.Figure()
     fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {metrics.roc_auc(labels, scores):.3f})")
-    fig.add_scatter(x=[1 - at["specificity"]], y=[at["sensitivity"]], mode="markers", name=f"threshold {threshold:.3f}",
+    fig.add_scatter(x=[1 - at["specificity"]], y=[at["sensitivity"]], mode="markers",
+                    name=f"threshold {threshold_text(threshold)}",
                     marker={"size": 12, "color": "#ff7f0e"})
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#aaa"}, showlegend=False)
     fig.update_layout(xaxis_title="1 - specificity", yaxis_title="sensitivity", height=360,
@@ -57,7 +60,8 @@ def precision_recall_figure(labels: np.ndarray, scores: np.ndarray, threshold: f
     at = metrics.classification_at(labels, passes_gate(scores, threshold))
     fig = go.Figure()
     fig.add_scatter(x=recall, y=precision, mode="lines", name="precision-recall")
-    fig.add_scatter(x=[at["sensitivity"]], y=[at["precision"]], mode="markers", name=f"threshold {threshold:.3f}",
+    fig.add_scatter(x=[at["sensitivity"]], y=[at["precision"]], mode="markers",
+                    name=f"threshold {threshold_text(threshold)}",
                     marker={"size": 12, "color": "#ff7f0e"})
     fig.update_layout(xaxis_title="recall (sensitivity)", yaxis_title="precision", height=360,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Precision-recall, slice level",
@@ -220,6 +224,7 @@ def gate_tradeoff_figure(rows: list[dict], chosen_threshold: float | None = None
                       yaxis={"title": "out-of-fold figure", "range": [0, 1.02]}, height=340,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     if chosen_threshold is not None:
-        fig.add_annotation(text=f"shipped threshold {chosen_threshold:.3f}", xref="paper", yref="paper", x=1, y=0.02,
+        fig.add_annotation(text=f"shipped threshold {threshold_text(chosen_threshold)}", xref="paper", yref="paper",
+                           x=1, y=0.02,
                            showarrow=False, xanchor="right")
     return fig
