@@ -233,9 +233,11 @@ with st.expander("Review log: verdicts and corrections, who did what", expanded=
             who_filter = None if who == "everyone" else who
             patient_filter = patient_id if scope == "this patient" else None
             st.markdown("**Verdicts**")
-            st.dataframe(log.entries(patient_filter, who_filter), hide_index=True, width="stretch")
+            st.dataframe(log.entries(patient_filter, who_filter), hide_index=True, width="stretch",
+                         column_config=dash.THRESHOLD_COLUMN)
             st.markdown("**Corrections** (every version is kept)")
-            st.dataframe(log.corrections(patient_filter, who_filter), hide_index=True, width="stretch")
+            st.dataframe(log.corrections(patient_filter, who_filter), hide_index=True, width="stretch",
+                         column_config=dash.THRESHOLD_COLUMN)
             cols = st.columns(2)
             cols[0].download_button("Export these verdicts (CSV)", lambda: log.to_csv(patient_filter, who_filter),
                                     "review_log.csv", "text/csv", key="export_review_log")

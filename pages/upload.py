@@ -59,7 +59,7 @@ n_outside = int((table["out_of_distribution"] != "").sum())
 if n_outside:
     st.warning(f"{n_outside} slice(s) are **outside the training distribution** (see the `out_of_distribution` "
                "column): their decisions and masks are of unknown validity.")
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch", column_config=dash.THRESHOLD_COLUMN)
 st.caption("Pixel counts, Dice and IoU are on the models' grid (256×256); the masks you download are on each "
            "image's own grid, so a resized slice's counts differ from its file's (its notes say so).")
 downloads = st.columns(2)

@@ -209,6 +209,8 @@ def test_upload_real_slice_with_mask_and_bad_files(app):
     assert table["out_of_distribution"].iloc[0] == "" and "grayscale" in table["out_of_distribution"].iloc[1]
     assert any("outside the training distribution" in w.value for w in app.warning)
     assert len(app.get("download_button")) >= 4
+    # The threshold column shows the applied value in full (a default float format wrote 0.020058 as 0.0201).
+    assert json.loads(app.dataframe[0].proto.columns)["threshold"]["type_config"]["format"] == "%.6f"
 
 
 def test_uploaded_slices_are_kept_across_pages_and_not_rerun_for_a_threshold(app):

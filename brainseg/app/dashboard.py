@@ -335,6 +335,9 @@ def threshold_entry(container, key: str, label: str = "Exact threshold") -> None
                            help="Type any threshold (rounded down to 6 decimals); ± moves it by 0.001.")
 
 
+# st.dataframe writes floats to 4 significant digits: the threshold 0.020058 showed as 0.0201, above the one applied.
+THRESHOLD_COLUMN = {"threshold": st.column_config.NumberColumn("threshold", format=f"%.{THRESHOLD_DECIMALS}f")}
+
 _THRESHOLD_SLOT = "_sidebar_threshold_slot"
 
 
