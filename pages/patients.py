@@ -192,8 +192,9 @@ with st.expander("Export this patient"):
                             f"{patient_id}_report.html", "text/html", key="export_report")
     st.caption(f"At threshold {dash.format_threshold(threshold)}. Open the report in a browser and print it to PDF.")
 
-with st.expander("Correct the AI's mask on this slice", expanded=st.session_state.get("correction_mode", False)):
-    if st.toggle("Correction mode", key="correction_mode",
+correction_toggle = remember("correction_mode", False)  # open again on return from another page
+with st.expander("Correct the AI's mask on this slice", expanded=st.session_state["correction_mode"]):
+    if st.toggle("Correction mode", **correction_toggle,
                  help="Brush, eraser, fill, undo and clear over the cascade's mask at the current threshold; each "
                       "save is a new version in the review store. The expert mask is never changed."):
         log = dash.require_review_log()

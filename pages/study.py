@@ -6,6 +6,7 @@ import streamlit as st
 
 from brainseg.app import dashboard as dash
 from brainseg.app import held_uploads, study_view
+from brainseg.app.navigation import remember
 from brainseg.errors import BrainsegError
 from brainseg.studies.outputs import dicom_seg_bytes, nifti_mask_bytes, summary
 
@@ -63,9 +64,9 @@ st.caption(f"FLAIR ({study.flair.kind}): {' × '.join(map(str, study.flair.shape
            f"{study.reorientation.native_axcodes()}; shown as axial slices, inferior to superior.")
 
 index = study_view.slice_viewer(prediction, threshold)
-with st.expander("Correct the AI's mask on this slice",
-                 expanded=st.session_state.get("study_correction_mode", False)):
-    if st.toggle("Correction mode", key="study_correction_mode",
+correction_toggle = remember("study_correction_mode", False)  # open again on return from another page
+with st.expander("Correct the AI's mask on this slice", expanded=st.session_state["study_correction_mode"]):
+    if st.toggle("Correction mode", **correction_toggle,
                  help="The same editor as on the Patients page; each save is a new version in the review store, "
                       "filed under a digest of the FLAIR file (no patient name)."):
         log = dash.require_review_log()

@@ -139,7 +139,7 @@ def test_slice_score_reads_on_the_side_of_the_threshold_that_decided_it(app, mon
     assert float(shown) < float(decision.label.removeprefix("Decision at "))
 
 
-def test_patients_3d_toggle_and_review_log_filters_survive_a_visit_to_another_page(monkeypatch, tmp_path):
+def test_patients_toggles_and_review_log_filters_survive_a_visit_to_another_page(monkeypatch, tmp_path):
     from brainseg.review.review_log import ReviewLog
 
     store = tmp_path / "review.sqlite"
@@ -150,8 +150,11 @@ def test_patients_3d_toggle_and_review_log_filters_survive_a_visit_to_another_pa
     _run(app.toggle(key="show_3d").set_value(True))
     _run(app.selectbox(key="review_filter_reviewer").set_value("Dr Ann"))
     _run(app.radio(key="review_filter_scope").set_value("all"))
+    _run(app.toggle(key="correction_mode").set_value(True))
     _page(app, "errors")
     _page(app, "patients")
+    assert app.toggle(key="correction_mode").value is True  # and its panel is drawn again:
+    assert app.selectbox(key="correction_start").value is not None
     assert app.toggle(key="show_3d").value is True
     assert app.selectbox(key="review_filter_reviewer").value == "Dr Ann"
     assert app.radio(key="review_filter_scope").value == "all"

@@ -576,9 +576,11 @@ def test_study_view_settings_survive_a_visit_to_another_page(patient, tmp_path, 
     at.selectbox(key="study_view").set_value("RGB composite").run()
     at.radio(key="study_style").set_value("contour").run()
     at.slider(key="study_opacity").set_value(0.8).run()
+    at.toggle(key="study_correction_mode").set_value(True).run()
     at.switch_page("pages/model_card.py").run()
     at.switch_page("pages/study.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    assert at.toggle(key="study_correction_mode").value is True
     assert at.selectbox(key="study_view").value == "RGB composite"
     assert at.radio(key="study_style").value == "contour"
     assert at.slider(key="study_opacity").value == pytest.approx(0.8)
