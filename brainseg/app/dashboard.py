@@ -25,7 +25,7 @@ from brainseg import settings
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.split import PARTS, is_final_fit, trained_on
 from brainseg.errors import BrainsegError
-from brainseg.evaluation.operating_point import STORED_DECIMALS, threshold_decimals
+from brainseg.evaluation.operating_point import STORED_DECIMALS, floor_decimals, threshold_decimals
 from brainseg.evaluation.operating_point import threshold_text as format_threshold  # the pages' name for it
 from brainseg.evaluation.threshold_analysis import slice_stats
 from brainseg.inference.cascade import DEFAULT_THRESHOLD, Cascade, CascadeResult, read_operating_point
@@ -253,7 +253,6 @@ def models_key() -> str:
 
 
 THRESHOLD_DECIMALS = STORED_DECIMALS  # operating_point.json's 6 decimals (0.020058): the session holds it exactly
-THRESHOLD_STEP = 10.0 ** -THRESHOLD_DECIMALS
 SLIDER_STEP = 0.001  # the sliders' drag step; the number box beside the page's slider takes the finer values
 
 
@@ -276,12 +275,10 @@ def default_threshold() -> float:
         return DEFAULT_THRESHOLD
 
 
-def floor_to_step(value: float, step: float = THRESHOLD_STEP) -> float:
-    """Round a threshold down to ``step``: a lower threshold never loses sensitivity.
-
-    The result is rounded to the step's decimals, so 0.020058 stays 0.020058 (not 0.020057999999999998)."""
-    decimals = max(0, int(np.ceil(-np.log10(step) - 1e-9)))
-    return round(float(np.floor(value / step + 1e-9) * step), decimals)
+def floor_to_step(value: float) -> float:
+    """A threshold rounded down to the stored decimals (``floor_decimals``, the operating point's own rule): a
+    lower threshold never loses sensitivity, and 0.020058 stays 0.020058."""
+    return floor_decimals(float(value), THRESHOLD_DECIMALS)
 
 
 def set_threshold(value: float) -> None:

@@ -60,7 +60,7 @@ def refuse_trained_on(models_dir: str | Path, split: str, what: str) -> None:
                             "brainseg final-fit)")
 
 
-STORED_DECIMALS = 6  # operating_point.json's thresholds: floor_decimals' default
+STORED_DECIMALS = 6  # operating_point.json stores its thresholds floored to this many decimals
 
 
 def threshold_decimals(value: float) -> int:
@@ -76,7 +76,7 @@ def threshold_text(value: float) -> str:
     return f"{value:.{threshold_decimals(value)}f}"
 
 
-def floor_decimals(value: float, decimals: int = 6) -> float:
+def floor_decimals(value: float, decimals: int = STORED_DECIMALS) -> float:
     """``value`` rounded down: a stored threshold never ends up above the one chosen."""
     factor = 10**decimals
     # value * factor is itself rounded: just below 0.199975 it gives 199975.0, at 0.29 (x 100) 28.999999999999996.
