@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import sys
+import types
 import zipfile
 
 import nibabel as nib
@@ -135,8 +137,12 @@ def _write_entries(path, worker, count):
         log.add("TCGA_CS_0001", k, "agree", 0.5, "hash", comment=f"worker {worker}")
 
 
-def test_review_log_keeps_every_entry_from_concurrent_writers(tmp_path):
+def test_review_log_keeps_every_entry_from_concurrent_writers(tmp_path, monkeypatch):
     path = tmp_path / "review.sqlite"
+    # A spawned process first re-runs the parent's __main__ file. An AppTest run earlier in this worker leaves a
+    # dashboard page there (Streamlit runs scripts as __main__), which then failed in the child; a bare __main__
+    # has no file to re-run.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_write_entries, args=(path, w, 25)) for w in range(4)]
     for w in workers:
