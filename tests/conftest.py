@@ -52,10 +52,21 @@ def open_app(page: str | None = None):
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
     assert not at.exception, [e.value for e in at.exception]
-    if page is not None:
-        at.switch_page(f"pages/{page}.py").run()
-        assert not at.exception, [e.value for e in at.exception]
+    return at if page is None else switch_to(at, page)
+
+
+def switch_to(at, page: str):
+    """``at`` switched to ``pages/<page>.py`` and run; fails on an exception."""
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """The dashboard on its default data folder (the shipped demo cases)."""
+    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
+    return open_app()
 
 
 @pytest.fixture

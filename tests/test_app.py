@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DEMO_DIR, ROOT, open_app
+from conftest import DEMO_DIR, ROOT, open_app, switch_to
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -15,17 +15,7 @@ APP = str(ROOT / "app.py")
 TIMEOUT = 180
 
 
-@pytest.fixture
-def app(monkeypatch) -> AppTest:
-    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
-    return open_app()
-
-
-def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_page = switch_to
 
 
 def _threshold_slider(at: AppTest):

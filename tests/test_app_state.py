@@ -10,23 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEMO_DIR, MODELS_DIR, open_app
+from conftest import DEMO_DIR, MODELS_DIR, open_app, switch_to
 from streamlit.testing.v1 import AppTest
 
 SHIPPED = json.loads((MODELS_DIR / "operating_point.json").read_text())["threshold"]  # 0.020058
 
 
-@pytest.fixture
-def app(monkeypatch) -> AppTest:
-    monkeypatch.delenv("BRAINSEG_DATA_DIR", raising=False)
-    return open_app()
-
-
-def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_page = switch_to
 
 
 def _run(widget) -> AppTest:
