@@ -478,8 +478,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
         if not args.fold_report:
             raise DataError("'combine' pools fold reports: give them with --fold-report")
         if args.report == DEFAULT_MODELS_DIR / "crossval.json":
-            raise DataError("a combined report makes no final-fit choices: give it its own --report (the default "
-                            "holds the shipped recipe's complete one)")
+            raise DataError("a combined report needs its own --report (the default holds the cross-validation the "
+                            "shipped models' choices came from)")
     elif args.data is None:
         raise DataError(f"--stage {args.stage} needs --data")
     elif args.fold_report:
@@ -557,6 +557,13 @@ def _finish_crossval_report(report: dict, path: Path, baselines: list[tuple[Path
           f"{f['cascade_dice_per_volume']['mean']:.3f} [{dice.get('low', float('nan')):.3f}, "
           f"{dice.get('high', float('nan')):.3f}], pooled ROC AUC {f['roc_auc_pooled']:.4f}; "
           f"wrote {path}")
+    if "final_fit_choices" in report:
+        chosen = report["final_fit_choices"]["operating_point"]
+        print(f"final-fit choices on the pooled out-of-fold outputs: gate {chosen['threshold']} on the "
+              f"'{chosen['slice_score']}' score, mask cut {chosen['mask_threshold']}, components under "
+              f"{chosen['min_component_pixels']} pixels removed")
+    elif not report["partial"]:
+        print("no final-fit choices: some fold reports predate their counted outputs (per_slice_pixel_counts)")
     for paired in comparisons:
         ci = paired["confidence_interval"]
         print(f"against {paired['report']}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "

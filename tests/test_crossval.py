@@ -18,6 +18,7 @@ from brainseg.core.preprocess import prepare_images, resize_masks
 from brainseg.core.slice_cache import read_slice_cache, write_slice_cache
 from brainseg.core.split import load_split
 from brainseg.errors import DataError
+from brainseg.evaluation.counted_outputs import RECORD_KEY, CountedOutputs
 from brainseg.experiments import crossval
 
 TINY = {"input_size": 32, "width": 0.125, "epochs": 1, "batch_size": 8}
@@ -183,6 +184,10 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     per_slice = pd.DataFrame(report["per_slice"])
     assert len(per_slice) == DEMO_COUNTS["slices"] and not per_slice.duplicated(["patient_id", "slice"]).any()
     assert metrics.roc_auc(per_slice["has_tumor"], per_slice["probability"]) == report["figures"]["roc_auc_pooled"]
+    # ... with its counted outputs, row for row: what a final fit's choices are made from in any later session.
+    counts = CountedOutputs.from_report(json.loads(json.dumps(report, default=float)))
+    assert counts.patient_ids.tolist() == per_slice["patient_id"].tolist()
+    assert counts.truth_pixels.sum() == sum(row["tumor_pixels"] for row in report["per_patient"])
     lifted = crossval.evaluate_folds(demo_dir, out, target_sensitivity=0.98,
                                      slice_score="classifier+segmenter+neighbours", n_resamples=0, folds=[0])
     paired = crossval.paired_comparison(lifted, report, n_resamples=100)["roc_auc_pooled"]
@@ -230,7 +235,7 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
 def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored_together(
         tmp_path, demo_dir, trained_folds):
     def comparable(report):
-        kept = {k: v for k, v in report.items() if k not in ("final_fit_choices", "combined_from")}
+        kept = {k: v for k, v in report.items() if k != "combined_from"}
         return json.loads(json.dumps(kept, default=float, sort_keys=True))
 
     score = "classifier+segmenter+neighbours"
@@ -239,8 +244,14 @@ def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored
              for fold in (1, 0)]
     assert all(report["partial"] for report in apart)
     combined = crossval.combine_reports(apart, n_resamples=150)
-    assert comparable(combined) == comparable(together)  # figures, intervals and records, to the last digit
-    assert not combined["partial"] and "final_fit_choices" not in combined  # needs raw outputs: never made here
+    # Figures, intervals, records and the final fit's choices (from the counted outputs), to the last digit.
+    assert comparable(combined) == comparable(together)
+    assert not combined["partial"] and "final_fit_choices" in combined and RECORD_KEY in combined
+    # Fold reports made before counted outputs were kept still pool their figures, with no choices.
+    without_counts = [{k: v for k, v in report.items() if k != RECORD_KEY} for report in apart]
+    figures_only = crossval.combine_reports([without_counts[0], apart[1]], n_resamples=150)
+    assert figures_only["figures"] == combined["figures"]
+    assert "final_fit_choices" not in figures_only and RECORD_KEY not in figures_only
     assert [source["folds_scored"] for source in combined["combined_from"]] == [[0], [1]]
 
     # Through the CLI, from the files, and what cannot be pooled is refused.
@@ -253,6 +264,7 @@ def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored
     assert main([*args, "--fold-report", str(paths[0]), "--fold-report", str(paths[1])]) == 0
     written = json.loads(out.read_text())
     assert written["figures"] == comparable(together)["figures"]
+    assert written["final_fit_choices"] == comparable(together)["final_fit_choices"]
     assert [source["report"] for source in written["combined_from"]] == [str(paths[1]), str(paths[0])]
     assert main(args) == 2  # no fold reports
     assert main(["crossval", "--stage", "combine", "--fold-report", str(paths[0])]) == 2  # the default report

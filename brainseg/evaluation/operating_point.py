@@ -12,7 +12,6 @@ The last two maximise the cascade's mean Dice per volume on validation at that g
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ import pandas as pd
 from brainseg.core import metrics
 from brainseg.core.split import PARTS, trained_on
 from brainseg.errors import DataError
+from brainseg.evaluation.counted_outputs import POSTPROCESSING_GRID, CountedOutputs
 from brainseg.evaluation.evaluate import predict_patients
 from brainseg.inference.cascade import Cascade, CascadeResult, passes_gate
 
-MASK_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-MIN_COMPONENT_PIXELS = (0, 10, 25, 50, 100)
 FORBIDDEN_PARTS = ("test",)
 
 
@@ -107,9 +105,6 @@ class ValidationOutputs:
         return [CascadeResult(r.classifier_probabilities, r.maps, mask_threshold, min_component_pixels, slice_score,
                               r.slice_numbers) for r in self.results]
 
-    def dice_per_volume(self, results: Sequence[CascadeResult], threshold: float) -> list[float]:
-        return [metrics.dice(r.masks(threshold), t) for r, t in zip(results, self.truths, strict=True)]
-
 
 def collect_outputs(cascade: Cascade, manifest: pd.DataFrame, progress: bool = False) -> ValidationOutputs:
     ids, truths, results = [], [], []
@@ -120,33 +115,43 @@ def collect_outputs(cascade: Cascade, manifest: pd.DataFrame, progress: bool = F
     return ValidationOutputs(ids, truths, results)
 
 
-def choose_postprocessing(outputs: ValidationOutputs, threshold: float, slice_score: str = "classifier",
-                          mask_thresholds: Sequence[float] = MASK_THRESHOLDS,
-                          min_components: Sequence[int] = MIN_COMPONENT_PIXELS) -> tuple[float, int, list[dict]]:
-    """The (mask cut, min component size) with the best mean validation Dice per volume, and the whole grid.
+def counted(outputs: ValidationOutputs | CountedOutputs, slice_score: str,
+            grid: Sequence[tuple[float, int]] = POSTPROCESSING_GRID) -> CountedOutputs:
+    """``outputs`` as the counts the rule reads (``CountedOutputs``), over ``grid``; counts are taken as they are."""
+    if not isinstance(outputs, CountedOutputs):
+        return CountedOutputs.from_outputs(outputs, slice_score, grid)
+    if outputs.slice_score != slice_score:
+        raise DataError(f"these outputs were counted with the '{outputs.slice_score}' slice score, not "
+                        f"'{slice_score}'")
+    return outputs
+
+
+def choose_postprocessing(counts: CountedOutputs, threshold: float) -> tuple[float, int, list[dict]]:
+    """The (mask cut, min component size) of ``counts``' grid with the best mean Dice per volume at the gate
+    ``threshold``, and the whole grid.
 
     Ties go to the seed's cut (0.5) and then to less post-processing: change only what measurably helps.
     """
-    grid = []
-    for cut, min_pixels in itertools.product(mask_thresholds, min_components):
-        dice = outputs.dice_per_volume(outputs.with_postprocessing(cut, min_pixels, slice_score), threshold)
-        grid.append({"mask_threshold": cut, "min_component_pixels": min_pixels,
-                     "dice_per_volume_mean": float(np.mean(dice))})
+    grid = [{"mask_threshold": cut, "min_component_pixels": min_pixels,
+             "dice_per_volume_mean": float(np.mean(counts.dice_per_volume(cut, min_pixels, threshold)))}
+            for cut, min_pixels in counts.grid]
     best = max(grid, key=lambda g: (round(g["dice_per_volume_mean"], 6), g["mask_threshold"] == 0.5,
                                     -g["min_component_pixels"]))
     return best["mask_threshold"], best["min_component_pixels"], grid
 
 
-def choose_operating_point(outputs: ValidationOutputs, target_sensitivity: float, chosen_on: dict,
+def choose_operating_point(outputs: ValidationOutputs | CountedOutputs, target_sensitivity: float, chosen_on: dict,
                            tune_postprocessing: bool = True, slice_score: str = "classifier") -> dict:
-    """The operating point record (see the module docstring), with its figures on the split it was chosen on."""
-    labels, scores = outputs.labels, outputs.scores(slice_score)
+    """The operating point record (see the module docstring), with its figures on the split it was chosen on.
+
+    ``outputs``: the models' outputs, or their counts (``CountedOutputs``: the same choice and figures)."""
+    counts = counted(outputs, slice_score, POSTPROCESSING_GRID if tune_postprocessing else [(0.5, 0)])
+    labels, scores = counts.labels, counts.scores
     threshold = floor_decimals(metrics.threshold_for_sensitivity(labels, scores, target_sensitivity))
     mask_threshold, min_pixels, grid = 0.5, 0, []
     if tune_postprocessing:
-        mask_threshold, min_pixels, grid = choose_postprocessing(outputs, threshold, slice_score)
-    results = outputs.with_postprocessing(mask_threshold, min_pixels, slice_score)
-    decisions = np.concatenate([r.decisions(threshold) for r in results])
+        mask_threshold, min_pixels, grid = choose_postprocessing(counts, threshold)
+    decisions = counts.decisions(mask_threshold, min_pixels, threshold)
     return {
         "threshold": threshold,
         "mask_threshold": mask_threshold,
@@ -160,7 +165,7 @@ def choose_operating_point(outputs: ValidationOutputs, target_sensitivity: float
         "at_threshold_on_that_split": metrics.classification_at(labels, passes_gate(scores, threshold)),
         "cascade_on_that_split": {
             "slice_decisions": metrics.classification_at(labels, decisions),
-            "dice_per_volume_mean": float(np.mean(outputs.dice_per_volume(results, threshold))),
+            "dice_per_volume_mean": float(np.mean(counts.dice_per_volume(mask_threshold, min_pixels, threshold))),
         },
         "postprocessing_grid": grid,
     }

@@ -33,6 +33,7 @@ import pandas as pd
 from brainseg.core import metrics
 from brainseg.core.split import OUT_OF_FOLD, check_disjoint, load_split, select_part
 from brainseg.errors import DataError
+from brainseg.evaluation.counted_outputs import RECORD_KEY, CountedOutputs
 from brainseg.inference.cascade import passes_gate
 
 DEFAULT_FOLDS = 5
@@ -196,12 +197,7 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
     operating point need every patient out of fold.
     """
     from brainseg.core.data import load_dataset
-    from brainseg.evaluation.operating_point import (
-        ValidationOutputs,
-        choose_operating_point,
-        collect_outputs,
-        save_operating_point,
-    )
+    from brainseg.evaluation.operating_point import choose_operating_point, collect_outputs, save_operating_point
     from brainseg.inference.cascade import Cascade, load_model
 
     out_dir = Path(out_dir)
@@ -209,7 +205,7 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
     manifest, _ = load_dataset(data)
     scored = check_fold_numbers(folds, document["k"])
     volumes, tables, per_fold = [], [], []
-    out_of_fold = ValidationOutputs([], [], [])  # every held-out patient's outputs, pooled over the folds
+    out_of_fold = []  # every held-out patient's counted outputs, fold by fold
     for i in scored:
         fold = document["folds"][i]
         models = out_dir / f"fold-{i}" / "models"
@@ -218,14 +214,12 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         cascade = Cascade(load_model(models / "classifier.keras", "classifier"),
                           load_model(models / "segmenter.keras", "segmenter"), slice_score=slice_score)
         val_rows = select_part(manifest, fold, "val")
-        val = collect_outputs(cascade, val_rows, progress=progress)
+        val = CountedOutputs.from_outputs(collect_outputs(cascade, val_rows, progress=progress), slice_score)
         point = choose_operating_point(val, target_sensitivity, slice_score=slice_score, chosen_on={
-            "split": f"fold-{i} inner val", "n_patients": len(val.patient_ids), "n_slices": len(val_rows)})
+            "split": f"fold-{i} inner val", "n_patients": len(val.patients), "n_slices": len(val_rows)})
         save_operating_point(point, models)
         held_out = collect_outputs(cascade, select_part(manifest, fold, "test"), progress=progress)
-        out_of_fold.patient_ids += held_out.patient_ids
-        out_of_fold.truths += held_out.truths
-        out_of_fold.results += held_out.results
+        out_of_fold.append(CountedOutputs.from_outputs(held_out, slice_score))
         results = held_out.with_postprocessing(point["mask_threshold"], point["min_component_pixels"], slice_score)
         threshold = point["threshold"]
         fold_volumes, fold_tables = [], []
@@ -256,17 +250,10 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
                          for role, s in sidecars.items()},
         })
 
-    report = out_of_fold_report(pd.DataFrame(volumes), pd.concat(tables, ignore_index=True), per_fold,
-                                {**run_identity(document), "target_sensitivity": target_sensitivity,
-                                 "slice_score": slice_score}, n_resamples=n_resamples, seed=seed)
-    if not report["partial"]:
-        choices = final_fit_choices(out_of_fold, per_fold, document["k"], report["n_slices"], target_sensitivity,
-                                    slice_score)
-        # One threshold pooled over five models' scores: say how each fold's patients fare at it.
-        choices["gate_by_fold_at_that_threshold"] = gate_by_fold(pd.DataFrame(report["per_slice"]),
-                                                                 choices["operating_point"]["threshold"])
-        report["final_fit_choices"] = choices
-    return report
+    return out_of_fold_report(pd.DataFrame(volumes), pd.concat(tables, ignore_index=True), per_fold,
+                              {**run_identity(document), "target_sensitivity": target_sensitivity,
+                               "slice_score": slice_score}, CountedOutputs.concatenate(out_of_fold),
+                              n_resamples=n_resamples, seed=seed)
 
 
 def gate_by_fold(per_slice: pd.DataFrame, threshold: float) -> list[dict]:
@@ -294,9 +281,11 @@ def run_identity(document: dict) -> dict:
 
 
 def out_of_fold_report(per_patient: pd.DataFrame, slices: pd.DataFrame, per_fold: list[dict], identity: dict,
-                       n_resamples: int = 2000, seed: int = 0) -> dict:
+                       counts: CountedOutputs | None, n_resamples: int = 2000, seed: int = 0) -> dict:
     """The out-of-fold figures, intervals and records of the scored folds, from their per-patient and per-slice
-    rows alone: ``evaluate_folds`` makes it from fresh scores, ``combine_reports`` from fold reports' records."""
+    rows and counted outputs alone: ``evaluate_folds`` makes it from fresh scores, ``combine_reports`` from fold
+    reports' records. With every fold scored and ``counts`` (row for row with ``slices``) at hand, it also makes
+    the final fit's choices; fold reports made before counts were kept give ``counts`` None, and no choices."""
     from brainseg.evaluation import bootstrap as b
 
     labels, scores = slices["has_tumor"].to_numpy(), slices["probability"].to_numpy()
@@ -323,7 +312,7 @@ def out_of_fold_report(per_patient: pd.DataFrame, slices: pd.DataFrame, per_fold
                for name, interval in b.detection_intervals(slices, "passed_gate", **common).items()},
         }
     scored = sorted(int(f["fold"]) for f in per_fold)
-    return {
+    report = {
         **identity, "folds_scored": scored, "partial": len(scored) < identity["k"],
         "n_patients": int(per_patient["patient_id"].nunique()),
         "n_slices": len(slices), "n_tumor_slices": int(labels.sum()),
@@ -345,6 +334,18 @@ def out_of_fold_report(per_patient: pd.DataFrame, slices: pd.DataFrame, per_fold
             "passed_gate": slices["passed_gate"].astype(bool).tolist(),
             "cascade_called": slices["cascade_called"].astype(bool).tolist()},
     }
+    if counts is None:
+        return report
+    if list(counts.patient_ids) != slices["patient_id"].tolist() or list(counts.slice_numbers) != slices[
+            "slice"].astype(int).tolist():
+        raise DataError("the counted outputs are not row for row with the per-slice records")
+    report[RECORD_KEY] = counts.to_record()
+    if not report["partial"]:
+        choices = final_fit_choices(counts, per_fold, identity["k"], identity["target_sensitivity"])
+        # One threshold pooled over five models' scores: say how each fold's patients fare at it.
+        choices["gate_by_fold_at_that_threshold"] = gate_by_fold(slices, choices["operating_point"]["threshold"])
+        report["final_fit_choices"] = choices
+    return report
 
 
 def combine_reports(reports: list[dict], n_resamples: int = 2000, seed: int = 0) -> dict:
@@ -352,8 +353,9 @@ def combine_reports(reports: list[dict], n_resamples: int = 2000, seed: int = 0)
 
     Scoring a fold as soon as it is trained keeps its figures when its models are lost (run folders do not
     outlive a session here); pooled, they give exactly the report that scoring those folds together gives, since
-    every figure comes from the held-out patients' records. A final fit's choices need the models' raw outputs,
-    so a combined report never makes them, complete or not."""
+    every figure comes from the held-out patients' records: with every fold and each report's counted outputs
+    (``per_slice_pixel_counts``), the final fit's choices too. Reports made before those counts were kept pool
+    into figures only."""
     if not reports:
         raise DataError("nothing to combine: give the fold reports")
     for i, report in enumerate(reports):
@@ -376,7 +378,11 @@ def combine_reports(reports: list[dict], n_resamples: int = 2000, seed: int = 0)
     slices = pd.concat([pd.DataFrame(r["per_slice"]) for r in ordered], ignore_index=True)
     per_fold = sorted((f for r in ordered for f in r["per_fold"]), key=lambda f: f["fold"])
     identity = {k: first[k] for k in IDENTITY_KEYS}
-    combined = out_of_fold_report(per_patient, slices, per_fold, identity, n_resamples=n_resamples, seed=seed)
+    counts = None
+    if all(RECORD_KEY in r for r in ordered):
+        counts = CountedOutputs.concatenate([CountedOutputs.from_report(r) for r in ordered])
+    combined = out_of_fold_report(per_patient, slices, per_fold, identity, counts, n_resamples=n_resamples,
+                                  seed=seed)
     if "variant" in first:
         combined["variant"] = first["variant"]
     combined["combined_from"] = [{"folds_scored": r["folds_scored"], "command": r.get("command")} for r in ordered]
@@ -393,13 +399,13 @@ def check_fold_numbers(folds: list[int] | None, k: int) -> list[int]:
     return sorted(set(folds))
 
 
-def final_fit_choices(out_of_fold, per_fold: list[dict], k: int, n_slices: int, target_sensitivity: float,
-                      slice_score: str) -> dict:
+def final_fit_choices(out_of_fold: CountedOutputs, per_fold: list[dict], k: int, target_sensitivity: float) -> dict:
     """What a final fit on all train + validation patients takes from the cross-validation (module docstring)."""
     from brainseg.evaluation.calibration import fit_calibration
     from brainseg.evaluation.operating_point import choose_operating_point
 
-    pooled_on = {"split": OUT_OF_FOLD, "n_patients": len(out_of_fold.patient_ids), "n_slices": n_slices,
+    slice_score = out_of_fold.slice_score
+    pooled_on = {"split": OUT_OF_FOLD, "n_patients": len(out_of_fold.patients), "n_slices": len(out_of_fold),
                  "method": f"each of the {k} folds' held-out patients scored by that fold's models"}
     point = choose_operating_point(out_of_fold, target_sensitivity, pooled_on, slice_score=slice_score)
     return {
@@ -407,32 +413,31 @@ def final_fit_choices(out_of_fold, per_fold: list[dict], k: int, n_slices: int, 
                  "patients left to choose on",
         "stop_epochs": fixed_epoch_counts(per_fold),
         "operating_point": point,
-        "gate_tradeoff": gate_tradeoff(out_of_fold, point["mask_threshold"], point["min_component_pixels"],
-                                       slice_score),
-        "calibration": fit_calibration(out_of_fold.labels, out_of_fold.scores(slice_score),
+        "gate_tradeoff": gate_tradeoff(out_of_fold, point["mask_threshold"], point["min_component_pixels"]),
+        "calibration": fit_calibration(out_of_fold.labels, out_of_fold.scores,
                                        {**pooled_on, "slice_score": slice_score}),
     }
 
 
-def gate_tradeoff(outputs, mask_threshold: float, min_component_pixels: int, slice_score: str,
+def gate_tradeoff(outputs: CountedOutputs, mask_threshold: float, min_component_pixels: int,
                   sensitivities: tuple[float, ...] = TRADEOFF_SENSITIVITIES) -> list[dict]:
     """What the gate costs and buys on the pooled out-of-fold outputs, at thresholds set for a range of target
     slice sensitivities: the gate's own sensitivity and specificity, the cascade's slice decisions, and its mean
     Dice per volume (the post-processing held fixed)."""
     from brainseg.evaluation.operating_point import floor_decimals
 
-    labels, scores = outputs.labels, outputs.scores(slice_score)
-    results = outputs.with_postprocessing(mask_threshold, min_component_pixels, slice_score)
+    labels, scores = outputs.labels, outputs.scores
     rows = []
     for target in sensitivities:
         threshold = floor_decimals(metrics.threshold_for_sensitivity(labels, scores, target))
-        decisions = np.concatenate([r.decisions(threshold) for r in results])
+        decisions = outputs.decisions(mask_threshold, min_component_pixels, threshold)
         gate = metrics.classification_at(labels, passes_gate(scores, threshold))
         cascade = metrics.classification_at(labels, decisions)
         rows.append({"target_sensitivity": target, "threshold": threshold,
                      "gate_sensitivity": gate["sensitivity"], "gate_specificity": gate["specificity"],
                      "cascade_sensitivity": cascade["sensitivity"], "cascade_specificity": cascade["specificity"],
-                     "dice_per_volume_mean": float(np.mean(outputs.dice_per_volume(results, threshold)))})
+                     "dice_per_volume_mean": float(np.mean(outputs.dice_per_volume(mask_threshold,
+                                                                                  min_component_pixels, threshold)))})
     return rows
 
 
