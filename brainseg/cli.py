@@ -582,10 +582,13 @@ def _add_final_fit(sub: argparse._SubParsersAction) -> None:
                        "patients left, each model stops at the median of the folds' best epochs and the operating "
                        "point and temperature are those chosen on the pooled out-of-fold outputs; all three come "
                        "from the cross-validation report (brainseg crossval). The test split is not used.")
-    p.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder, or a slice cache")
+    p.add_argument("--data", type=Path, help="Kaggle-layout folder, or a slice cache (needed unless --choices-only)")
     p.add_argument("--split-file", type=Path, default=DEFAULT_MODELS_DIR / "split.json")
     p.add_argument("--crossval", type=Path, default=DEFAULT_MODELS_DIR / "crossval.json",
                    help="cross-validation report holding final_fit_choices")
+    p.add_argument("--choices-only", action="store_true",
+                   help="train nothing: write the report's operating point and temperature beside the final-fit "
+                        "models already in --export-dir (e.g. a slice score adopted after they were trained)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs") / "final-fit")
     p.add_argument("--export-dir", type=Path, default=DEFAULT_MODELS_DIR,
                    help="where the models, operating_point.json and calibration.json go")
@@ -597,6 +600,15 @@ def _add_final_fit(sub: argparse._SubParsersAction) -> None:
 def _run_final_fit(args: argparse.Namespace) -> int:
     from brainseg.experiments.final_fit import run_final_fit
 
+    if args.choices_only:
+        from brainseg.experiments.final_fit import apply_choices
+
+        point = apply_choices(args.crossval, args.export_dir)["operating_point"]
+        print(f"final fit in {args.export_dir}: operating point (gate {point['threshold']} on the "
+              f"'{point['slice_score']}' score) and temperature from {args.crossval}; models unchanged", flush=True)
+        return 0
+    if args.data is None:
+        raise DataError("final-fit trains the models: give --data (or --choices-only to write the choices alone)")
     overrides = {"epochs": args.epochs} if args.epochs is not None else None
     out = run_final_fit(args.data, args.split_file, args.crossval, args.runs_dir, args.export_dir,
                         verbose=args.verbose, overrides=overrides, limit_slices=args.limit_slices)

@@ -231,6 +231,25 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert temperature["temperature"] == choices["calibration"]["temperature"]
     assert temperature["fitted_on"]["split"] == "cross-validation out-of-fold"
 
+    # A slice score adopted after the final fit: another cross-validation's choices are written beside the same
+    # models (--choices-only), which stay as they were; the record keeps both reports' epoch counts in view.
+    weights = {role: (models / f"{role}.keras").read_bytes() for role in ("classifier", "segmenter")}
+    lifted_report = tmp_path / "crossval_lifted.json"
+    lifted_full = crossval.evaluate_folds(demo_dir, out, 0.98, "classifier+segmenter+neighbours", n_resamples=0)
+    lifted_report.write_text(json.dumps({**lifted_full, "command": "brainseg crossval"}, default=float))
+    choices_only = ["final-fit", "--crossval", str(lifted_report), "--export-dir", str(models), "--choices-only"]
+    assert main(choices_only) == 0
+    applied = json.loads((models / "operating_point.json").read_text())
+    assert applied["slice_score"] == "classifier+segmenter+neighbours"
+    assert applied["threshold"] == lifted_full["final_fit_choices"]["operating_point"]["threshold"]
+    assert applied["source"]["report"] == str(lifted_report)
+    assert applied["stop_epochs"] == {"models": {"classifier": 1, "segmenter": 1},
+                                      "this_report": {"classifier": 1, "segmenter": 1}}
+    assert all((models / f"{role}.keras").read_bytes() == weights[role] for role in weights)
+    fold_models = str(out / "fold-0" / "models")  # trained on the fold's train part: not a final fit
+    assert main([*choices_only[:-3], "--export-dir", fold_models, "--choices-only"]) == 2
+    assert main(["final-fit", "--crossval", str(lifted_report), "--export-dir", str(models)]) == 2  # no --data
+
 
 def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored_together(
         tmp_path, demo_dir, trained_folds):

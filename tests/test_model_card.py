@@ -1,6 +1,7 @@
 """The shipped weights, operating point and model card agree: the card cannot drift from the weights."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import DEMO_DIR, MODELS_DIR
@@ -8,7 +9,7 @@ from conftest import DEMO_DIR, MODELS_DIR
 from brainseg.core.data import scan_dataset
 from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade, sha256_of
-from brainseg.reports.card_markdown import _gate_note, dig, format_threshold, render_markdown
+from brainseg.reports.card_markdown import _applied_words, _gate_note, dig, format_threshold, render_markdown
 from brainseg.reports.model_card import CHECKED_KEYS
 
 
@@ -92,12 +93,17 @@ def test_shipped_operating_point_and_epochs_come_from_where_the_models_allow(car
     sidecars = {role: json.loads((MODELS_DIR / f"{role}.json").read_text()) for role in ("classifier", "segmenter")}
     point = json.loads((MODELS_DIR / "operating_point.json").read_text())
     if all(s["train_config"].get("fit_on") == "train+val" for s in sidecars.values()):
-        choices = json.loads((MODELS_DIR / "crossval.json").read_text())["final_fit_choices"]
-        assert point["threshold"] == choices["operating_point"]["threshold"]
+        # The report the point names (models/crossval.json, or a later one applied with final-fit --choices-only).
+        report = json.loads((MODELS_DIR / Path(point["source"]["report"]).name).read_text())
+        choices = report["final_fit_choices"]
+        assert {k: point[k] for k in ("threshold", "mask_threshold", "min_component_pixels", "slice_score")} == {
+            k: choices["operating_point"][k] for k in ("threshold", "mask_threshold", "min_component_pixels",
+                                                       "slice_score")}
         assert point["chosen_on"]["split"] == "cross-validation out-of-fold"
+        epochs = point.get("stop_epochs", {}).get("models") or {
+            role: choices["stop_epochs"][role]["stop_epoch"] for role in sidecars}
         for role, sidecar in sidecars.items():
-            assert sidecar["epochs_run"] == sidecar["train_config"]["stop_epoch"] == choices["stop_epochs"][role][
-                "stop_epoch"]
+            assert sidecar["epochs_run"] == sidecar["train_config"]["stop_epoch"] == epochs[role]
         assert "final fit" in (MODELS_DIR / "MODEL_CARD.md").read_text()
     else:
         assert all(s["train_config"].get("fit_on", "train") == "train" for s in sidecars.values())
@@ -209,6 +215,17 @@ def test_card_says_when_the_gate_lets_every_drawn_slice_through(kind, threshold,
     assert bool(lines) is noted
     if noted:
         assert "score of at least 0.25" in lines[0]
+
+
+def test_card_says_when_a_point_was_applied_to_models_stopped_by_another_cross_validation():
+    point = {"source": {"report": "models/later.json"}}
+    assert _applied_words(point) == ""  # chosen with the models' own cross-validation
+    same = _applied_words({**point, "stop_epochs": {"models": {"classifier": 20, "segmenter": 27},
+                                                     "this_report": {"classifier": 20, "segmenter": 27}}})
+    assert "models/later.json" in same and "classifier 20, segmenter 27, the counts that report's folds give" in same
+    other = _applied_words({**point, "stop_epochs": {"models": {"classifier": 20, "segmenter": 27},
+                                                      "this_report": {"classifier": 24, "segmenter": 27}}})
+    assert "from their own cross-validation; that report's folds would give classifier 24, segmenter 27." in other
 
 
 def _strict_loads(text: str):

@@ -48,8 +48,9 @@ def final_fit_config(role: str, choices: dict, recipe_name: str = "cpu", **overr
     return config_with_overrides(config, **overrides)
 
 
-def write_choices(choices: dict, models_dir: str | Path) -> None:
-    """The out-of-fold operating point and temperature, stored where the cascade and dashboard read them."""
+def write_choices(choices: dict, models_dir: str | Path, models_epochs: dict | None = None) -> None:
+    """The out-of-fold operating point and temperature, stored where the cascade and dashboard read them.
+    ``models_epochs``: the models' own stop epochs, recorded when they came from another report (``apply_choices``)."""
     from brainseg.evaluation.calibration import save_calibration
     from brainseg.evaluation.operating_point import save_operating_point
 
@@ -57,10 +58,34 @@ def write_choices(choices: dict, models_dir: str | Path) -> None:
     source = choices["source"]
     point = {**choices["operating_point"], "applies_to": "final fit on train + val (brainseg final-fit)",
              "source": source}
+    if models_epochs is not None:
+        point["stop_epochs"] = {"models": models_epochs, "this_report": {
+            role: int(choices["stop_epochs"][role]["stop_epoch"]) for role in ROLES}}
     save_operating_point(point, models_dir)
     calibration = dict(choices["calibration"])
     save_calibration(models_dir / "calibration.json", calibration.pop("temperature"), {**calibration,
                                                                                        "source": source})
+
+
+def apply_choices(crossval_report: str | Path, models_dir: str | Path) -> dict:
+    """A cross-validation's operating point and temperature written beside final-fit models already trained,
+    which stay as they are: e.g. a slice score adopted after the final fit, its point chosen on a later
+    cross-validation of the same recipe. The operating point records the models' stop epochs next to the ones
+    this report would have chosen, so a difference between the two cross-validations stays in view."""
+    choices = read_choices(crossval_report)
+    models_dir = Path(models_dir)
+    epochs = {}
+    for role in ROLES:
+        sidecar = models_dir / f"{role}.json"
+        if not sidecar.is_file():
+            raise DataError(f"{sidecar} not found: --choices-only writes choices beside trained final-fit models")
+        config = json.loads(sidecar.read_text()).get("train_config", {})
+        if config.get("fit_on") != FINAL_FIT_PARTS or config.get("stop_epoch") is None:
+            raise DataError(f"the {role} in {models_dir} is not a final fit on {FINAL_FIT_PARTS}: its operating point "
+                            "is chosen on its own validation patients (brainseg operating-point)")
+        epochs[role] = int(config["stop_epoch"])
+    write_choices(choices, models_dir, models_epochs=epochs)
+    return choices
 
 
 def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str | Path, runs_dir: str | Path,

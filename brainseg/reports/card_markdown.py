@@ -295,7 +295,7 @@ def render_markdown(card: dict) -> str:
         "  drawn with replacement and each brings all its slices, since slices of one patient are not independent.",
         "",
         "## Operating point",
-        _chosen_on_words(chosen) + " Stored in `models/operating_point.json`: default threshold "
+        _chosen_on_words(chosen) + _applied_words(op) + " Stored in `models/operating_point.json`: default threshold "
         f"**{format_threshold(op['threshold'], 6)}**, pixel cut {op.get('mask_threshold', 0.5)}, small components "
         f"under {op.get('min_component_pixels', 0)} px removed. Rule: {op['rule']}. It favours sensitivity: a missed "
         "tumor slice costs a reviewer more than a false alarm they can dismiss. `operating-point` and `calibrate` "
@@ -419,6 +419,21 @@ def _chosen_on_words(chosen: dict) -> str:
                 "patient scored by the fold models that never saw it; `brainseg crossval`), since the final fit "
                 "trained on the validation patients. The test split was not used.")
     return f"Chosen on the **{chosen['split']}** split only ({where}; `brainseg operating-point`)."
+
+
+def _applied_words(point: dict) -> str:
+    """For a point written beside models trained before it was chosen (``brainseg final-fit --choices-only``)."""
+    epochs = point.get("stop_epochs")
+    if not epochs:
+        return ""
+    models, report = epochs["models"], epochs["this_report"]
+    words = ", ".join(f"{role} {models[role]}" for role in models)
+    same = models == report
+    return (f" It comes from `{point['source']['report']}` and was written beside the final-fit models after they were "
+            f"trained (`brainseg final-fit --choices-only`); the models stopped at epochs {words}"
+            + (", the counts that report's folds give too." if same else
+               ", from their own cross-validation; that report's folds would give "
+               + ", ".join(f"{role} {report[role]}" for role in report) + "."))
 
 
 def dig(report: dict, dotted: str):
