@@ -141,10 +141,16 @@ def test_patients_toggles_and_review_log_filters_survive_a_visit_to_another_page
     _run(app.selectbox(key="review_filter_reviewer").set_value("Dr Ann"))
     _run(app.radio(key="review_filter_scope").set_value("all"))
     _run(app.toggle(key="correction_mode").set_value(True))
+    _run(app.radio(key="correction_mode_tool").set_value("eraser"))
+    _run(app.radio(key="correction_stroke").set_value("lasso"))
+    _run(app.slider(key="correction_brush_size").set_value(14))
     _page(app, "errors")
     _page(app, "patients")
-    assert app.toggle(key="correction_mode").value is True  # and its panel is drawn again:
+    assert app.toggle(key="correction_mode").value is True  # and its panel is drawn again, with the same kit:
     assert app.selectbox(key="correction_start").value is not None
+    assert app.radio(key="correction_mode_tool").value == "eraser"
+    assert app.radio(key="correction_stroke").value == "lasso"
+    assert app.slider(key="correction_brush_size").value == 14
     assert app.toggle(key="show_3d").value is True
     assert app.selectbox(key="review_filter_reviewer").value == "Dr Ann"
     assert app.radio(key="review_filter_scope").value == "all"

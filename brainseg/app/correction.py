@@ -23,6 +23,7 @@ from scipy import ndimage
 from skimage.draw import disk, polygon
 
 from brainseg.app.dashboard import format_threshold
+from brainseg.app.navigation import remember
 from brainseg.core import metrics
 from brainseg.errors import BrainsegError
 from brainseg.review.review_log import ReviewLog
@@ -384,12 +385,15 @@ def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarra
                 "current threshold.")
 
     tools = st.columns([2, 3, 3, 1, 1, 1, 1], vertical_alignment="bottom")
-    tools[0].radio("Tool", MODES, horizontal=True, key="correction_mode_tool", format_func=str.capitalize)
-    stroke = tools[1].radio("Draw by", list(STROKES), horizontal=True, key="correction_stroke",
+    # The tool, stroke and brush are remembered: a look at another page must not reset the reviewer's kit.
+    tools[0].radio("Tool", MODES, horizontal=True, format_func=str.capitalize,
+                   **remember("correction_mode_tool", MODES[0]))
+    stroke = tools[1].radio("Draw by", list(STROKES), horizontal=True,
                             format_func={"click": "clicks (dabs)", "lasso": "lasso", "box": "box"}.get,
                             help="clicks: one dab of the brush size per click; lasso / box: the whole region "
-                                 "drawn (by dragging) is painted or erased")
-    tools[2].slider("Brush size (pixels, radius)", 1, 30, 6, key="correction_brush_size")
+                                 "drawn (by dragging) is painted or erased",
+                            **remember("correction_stroke", next(iter(STROKES))))
+    tools[2].slider("Brush size (pixels, radius)", 1, 30, **remember("correction_brush_size", 6))
     tools[3].button("Fill", on_click=_act, args=("fill",), key="correction_fill", help="fill holes inside outlines")
     tools[4].button("Undo", on_click=_act, args=("undo",), key="correction_undo", disabled=not editor.history)
     tools[5].button("Clear", on_click=_act, args=("clear",), key="correction_clear", help="empty the mask")
