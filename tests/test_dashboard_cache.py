@@ -97,3 +97,23 @@ def test_a_slice_rewritten_on_disk_is_read_again(dash, demo_copy, tmp_path, monk
     assert stats_after["truth_pixels"].iloc[clear] == stats_before["truth_pixels"].iloc[tumor]
     assert stats_after["probability"].iloc[clear] == pytest.approx(
         float(dash.patient_result(after).probabilities[clear]), abs=1e-5)
+
+
+def test_cases_and_slices_removed_from_the_folder_show_at_once(dash, demo_copy, monkeypatch):
+    """The folder scan is cached (it reads every mask), but keyed by the folders' times: a case or a slice taken
+    away is gone on the next run, not up to 5 minutes later."""
+    scans = []
+    real_scan = dash.load_dataset
+    monkeypatch.setattr(dash, "load_dataset", lambda folder: scans.append(folder) or real_scan(folder))
+    manifest, patients = dash.get_dataset(str(demo_copy))
+    dash.get_dataset(str(demo_copy))
+    assert len(scans) == 1  # cached while nothing changes
+    case_dirs = sorted(p for p in demo_copy.iterdir() if p.is_dir())
+    shutil.rmtree(case_dirs[0])
+    after, after_patients = dash.get_dataset(str(demo_copy))
+    assert len(after_patients) == len(patients) - 1
+    first = after.iloc[-1]  # one slice of another case taken away, image and mask
+    for column in ("image_path", "mask_path"):
+        os.remove(first[column])
+    os.utime(case_dirs[-1], ns=(1, 1))  # whatever the file system's time step: the folder's time moved
+    assert len(dash.get_dataset(str(demo_copy))[0]) == len(after) - 1

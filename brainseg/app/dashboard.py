@@ -72,10 +72,28 @@ def get_cascade(models_path: str, operating_point: str = "") -> Cascade:
     return cascade
 
 
-@st.cache_data(show_spinner="Scanning the dataset folder…", ttl=300)
 def get_dataset(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The folder's manifest and patients; scanned again after 5 minutes, so cases added to it show up."""
+    """The folder's manifest and patients, scanned again as soon as a case or slice is added, removed or renamed
+    (``folder_signature``), and at the latest every 5 minutes (a mask rewritten in place changes no folder)."""
+    return _scan_dataset(data_dir, folder_signature(data_dir))
+
+
+@st.cache_data(show_spinner="Scanning the dataset folder…", ttl=300)
+def _scan_dataset(data_dir: str, signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
     return load_dataset(data_dir)
+
+
+def folder_signature(data_dir: str) -> tuple:
+    """The modification times (ns) of the folder, of each case folder in it and of ``data.csv``: a file added to,
+    removed from or renamed in a folder changes that folder's time. A few dozen stats, cheap on every rerun."""
+    root = Path(data_dir)
+    try:
+        entries = [(".", root.stat().st_mtime_ns)] + [
+            (entry.name, entry.stat().st_mtime_ns) for entry in os.scandir(root)
+            if entry.name == "data.csv" or entry.is_dir()]
+    except OSError:
+        return ("unreadable", time.monotonic_ns())  # never a hit: the scan reports what is wrong
+    return tuple(sorted(entries))
 
 
 def patient_rows(data_dir: str, patient_id: str) -> pd.DataFrame:
