@@ -105,7 +105,7 @@ def test_cases_and_slices_removed_from_the_folder_show_at_once(dash, demo_copy, 
     scans = []
     real_scan = dash.load_dataset
     monkeypatch.setattr(dash, "load_dataset", lambda folder: scans.append(folder) or real_scan(folder))
-    manifest, patients = dash.get_dataset(str(demo_copy))
+    _, patients = dash.get_dataset(str(demo_copy))
     dash.get_dataset(str(demo_copy))
     assert len(scans) == 1  # cached while nothing changes
     case_dirs = sorted(p for p in demo_copy.iterdir() if p.is_dir())

@@ -22,12 +22,12 @@ import pandas as pd
 
 from brainseg.core import metrics
 from brainseg.inference.cascade import CascadeResult
+from brainseg.inference.uploads import RESIZED
 
 SLICE_RESULT_COLUMNS = ("file", "classifier_probability", "slice_score", "threshold", "passed_gate", "tumor_called",
                         "predicted_tumor_pixels", "true_tumor_pixels", "dice", "iou", "notes",
                         "out_of_distribution")
 GRID_NOTE = "pixel counts, Dice and IoU on the model grid (256x256), not this image's own"
-RESIZED = "resized from "  # brainseg.inference.uploads' note on a slice (or mask) brought to the model grid
 
 
 def with_grid_note(note: str) -> str:

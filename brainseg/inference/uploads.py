@@ -30,6 +30,8 @@ from brainseg.core.data import SLICE_SHAPE, mask_pixels_to_bool
 from brainseg.core.preprocess import grey_air_levels
 from brainseg.errors import DataError
 
+RESIZED = "resized from "  # how a note says a slice (or mask) was brought to the model grid (results.py reads it)
+
 ALLOWED_FORMATS = {"TIFF": (".tif", ".tiff"), "PNG": (".png",), "JPEG": (".jpg", ".jpeg")}
 ALLOWED_SUFFIXES = tuple(s for suffixes in ALLOWED_FORMATS.values() for s in suffixes)
 MAX_PIXELS = 4096 * 4096  # larger images are refused from their header, before decoding
@@ -418,7 +420,7 @@ def _fit(array: np.ndarray, notes: list[str], *, nearest: bool = False, label: s
         array = np.pad(array, padding)
         notes.append(f"{label}padded from {width}x{height} to {side}x{side} (zeros, centered)")
     if side != SIDE:
-        notes.append(f"{label}resized from {side}x{side} to {SIDE}x{SIDE}")
+        notes.append(f"{label}{RESIZED}{side}x{side} to {SIDE}x{SIDE}")
         interpolation = _NEAREST if nearest else cv2.INTER_AREA if side > SIDE else cv2.INTER_LINEAR
         array = cv2.resize(array, (SIDE, SIDE), interpolation=interpolation)
     return np.ascontiguousarray(array)
