@@ -812,8 +812,10 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _write_json(document: dict, path: Path) -> None:
+    from brainseg.core.files import json_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, default=float) + "\n")
+    path.write_text(json_text(document))
 
 
 COMMANDS = {

@@ -1,10 +1,12 @@
-"""Atomic file writes: a reader never sees part of a file, a failed write leaves the old one and no temporary."""
+"""Atomic file writes (a reader never sees part of a file, a failed write leaves the old one and no temporary),
+and reports' JSON text."""
 
+import json
 import stat
 
 import pytest
 
-from brainseg.core.files import write_atomically
+from brainseg.core.files import json_text, write_atomically
 
 
 def test_a_written_file_is_whole_and_readable_by_others(tmp_path):
@@ -27,3 +29,14 @@ def test_a_write_that_fails_half_way_keeps_the_old_file_and_leaves_no_temporary(
         write_atomically(path, half_then_fail)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["entry.bin"]
+
+
+def test_json_text_puts_arrays_of_numbers_on_one_line_and_reads_back_the_same():
+    document = {"counts": [[36, 0, 25], [16, 0, 0]], "scores": [0.9, -3e-05, 1.0], "flags": [True, False, None],
+                "names": ["TCGA_A", "[1,\n2]"], "empty": [], "nested": {"one": [7]}}
+    text = json_text(document)
+    assert json.loads(text) == document
+    lines = text.splitlines()
+    assert '  "scores": [0.9, -3e-05, 1.0],' in lines and '    [36, 0, 25],' in lines
+    assert '  "flags": [true, false, null],' in lines and '    "one": [7]' in lines
+    assert '    "TCGA_A",' in lines  # arrays holding strings keep a line per item
