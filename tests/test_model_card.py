@@ -9,7 +9,14 @@ from conftest import DEMO_DIR, MODELS_DIR
 from brainseg.core.data import scan_dataset
 from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade, sha256_of
-from brainseg.reports.card_markdown import _applied_words, _gate_note, dig, format_threshold, render_markdown
+from brainseg.reports.card_markdown import (
+    _applied_words,
+    _final_fit_command_words,
+    _gate_note,
+    dig,
+    format_threshold,
+    render_markdown,
+)
 from brainseg.reports.model_card import CHECKED_KEYS
 
 
@@ -226,6 +233,9 @@ def test_card_says_when_a_point_was_applied_to_models_stopped_by_another_cross_v
     other = _applied_words({**point, "stop_epochs": {"models": {"classifier": 20, "segmenter": 27},
                                                       "this_report": {"classifier": 24, "segmenter": 27}}})
     assert "from their own cross-validation; that report's folds would give classifier 24, segmenter 27." in other
+    assert "written later from `models/later.json`" in _final_fit_command_words(
+        {**point, "stop_epochs": {"models": {}, "this_report": {}}})
+    assert "operating point and temperature from `models/crossval.json`" in _final_fit_command_words(point)
 
 
 def _strict_loads(text: str):

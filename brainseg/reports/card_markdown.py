@@ -267,8 +267,7 @@ def render_markdown(card: dict) -> str:
         "",
         f"Trained on a CPU ({b['machine']['cpu']}, {b['machine']['cores']} cores, TensorFlow "
         f"{b['machine']['tensorflow']}, no GPU) with "
-        + ("`brainseg final-fit --data data/kaggle_3m`, which reads its epoch counts, operating point and "
-           "temperature from `models/crossval.json`. " if final_fit else
+        + (_final_fit_command_words(op) if final_fit else
            "`brainseg train both --data data/kaggle_3m --export-dir models`. ")
         + "The exact seed architectures (8,880,897 and 1,210,513 parameters at 256x256) and focal Tversky remain "
         "available with `--recipe seed`.",
@@ -419,6 +418,15 @@ def _chosen_on_words(chosen: dict) -> str:
                 "patient scored by the fold models that never saw it; `brainseg crossval`), since the final fit "
                 "trained on the validation patients. The test split was not used.")
     return f"Chosen on the **{chosen['split']}** split only ({where}; `brainseg operating-point`)."
+
+
+def _final_fit_command_words(point: dict) -> str:
+    if not point.get("stop_epochs"):
+        return ("`brainseg final-fit --data data/kaggle_3m`, which reads its epoch counts, operating point and "
+                "temperature from `models/crossval.json`. ")
+    return ("`brainseg final-fit --data data/kaggle_3m`, which read its epoch counts from `models/crossval.json`; "
+            f"the operating point and temperature were written later from `{point['source']['report']}` "
+            "(`brainseg final-fit --choices-only`). ")
 
 
 def _applied_words(point: dict) -> str:
