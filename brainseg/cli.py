@@ -603,7 +603,7 @@ def _run_final_fit(args: argparse.Namespace) -> int:
     if args.choices_only:
         from brainseg.experiments.final_fit import apply_choices
 
-        point = apply_choices(args.crossval, args.export_dir)["operating_point"]
+        point = apply_choices(args.crossval, args.export_dir, args.split_file)["operating_point"]
         print(f"final fit in {args.export_dir}: operating point (gate {point['threshold']} on the "
               f"'{point['slice_score']}' score) and temperature from {args.crossval}; models unchanged", flush=True)
         return 0

@@ -118,3 +118,20 @@ def test_counts_survive_a_report_as_json_and_pool_in_order():
         counts.dice_per_volume(0.45, 0, 0.3)
     with pytest.raises(DataError, match="do not line up"):
         CountedOutputs.from_report({**report, "per_slice": {k: v[:-1] for k, v in report["per_slice"].items()}})
+
+
+def test_counts_that_cannot_be_one_patients_slices_or_their_labels_are_refused():
+    outputs = _outputs()
+    counts = CountedOutputs.from_outputs(outputs, "classifier")
+    split = counts.patient_ids.copy()
+    split[1] = "B"  # A, B, A, B, B: A's slices no longer together
+    with pytest.raises(DataError, match="split among other patients"):
+        CountedOutputs(split, counts.slice_numbers, counts.labels, counts.scores, "classifier", counts.truth_pixels,
+                       counts.grid, counts.predicted_pixels, counts.overlap_pixels)
+    with pytest.raises(DataError, match="disagree with the slices' tumor labels"):
+        CountedOutputs(counts.patient_ids, counts.slice_numbers, ~counts.labels, counts.scores, "classifier",
+                       counts.truth_pixels, counts.grid, counts.predicted_pixels, counts.overlap_pixels)
+    # Truth masks given as 0/255 count their pixels, not 255 per pixel.
+    as_bytes = ValidationOutputs(outputs.patient_ids, [t.astype(np.uint8) * 255 for t in outputs.truths],
+                                 outputs.results)
+    assert CountedOutputs.from_outputs(as_bytes, "classifier").truth_pixels.tolist() == [36, 0, 25, 16, 0]

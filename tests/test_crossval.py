@@ -237,7 +237,8 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     lifted_report = tmp_path / "crossval_lifted.json"
     lifted_full = crossval.evaluate_folds(demo_dir, out, 0.98, "classifier+segmenter+neighbours", n_resamples=0)
     lifted_report.write_text(json.dumps({**lifted_full, "command": "brainseg crossval"}, default=float))
-    choices_only = ["final-fit", "--crossval", str(lifted_report), "--export-dir", str(models), "--choices-only"]
+    choices_only = ["final-fit", "--crossval", str(lifted_report), "--split-file", str(four_patient_split),
+                    "--export-dir", str(models), "--choices-only"]
     assert main(choices_only) == 0
     applied = json.loads((models / "operating_point.json").read_text())
     assert applied["slice_score"] == "classifier+segmenter+neighbours"
@@ -248,6 +249,11 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert all((models / f"{role}.keras").read_bytes() == weights[role] for role in weights)
     fold_models = str(out / "fold-0" / "models")  # trained on the fold's train part: not a final fit
     assert main([*choices_only[:-3], "--export-dir", fold_models, "--choices-only"]) == 2
+    assert main([*choices_only[:3], "--export-dir", str(models), "--choices-only"]) == 2  # models/split.json's
+    variant_report = tmp_path / "variant.json"  # another recipe's cross-validation chose for other models
+    variant_report.write_text(json.dumps({**lifted_full, "variant": {"name": "x", "overrides": {}}}, default=float))
+    assert main([*choices_only[:1], "--crossval", str(variant_report), *choices_only[3:]]) == 2
+    assert json.loads((models / "operating_point.json").read_text()) == applied  # refusals wrote nothing
     assert main(["final-fit", "--crossval", str(lifted_report), "--export-dir", str(models)]) == 2  # no --data
 
 
@@ -292,6 +298,12 @@ def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored
         crossval.combine_reports([apart[0], {**apart[1], "slice_score": "classifier"}])
     with pytest.raises(DataError, match="folds_sha256"):
         crossval.combine_reports([apart[0], {**apart[1], "folds_sha256": "0" * 64}])
+    with pytest.raises(DataError, match="interleave"):
+        crossval.combine_reports([{**apart[0], "folds_scored": [0, 2]}, {**apart[1], "folds_scored": [1]}])
+    on_jax = json.loads(json.dumps(apart[1], default=float))
+    on_jax["per_fold"][0]["training"]["segmenter"]["keras_backend"] = "jax"
+    with pytest.raises(DataError, match="differ in keras_backend"):
+        crossval.combine_reports([apart[0], on_jax])
     older = {**apart[0], "per_slice": {k: v for k, v in apart[0]["per_slice"].items() if k != "cascade_called"}}
     with pytest.raises(DataError, match="lacks cascade_called"):
         crossval.combine_reports([older, apart[1]])

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_DIR, MODELS_DIR
+from conftest import DEMO_DIR, MODELS_DIR, ROOT
 
 from brainseg.core.data import scan_dataset
 from brainseg.evaluation.evaluate import evaluate
@@ -13,6 +13,7 @@ from brainseg.reports.card_markdown import (
     _applied_words,
     _final_fit_command_words,
     _gate_note,
+    _replaced_choice_lines,
     dig,
     format_threshold,
     render_markdown,
@@ -101,7 +102,8 @@ def test_shipped_operating_point_and_epochs_come_from_where_the_models_allow(car
     point = json.loads((MODELS_DIR / "operating_point.json").read_text())
     if all(s["train_config"].get("fit_on") == "train+val" for s in sidecars.values()):
         # The report the point names (models/crossval.json, or a later one applied with final-fit --choices-only).
-        report = json.loads((MODELS_DIR / Path(point["source"]["report"]).name).read_text())
+        source = Path(point["source"]["report"])  # relative to the repository, or absolute where it was made
+        report = json.loads((MODELS_DIR / source.name if source.is_absolute() else ROOT / source).read_text())
         choices = report["final_fit_choices"]
         assert {k: point[k] for k in ("threshold", "mask_threshold", "min_component_pixels", "slice_score")} == {
             k: choices["operating_point"][k] for k in ("threshold", "mask_threshold", "min_component_pixels",
@@ -236,6 +238,9 @@ def test_card_says_when_a_point_was_applied_to_models_stopped_by_another_cross_v
     assert "written later from `models/later.json`" in _final_fit_command_words(
         {**point, "stop_epochs": {"models": {}, "this_report": {}}})
     assert "operating point and temperature from `models/crossval.json`" in _final_fit_command_words(point)
+    assert _replaced_choice_lines(point) == []
+    assert "chosen later on `models/later.json`" in _replaced_choice_lines(
+        {**point, "stop_epochs": {"models": {}, "this_report": {}}})[0]
 
 
 def _strict_loads(text: str):

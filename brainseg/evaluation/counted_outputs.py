@@ -54,6 +54,11 @@ class CountedOutputs:
         if any(s != n for s in shapes) or np.shape(self.predicted_pixels) != (n, len(self.grid)) or np.shape(
                 self.overlap_pixels) != (n, len(self.grid)):
             raise DataError(f"counted outputs of {n} slices and {len(self.grid)} grid points do not line up")
+        runs = int(np.count_nonzero(self.patient_ids[1:] != self.patient_ids[:-1])) + 1 if n else 0
+        if runs != len(set(self.patient_ids.tolist())):  # Dice per volume sums a patient's rows: keep them together
+            raise DataError("a patient's counted slices are split among other patients' or appear twice")
+        if not np.array_equal(self.labels, self.truth_pixels > 0):
+            raise DataError("the counted truth pixels disagree with the slices' tumor labels: not the same slices")
 
     def __len__(self) -> int:
         return len(self.patient_ids)
@@ -67,20 +72,21 @@ class CountedOutputs:
     def from_outputs(cls, outputs, slice_score: str,
                      grid: Sequence[tuple[float, int]] = POSTPROCESSING_GRID) -> CountedOutputs:
         """Count ``outputs`` (``operating_point.ValidationOutputs``: truths and cascade results) over ``grid``."""
+        truths = [np.asarray(truth, bool) for truth in outputs.truths]
         sizes = [len(result) for result in outputs.results]
         predicted = np.zeros((sum(sizes), len(grid)), np.int64)
         overlap = np.zeros_like(predicted)
         starts = np.cumsum([0, *sizes])
         for column, (cut, pixels) in enumerate(grid):  # one grid point's masks in memory at a time
             results = outputs.with_postprocessing(cut, pixels, slice_score)
-            for start, truth, result in zip(starts[:-1], outputs.truths, results, strict=True):
+            for start, truth, result in zip(starts[:-1], truths, results, strict=True):
                 masks = result.segmenter_masks()
                 predicted[start:start + len(result), column] = masks.sum(axis=(1, 2))
                 overlap[start:start + len(result), column] = (masks & truth).sum(axis=(1, 2))
         numbers = [r.slice_numbers if r.slice_numbers is not None else np.arange(len(r)) for r in outputs.results]
         ids = [patient for patient, size in zip(outputs.patient_ids, sizes, strict=True) for _ in range(size)]
         return cls(np.asarray(ids, dtype=object), _joined(numbers, int), outputs.labels, outputs.scores(slice_score),
-                   slice_score, _joined([t.sum(axis=(1, 2)) for t in outputs.truths], np.int64), tuple(grid),
+                   slice_score, _joined([t.sum(axis=(1, 2)) for t in truths], np.int64), tuple(grid),
                    predicted, overlap)
 
     def _column(self, mask_threshold: float, min_component_pixels: int) -> int:
@@ -140,9 +146,12 @@ class CountedOutputs:
             raise DataError(f"the report has no {RECORD_KEY}: made before brainseg kept them; score its folds "
                             "again with --stage evaluate")
         slices, record = report["per_slice"], report[RECORD_KEY]
-        grid = tuple(map(tuple, record["grid"]))
-        predicted, overlap = (np.asarray(record[key], np.int64).reshape(-1, len(grid))
-                              for key in ("predicted_pixels", "overlap_pixels"))
+        try:
+            grid = tuple(map(tuple, record["grid"]))
+            predicted, overlap = (np.asarray(record[key], np.int64).reshape(-1, len(grid))
+                                  for key in ("predicted_pixels", "overlap_pixels"))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"the report's {RECORD_KEY} cannot be read: {err}") from err
         return cls(np.asarray(slices["patient_id"], dtype=object), np.asarray(slices["slice"], int),
                    np.asarray(slices["has_tumor"], bool), np.asarray(slices["probability"], np.float64),
                    report["slice_score"], np.asarray(record["truth_pixels"], np.int64), grid, predicted, overlap)

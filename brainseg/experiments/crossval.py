@@ -374,6 +374,16 @@ def combine_reports(reports: list[dict], n_resamples: int = 2000, seed: int = 0)
     if len(folds) != len(set(folds)):
         raise DataError(f"folds scored twice among the reports: {sorted(folds)}")
     ordered = sorted(reports, key=lambda r: r["folds_scored"])  # fold order, as evaluate_folds scores them
+    in_order = [f for report in ordered for f in report["folds_scored"]]
+    if in_order != sorted(in_order):  # e.g. folds [0, 2] and [1, 3]: the rows would not be in fold order
+        raise DataError(f"the reports' folds interleave ({[r['folds_scored'] for r in ordered]}): pool reports of "
+                        "consecutive folds, e.g. one report per fold")
+    for key in ("keras_backend", "preprocessing"):
+        seen = {json.dumps(f["training"][role].get(key), sort_keys=True) for r in ordered for f in r["per_fold"]
+                for role in ("classifier", "segmenter")}
+        if len(seen) > 1:
+            raise DataError(f"the fold reports' models differ in {key} ({', '.join(sorted(seen))}): not one "
+                            "cross-validation's models")
     per_patient = pd.concat([pd.DataFrame(r["per_patient"]) for r in ordered], ignore_index=True)
     slices = pd.concat([pd.DataFrame(r["per_slice"]) for r in ordered], ignore_index=True)
     per_fold = sorted((f for r in ordered for f in r["per_fold"]), key=lambda f: f["fold"])

@@ -22,8 +22,11 @@ from brainseg.errors import DataError
 ROLES = ("classifier", "segmenter")
 
 
-def read_choices(crossval_report: str | Path) -> dict:
-    """The ``final_fit_choices`` of a cross-validation report, with where they came from."""
+def read_choices(crossval_report: str | Path, split_file: str | Path | None = None) -> dict:
+    """The ``final_fit_choices`` of a cross-validation report, with where they came from.
+
+    Refused: a report of an ablation variant (another recipe than the one a final fit trains), and, given the
+    ``split_file``, a report whose out-of-fold patients are not exactly that split's train + validation patients."""
     path = Path(crossval_report)
     if not path.is_file():
         raise DataError(f"{path} not found: a final fit takes its epoch counts and operating point from the "
@@ -35,6 +38,17 @@ def read_choices(crossval_report: str | Path) -> dict:
                         "every patient out of fold (run `brainseg crossval --stage evaluate` without --fold)")
     if choices is None:
         raise DataError(f"{path} has no final_fit_choices: re-run `brainseg crossval --stage evaluate` to add them")
+    if report.get("variant"):
+        raise DataError(f"{path} cross-validates the variant {report['variant'].get('name')!r}, not the shipped "
+                        "recipe: its choices are not the final fit's")
+    if split_file is not None:
+        from brainseg.core.split import load_split
+
+        split = load_split(split_file)
+        scored = {row["patient_id"] for row in report["per_patient"]}
+        if scored != set(split["train"]) | set(split["val"]):
+            raise DataError(f"{path} scored other patients than the train + validation patients of {split_file}: "
+                            "not this split's cross-validation")
     return {**choices, "source": {"report": str(path), "command": report.get("command"), "k": report["k"],
                                   "n_patients": report["n_patients"]}}
 
@@ -67,12 +81,12 @@ def write_choices(choices: dict, models_dir: str | Path, models_epochs: dict | N
                                                                                        "source": source})
 
 
-def apply_choices(crossval_report: str | Path, models_dir: str | Path) -> dict:
+def apply_choices(crossval_report: str | Path, models_dir: str | Path, split_file: str | Path) -> dict:
     """A cross-validation's operating point and temperature written beside final-fit models already trained,
     which stay as they are: e.g. a slice score adopted after the final fit, its point chosen on a later
     cross-validation of the same recipe. The operating point records the models' stop epochs next to the ones
     this report would have chosen, so a difference between the two cross-validations stays in view."""
-    choices = read_choices(crossval_report)
+    choices = read_choices(crossval_report, split_file)
     models_dir = Path(models_dir)
     epochs = {}
     for role in ROLES:
@@ -96,7 +110,7 @@ def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str
     ``overrides`` and ``limit_slices``: tests train tiny ones."""
     from brainseg.training.train import check_run_config, copy_run_record, export_model, run_is_complete, train
 
-    choices = read_choices(crossval_report)
+    choices = read_choices(crossval_report, split_file)
     runs_dir, export_dir = Path(runs_dir), Path(export_dir)
     for role in ROLES:
         config = final_fit_config(role, choices, **(overrides or {}))

@@ -343,7 +343,7 @@ def render_markdown(card: dict) -> str:
             f"{k} {_f(v['cascade_dice_per_volume_mean'])} ({v['n_patients']} pts)"
             for k, v in t["by_institution"].items()),
         "",
-        *crossval_lines(card.get("crossval")),
+        *crossval_lines(card.get("crossval"), op),
         *crossval_variant_lines(card.get("crossval_variants") or [], card.get("crossval")),
         *resolution_ceiling_lines(card.get("resolution_ceiling"), card.get("crossval"),
                                   card["models"]["segmenter"]["input_spec"]["size"]),
@@ -515,8 +515,9 @@ def _crossval_summary(cv: dict | None) -> list[str]:
     ]
 
 
-def crossval_lines(cv: dict | None) -> list[str]:
-    """The out-of-fold figures of ``brainseg crossval`` (``models/crossval.json``), if it was run."""
+def crossval_lines(cv: dict | None, shipped_point: dict | None = None) -> list[str]:
+    """The out-of-fold figures of ``brainseg crossval`` (``models/crossval.json``), if it was run; ``shipped_point``:
+    the shipped operating point, to say when it was taken from another report than this one."""
     if not cv:
         return ["## Cross-validation", "Not run: no `models/crossval.json` beside the weights.", ""]
     f, ci = cv["figures"], cv["confidence_intervals"]
@@ -578,8 +579,17 @@ def crossval_lines(cv: dict | None) -> list[str]:
         *_input_path_lines(training),
         *_paired_lines(cv.get("paired_against")),
         *_final_fit_choice_lines(cv.get("final_fit_choices")),
+        *_replaced_choice_lines(shipped_point),
     ]
     return lines
+
+
+def _replaced_choice_lines(shipped_point: dict | None) -> list[str]:
+    if not shipped_point or not shipped_point.get("stop_epochs"):
+        return []
+    return [f"The final fit took its epoch counts from these choices; its shipped operating point and temperature "
+            f"are not these but were chosen later on `{shipped_point['source']['report']}` (section *Operating "
+            "point*).", ""]
 
 
 def _record_format_lines(cv: dict) -> list[str]:
