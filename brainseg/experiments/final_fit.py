@@ -16,7 +16,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from brainseg.core.split import FINAL_FIT_PARTS
+from brainseg.core.split import FINAL_FIT_PARTS, is_final_fit
 from brainseg.errors import DataError
 
 ROLES = ("classifier", "segmenter")
@@ -94,7 +94,7 @@ def apply_choices(crossval_report: str | Path, models_dir: str | Path, split_fil
         if not sidecar.is_file():
             raise DataError(f"{sidecar} not found: --choices-only writes choices beside trained final-fit models")
         config = json.loads(sidecar.read_text()).get("train_config", {})
-        if config.get("fit_on") != FINAL_FIT_PARTS or config.get("stop_epoch") is None:
+        if not is_final_fit(config) or config.get("stop_epoch") is None:
             raise DataError(f"the {role} in {models_dir} is not a final fit on {FINAL_FIT_PARTS}: its operating point "
                             "is chosen on its own validation patients (brainseg operating-point)")
         epochs[role] = int(config["stop_epoch"])
