@@ -16,6 +16,7 @@ from brainseg.reports.card_markdown import (
     _replaced_choice_lines,
     dig,
     format_threshold,
+    held_out_patients_words,
     render_markdown,
 )
 from brainseg.reports.model_card import CHECKED_KEYS
@@ -241,6 +242,10 @@ def test_card_says_when_a_point_was_applied_to_models_stopped_by_another_cross_v
     assert _replaced_choice_lines(point) == []
     assert "chosen later on `models/later.json`" in _replaced_choice_lines(
         {**point, "stop_epochs": {"models": {}, "this_report": {}}})[0]
+    # A point written beside models already scored on the test split says so where the test figures are read.
+    assert "earlier operating point" not in held_out_patients_words(14, point)
+    assert "scored on them before with an earlier operating point" in held_out_patients_words(
+        14, {**point, "stop_epochs": {"models": {}, "this_report": {}}})
 
 
 def _strict_loads(text: str):

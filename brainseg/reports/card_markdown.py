@@ -98,11 +98,16 @@ def headline_rows(card: dict) -> list[tuple[str, str, str, str, str]]:
     ]
 
 
-def held_out_patients_words(n_patients: int) -> str:
-    """What the test patients were used for: nothing chosen, but their images were looked at once."""
-    return (f"The {n_patients} test patients were never used to train or choose anything (their images, not labels "
-            "or model outputs, were looked at once for the grey-air check in `brainseg.core.preprocess`: "
-            "`models/ablation_decision.md`, *Grey air made black*).")
+def held_out_patients_words(n_patients: int, point: dict | None = None) -> str:
+    """What the test patients were used for: nothing chosen, but their images were looked at once; and, for an
+    operating point written beside models already scored (``final-fit --choices-only``), that it came later."""
+    words = (f"The {n_patients} test patients were never used to train or choose anything (their images, not labels "
+             "or model outputs, were looked at once for the grey-air check in `brainseg.core.preprocess`: "
+             "`models/ablation_decision.md`, *Grey air made black*).")
+    if point and point.get("stop_epochs"):
+        words += (" The same models were scored on them before with an earlier operating point; this one was "
+                  "adopted on out-of-fold figures alone and committed before this scoring (decision record).")
+    return words
 
 
 def cascade_sensitivity_words(card: dict) -> list[str]:
@@ -125,7 +130,7 @@ def results_markdown(card: dict) -> str:
     lines = [
         f"## Results on the test split ({t['n_patients']} patients, {t['n_slices']} slices)",
         "",
-        held_out_patients_words(t["n_patients"]),
+        held_out_patients_words(t["n_patients"], card["operating_point"]),
         "",
         "| figure | goal | test split | goal met | 95% CI (bootstrap over patients) |",
         "|---|---|---|---|---|",
@@ -302,9 +307,9 @@ def render_markdown(card: dict) -> str:
         "",
         *_gate_note(op),
         f"## Test split results ({t['n_patients']} patients, {t['n_slices']} slices, {t['n_tumor_slices']} with "
-        "tumor; opened once, after every choice above)",
+        "tumor; scored after every choice above)",
         "",
-        held_out_patients_words(t["n_patients"]),
+        held_out_patients_words(t["n_patients"], card["operating_point"]),
         "",
         "| figure | goal | test split | goal met | 95% CI |",
         "|---|---|---|---|---|",
