@@ -21,7 +21,9 @@ st.markdown(
     "Upload one or more axial slices (.tif, .tiff, .png, .jpg). Add a mask by uploading it with the same name "
     "plus `_mask` (e.g. `case_12.tif` and `case_12_mask.tif`). Slices of another size are padded to a square "
     "and resized to 256×256 (the views below); downloaded masks are brought back to each image's own size, "
-    "upright as viewers show it. Grayscale images are read as FLAIR and marked as outside the training "
+    "upright as viewers show it. Slices named like the dataset's (`<case>_<n>.tif`) are read together, each "
+    "with its case's neighbouring uploaded slices, as the patient pages read a patient; a slice without them is "
+    "scored alone (its notes say which). Grayscale images are read as FLAIR and marked as outside the training "
     "distribution. The models were trained on 3-channel (pre-contrast, FLAIR, post-contrast) LGG slices: "
     "other images give outputs of unknown validity."
 )

@@ -78,7 +78,7 @@ def test_threshold_is_shared_across_pages(app):
 
 @pytest.fixture(scope="module")
 def demo_scores() -> tuple[np.ndarray, np.ndarray]:
-    """Slice labels and classifier probabilities of the demo patients, computed without the app."""
+    """Slice labels and slice scores of the demo patients, computed without the app (each patient as a volume)."""
     from conftest import MODELS_DIR
 
     from brainseg.core.data import load_slices, scan_dataset
@@ -86,7 +86,7 @@ def demo_scores() -> tuple[np.ndarray, np.ndarray]:
 
     manifest = scan_dataset(DEMO_DIR)
     cascade = Cascade.from_dir(MODELS_DIR)
-    probabilities = [cascade.predict(load_slices(rows)[0]).probabilities for _, rows in
+    probabilities = [cascade.predict(load_slices(rows)[0], rows["slice"].to_numpy()).probabilities for _, rows in
                      manifest.groupby("patient_id", sort=False)]
     return manifest["has_tumor"].to_numpy(), np.concatenate(probabilities)
 

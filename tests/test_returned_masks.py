@@ -30,8 +30,9 @@ class FlairProbe:
     """A cascade whose every slice passes the gate and whose map is the FLAIR channel / 255."""
 
     default_threshold = 0.5
+    reads_neighbours = False
 
-    def predict(self, images: np.ndarray) -> CascadeResult:
+    def predict(self, images: np.ndarray, slice_numbers: np.ndarray | None = None) -> CascadeResult:
         return CascadeResult(np.ones(len(images), np.float32), images[..., 1].astype(np.float32) / 255)
 
 

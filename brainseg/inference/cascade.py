@@ -286,6 +286,13 @@ class Cascade:
             raise ValueError(f"unknown slice score {slice_score!r}; choose one of {SLICE_SCORES}")
         self.slice_score = slice_score
 
+    @property
+    def reads_neighbours(self) -> bool:
+        """Whether a slice's outputs depend on the slices around it (its score lifted by theirs, or a model
+        reading them as channels), so that a slice scored alone may score lower than in its volume."""
+        return (self.slice_score == "classifier+segmenter+neighbours"
+                or any(model.spec.context_slices for model in (self.classifier, self.segmenter)))
+
     @classmethod
     def from_dir(cls, models_dir: str | Path, batch_size: int = 16, runtime: str | None = None) -> Cascade:
         """Load ``classifier.keras``, ``segmenter.keras`` and the operating point from a models folder (``runtime``:

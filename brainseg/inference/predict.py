@@ -76,11 +76,57 @@ def slice_order(name: str) -> tuple:
     return (stem.rsplit("_", 1)[0], int(tail), "") if tail.isdigit() else (stem, -1, stem)
 
 
+def upload_slice_numbers(names: list[str]) -> np.ndarray:
+    """Slice numbers under which uploads named like the dataset (``<case>_<n>``) are read as volumes.
+
+    The slices of one case keep their numbers' differences, so each reads the case's other uploaded slices as its
+    neighbours, as the dashboard reads a patient; each case, and each slice named otherwise (or sharing its case
+    and number with another), is placed at least 2 apart from all others, so no slice reads another's volume.
+    """
+    groups: dict[object, list[tuple[int, int]]] = {}
+    for i, name in enumerate(names):
+        case, number, _ = slice_order(name)
+        groups.setdefault(case if number >= 0 else ("alone", i), []).append((i, number))
+    numbers = np.zeros(len(names), int)
+    start = 0
+    for members in groups.values():
+        ambiguous = len({n for _, n in members}) < len(members)  # e.g. case_3.tif and case_3.png
+        for volume in ([member] for member in members) if ambiguous else [members]:
+            lowest = min(max(n, 0) for _, n in volume)
+            for i, n in volume:
+                numbers[i] = start + max(n, 0) - lowest
+            start = numbers[[i for i, _ in volume]].max() + 2
+    return numbers
+
+
+NEIGHBOURS_READ = "read with the neighbouring uploaded slice(s) {}"
+SCORED_ALONE = ("no neighbouring slice uploaded: scored alone, while the threshold was chosen on slices scored with "
+                "their neighbours (upload the slices around it to read it as the patient pages do)")
+
+
+def _neighbour_notes(names: list[str], numbers: np.ndarray) -> list[str]:
+    present = set(numbers.tolist())
+    notes = []
+    for name, number in zip(names, numbers.tolist(), strict=True):
+        around = [str(slice_order(name)[1] + step) for step in (-1, 1) if number + step in present]
+        notes.append(NEIGHBOURS_READ.format(", ".join(around)) if around else SCORED_ALONE)
+    return notes
+
+
 def predict_uploads(cascade: Cascade, files: list[tuple[str, bytes]], threshold: float) -> UploadPrediction:
-    """Decode, pair with masks, and run the cascade once on every usable slice."""
+    """Decode, pair with masks, and run the cascade once on every usable slice, the uploaded slices of one case
+    read together as a volume (``upload_slice_numbers``); where the cascade reads neighbours, each slice's notes
+    say whether it had any."""
     slices, refused = pair_uploads(files)
     slices.sort(key=lambda s: slice_order(s.name))
-    result = cascade.predict(np.stack([s.image for s in slices])) if slices else None
+    if not slices:
+        return UploadPrediction(slices, refused, None, threshold)
+    names = [s.name for s in slices]
+    numbers = upload_slice_numbers(names)
+    result = cascade.predict(np.stack([s.image for s in slices]), numbers)
+    if cascade.reads_neighbours:
+        for item, note in zip(slices, _neighbour_notes(names, numbers), strict=True):
+            item.notes.append(note)
     return UploadPrediction(slices, refused, result, threshold)
 
 
