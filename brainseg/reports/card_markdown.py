@@ -106,7 +106,8 @@ def held_out_patients_words(n_patients: int, point: dict | None = None) -> str:
              "`models/ablation_decision.md`, *Grey air made black*).")
     if point and point.get("stop_epochs"):
         words += (" The same models were scored on them before with an earlier operating point; this one was "
-                  "adopted on out-of-fold figures alone and committed before this scoring (decision record).")
+                  "chosen on out-of-fold figures alone (`brainseg final-fit --choices-only`), and the decision "
+                  "record says when it was adopted.")
     return words
 
 
