@@ -101,8 +101,8 @@ def operating_point(stats: pd.DataFrame, labels, scores) -> None:
                     key="preset_default", width="stretch", help="The shipped operating point (operating_point.json).")
     if test_shown:
         st.caption(f"The sensitivity presets are set on the patients shown, {len(test_shown)} of them from the test "
-                   "split: a threshold chosen here and then judged on those patients is optimistic. The shipped "
-                   "default was chosen on validation patients only.")
+                   "split: a threshold chosen here and then judged on those patients is optimistic. "
+                   + dash.default_origin())
     slider_col, entry_col = st.columns([4, 1], vertical_alignment="bottom")
     dash.threshold_control(slider_col, "_threshold_page", "Threshold (same as the sidebar's)")
     dash.threshold_entry(entry_col, "_threshold_exact")

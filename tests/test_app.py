@@ -117,7 +117,9 @@ def test_threshold_page_warns_when_the_models_trained_on_the_patients_shown(monk
     scope.set_value("test").run()  # the options are the parts, shown with their labels
     assert not any("used to train the live models" in w.value for w in at.warning)
     # Presets set on test patients would be chosen on test: the page says so (and not on validation patients).
-    assert any("3 of them from the test split" in c.value for c in at.caption)
+    caption = next(c.value for c in at.caption if "3 of them from the test split" in c.value)
+    # ... and where the default was chosen comes from the operating point's record (the shipped one: out of fold).
+    assert "cross-validation's out-of-fold outputs (81 patients of train + val" in caption
     at.radio(key="metrics_scope").set_value("val").run()
     assert not any("from the test split" in c.value for c in at.caption)
 
@@ -406,3 +408,13 @@ def test_a_one_slice_patient_opens_with_a_disabled_slice_slider(monkeypatch, tmp
     slider = at.slider(key="_slice_slider")
     assert slider.disabled and slider.value == 12
     assert any(c.value.startswith("Showing TCGA_HT_7855 slice 12 (1 of 1)") for c in at.caption)
+
+
+def test_where_the_default_was_chosen_is_read_from_the_operating_point():
+    from brainseg.app.dashboard import default_origin_words
+
+    assert default_origin_words({"chosen_on": {"split": "val", "n_patients": 13}}) == (
+        "The default was chosen on the val split (13 patients).")
+    assert "out-of-fold" in default_origin_words({"chosen_on": {"split": "cross-validation out-of-fold",
+                                                                "n_patients": 81}})
+    assert "does not record" in default_origin_words({"threshold": 0.5})

@@ -23,7 +23,7 @@ import streamlit as st
 
 from brainseg import settings
 from brainseg.core.data import load_dataset, load_slices
-from brainseg.core.split import PARTS, is_final_fit, trained_on
+from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit, trained_on
 from brainseg.errors import BrainsegError
 from brainseg.evaluation.operating_point import STORED_DECIMALS, floor_decimals, threshold_decimals
 from brainseg.evaluation.operating_point import threshold_text as format_threshold  # the pages' name for it
@@ -291,6 +291,26 @@ def default_threshold() -> float:
         return float(read_operating_point(models_dir()).get("threshold", DEFAULT_THRESHOLD))
     except BrainsegError:
         return DEFAULT_THRESHOLD
+
+
+def default_origin_words(point: dict) -> str:
+    """Where a models folder's default threshold was chosen, from its operating point's own record."""
+    chosen = point.get("chosen_on")
+    if not chosen:
+        return "This models folder's operating point does not record where its default was chosen."
+    where = f"{chosen.get('n_patients', '?')} patients"
+    if chosen.get("split") == OUT_OF_FOLD:
+        return (f"The default was chosen on the cross-validation's out-of-fold outputs ({where} of train + val, "
+                "each scored by models that never saw it), not on test patients.")
+    return f"The default was chosen on the {chosen.get('split')} split ({where})."
+
+
+def default_origin() -> str:
+    """``default_origin_words`` for the live models folder."""
+    try:
+        return default_origin_words(read_operating_point(models_dir()))
+    except BrainsegError:
+        return default_origin_words({})
 
 
 def floor_to_step(value: float) -> float:
