@@ -13,6 +13,7 @@ from brainseg.reports.card_markdown import (
     _applied_words,
     _final_fit_command_words,
     _gate_note,
+    _lone_slice_limit,
     _replaced_choice_lines,
     dig,
     format_threshold,
@@ -324,3 +325,10 @@ def test_a_goal_is_judged_met_on_the_unrounded_figure(card):
     assert shown[dice_row[0]][2].startswith("0.850") and shown[dice_row[0]][3] == "no"
     speed = next(row for name, row in shown.items() if name.startswith("whole patient"))
     assert speed[3] == "yes"  # "≤ 0.5" holds at 0.5
+
+
+def test_card_names_the_lone_slice_limit_only_for_a_score_read_with_neighbours(card):
+    assert _lone_slice_limit({"slice_score": "classifier+segmenter"}) == []
+    assert "scored without them" in _lone_slice_limit({"slice_score": "classifier+segmenter+neighbours"})[0]
+    shipped = card["operating_point"]["slice_score"] == "classifier+segmenter+neighbours"
+    assert ("A slice scored without them" in (MODELS_DIR / "MODEL_CARD.md").read_text()) == shipped

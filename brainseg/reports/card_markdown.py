@@ -367,6 +367,7 @@ def render_markdown(card: dict) -> str:
         f"{DATASET_PATIENTS - used} patients held out from the whole project.",
         _input_size_limit(card.get("resolution_ceiling"), card["models"]["segmenter"]["input_spec"]["size"]),
         "- The slice score is not calibrated to clinical prevalence.",
+        *_lone_slice_limit(op),
         "",
         "## Citation and terms",
         "Buda, Saha, Mazurowski, *Computers in Biology and Medicine* 109 (2019); Mazurowski et al., *Journal of",
@@ -588,6 +589,16 @@ def crossval_lines(cv: dict | None, shipped_point: dict | None = None) -> list[s
         *_replaced_choice_lines(shipped_point),
     ]
     return lines
+
+
+def _lone_slice_limit(point: dict) -> list[str]:
+    """A slice score lifted by its neighbours is lower, or equal, for a slice read without them."""
+    if point.get("slice_score") != "classifier+segmenter+neighbours":
+        return []
+    return ["- The slice score reads the slices above and below. A slice scored without them (a lone upload) keeps "
+            "its own, unlifted score, so at the default threshold, set on lifted scores, the gate misses more of "
+            "such slices' tumors; the Upload page reads a case's uploaded slices together and notes each slice "
+            "scored alone."]
 
 
 def _replaced_choice_lines(shipped_point: dict | None) -> list[str]:
