@@ -30,7 +30,7 @@ class FlairProbe:
     """A cascade whose every slice passes the gate and whose map is the FLAIR channel / 255."""
 
     default_threshold = 0.5
-    reads_neighbours = False
+    neighbour_reach = 0
 
     def predict(self, images: np.ndarray, slice_numbers: np.ndarray | None = None) -> CascadeResult:
         return CascadeResult(np.ones(len(images), np.float32), images[..., 1].astype(np.float32) / 255)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import DEMO_DIR, MODELS_DIR
@@ -11,6 +13,7 @@ from brainseg.inference.cascade import Cascade, slice_scores
 from brainseg.inference.predict import (
     NEIGHBOURS_READ,
     SCORED_ALONE,
+    predict_files,
     predict_uploads,
     upload_slice_numbers,
 )
@@ -20,9 +23,25 @@ def test_slice_numbers_keep_each_case_together_and_every_case_apart():
     names = ["a_1.tif", "a_2.tif", "a_4.tif", "b_2.tif", "notes.png", "b_3.tif"]
     # a: 1, 2, 4 keep their gaps (0, 1, 3); b starts 2 past a's last (5, 6); the unnumbered file 2 past b.
     assert upload_slice_numbers(names).tolist() == [0, 1, 3, 5, 8, 6]
-    # One case holding slice 2 twice: which is the neighbour of slice 1 is ambiguous, so each is read alone.
-    assert upload_slice_numbers(["c_1.tif", "c_2.tif", "c_2.png"]).tolist() == [0, 2, 4]
+    # A model reading 2 slices each side: cases 3 apart, so a missing neighbour never reaches the next case.
+    assert upload_slice_numbers(names, reach=2).tolist() == [0, 1, 3, 6, 10, 7]
+    # One case holding slice 2 twice (c_02, c_2): which is slice 1's neighbour is ambiguous, so each is read alone.
+    assert upload_slice_numbers(["c_1.tif", "c_02.tif", "c_2.tif"]).tolist() == [0, 2, 4]
+    # '12.tif' is not dataset-named (no case), so it is not slice 12 of case '12'; '²' is not a slice number.
+    assert upload_slice_numbers(["12.tif", "12_11.tif", "a_².tif"]).tolist() == [0, 2, 4]
+    # The same case name in two folders is two volumes.
+    assert upload_slice_numbers(["s_1.tif", "s_2.tif"], folders=["patA", "patB"]).tolist() == [0, 2]
+    assert upload_slice_numbers(["s_1.tif", "s_2.tif"], folders=["patA", "patA"]).tolist() == [0, 1]
     assert upload_slice_numbers([]).tolist() == []
+
+
+def test_predict_files_reads_each_folder_as_its_own_volume(tmp_path, shipped):
+    rows = scan_dataset(DEMO_DIR).query("patient_id == 'TCGA_CS_6669'").sort_values("slice").reset_index(drop=True)
+    for folder, position in (("patA", 10), ("patB", 11)):  # slices 1 and 2 by name, of different folders
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"s_{position - 9}.tif").write_bytes(Path(rows.loc[position, "image_path"]).read_bytes())
+    table, _ = predict_files(shipped, [tmp_path / "patA", tmp_path / "patB"], tmp_path / "out", 0.5)
+    assert (table["notes"].str.contains(SCORED_ALONE, regex=False)).all() == bool(shipped.neighbour_reach)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +52,7 @@ def shipped():
 @pytest.fixture(scope="module")
 def lifted_slice(shipped):
     """A demo slice whose neighbours lift its score the most, its patient's rows, and its position there."""
-    if not shipped.reads_neighbours:
+    if not shipped.neighbour_reach:
         pytest.skip("the shipped cascade reads no neighbours")
     manifest = scan_dataset(DEMO_DIR)
     best = None
@@ -50,7 +69,7 @@ def lifted_slice(shipped):
 
 
 def _upload(rows, positions) -> list[tuple[str, bytes]]:
-    return [(f"{rows.loc[i, 'case']}_{rows.loc[i, 'slice']}.tif", open(rows.loc[i, "image_path"], "rb").read())
+    return [(f"{rows.loc[i, 'case']}_{rows.loc[i, 'slice']}.tif", Path(rows.loc[i, "image_path"]).read_bytes())
             for i in positions]
 
 

@@ -287,11 +287,11 @@ class Cascade:
         self.slice_score = slice_score
 
     @property
-    def reads_neighbours(self) -> bool:
-        """Whether a slice's outputs depend on the slices around it (its score lifted by theirs, or a model
-        reading them as channels), so that a slice scored alone may score lower than in its volume."""
-        return (self.slice_score == "classifier+segmenter+neighbours"
-                or any(model.spec.context_slices for model in (self.classifier, self.segmenter)))
+    def neighbour_reach(self) -> int:
+        """How many slices on each side a slice's outputs depend on (its score lifted by its neighbours', a model
+        reading them as channels); 0 when none, so a slice scores the same alone as in its volume."""
+        lifted = 1 if self.slice_score == "classifier+segmenter+neighbours" else 0
+        return max(lifted, self.classifier.spec.context_slices, self.segmenter.spec.context_slices)
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, batch_size: int = 16, runtime: str | None = None) -> Cascade:

@@ -70,32 +70,35 @@ def mask_stem(name: str) -> str:
 
 
 def slice_order(name: str) -> tuple:
-    """Numeric order for dataset names (<case>_<n>), text order otherwise."""
-    stem = Path(name).stem
-    tail = stem.rsplit("_", 1)[-1]
-    return (stem.rsplit("_", 1)[0], int(tail), "") if tail.isdigit() else (stem, -1, stem)
+    """Numeric order for dataset names (<case>_<n>, n in ASCII digits), text order otherwise (number -1)."""
+    case, _, tail = Path(name).stem.rpartition("_")
+    numbered = bool(case) and tail.isascii() and tail.isdigit()  # '12.tif' has no case; int('²') would raise
+    return (case, int(tail), "") if numbered else (Path(name).stem, -1, Path(name).stem)
 
 
-def upload_slice_numbers(names: list[str]) -> np.ndarray:
+def upload_slice_numbers(names: list[str], folders: list[str] | None = None, reach: int = 1) -> np.ndarray:
     """Slice numbers under which uploads named like the dataset (``<case>_<n>``) are read as volumes.
 
-    The slices of one case keep their numbers' differences, so each reads the case's other uploaded slices as its
-    neighbours, as the dashboard reads a patient; each case, and each slice named otherwise (or sharing its case
-    and number with another), is placed at least 2 apart from all others, so no slice reads another's volume.
+    The slices of one case (in one folder, when ``folders`` gives each file's) keep their numbers' differences,
+    so each reads the case's other uploaded slices as its neighbours, as the dashboard reads a patient. Each case,
+    and each slice named otherwise (or sharing its case's number with another, e.g. ``c_02`` and ``c_2``), is
+    placed more than ``reach`` (the most slices a model or score reads on each side) apart from all others, so no
+    slice reads another's volume.
     """
+    folders = folders or [""] * len(names)
     groups: dict[object, list[tuple[int, int]]] = {}
-    for i, name in enumerate(names):
+    for i, (name, folder) in enumerate(zip(names, folders, strict=True)):
         case, number, _ = slice_order(name)
-        groups.setdefault(case if number >= 0 else ("alone", i), []).append((i, number))
+        groups.setdefault((folder, case) if number >= 0 else ("alone", i), []).append((i, number))
     numbers = np.zeros(len(names), int)
     start = 0
     for members in groups.values():
-        ambiguous = len({n for _, n in members}) < len(members)  # e.g. case_3.tif and case_3.png
+        ambiguous = len({n for _, n in members}) < len(members)
         for volume in ([member] for member in members) if ambiguous else [members]:
             lowest = min(max(n, 0) for _, n in volume)
             for i, n in volume:
                 numbers[i] = start + max(n, 0) - lowest
-            start = numbers[[i for i, _ in volume]].max() + 2
+            start = numbers[[i for i, _ in volume]].max() + max(reach, 1) + 1
     return numbers
 
 
@@ -113,25 +116,27 @@ def _neighbour_notes(names: list[str], numbers: np.ndarray) -> list[str]:
     return notes
 
 
-def predict_uploads(cascade: Cascade, files: list[tuple[str, bytes]], threshold: float) -> UploadPrediction:
+def predict_uploads(cascade: Cascade, files: list[tuple[str, bytes]], threshold: float,
+                    folder_of: dict[str, str] | None = None) -> UploadPrediction:
     """Decode, pair with masks, and run the cascade once on every usable slice, the uploaded slices of one case
-    read together as a volume (``upload_slice_numbers``); where the cascade reads neighbours, each slice's notes
-    say whether it had any."""
+    (and one folder, by ``folder_of`` file name) read together as a volume (``upload_slice_numbers``); where the
+    cascade reads neighbours, each slice's notes say whether it had any."""
     slices, refused = pair_uploads(files)
     slices.sort(key=lambda s: slice_order(s.name))
     if not slices:
         return UploadPrediction(slices, refused, None, threshold)
     names = [s.name for s in slices]
-    numbers = upload_slice_numbers(names)
+    folders = [folder_of.get(name, "") for name in names] if folder_of else None
+    numbers = upload_slice_numbers(names, folders, cascade.neighbour_reach)
     result = cascade.predict(np.stack([s.image for s in slices]), numbers)
-    if cascade.reads_neighbours:
+    if cascade.neighbour_reach:
         for item, note in zip(slices, _neighbour_notes(names, numbers), strict=True):
             item.notes.append(note)
     return UploadPrediction(slices, refused, result, threshold)
 
 
-def collect_inputs(paths: list[Path]) -> list[tuple[str, bytes]]:
-    """(name, bytes) for each image file given, or inside each folder given (masks included)."""
+def input_files(paths: list[Path]) -> list[Path]:
+    """Each image file given, or inside each folder given (masks included), in that order."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -143,7 +148,7 @@ def collect_inputs(paths: list[Path]) -> list[tuple[str, bytes]]:
             files.append(path)
         else:
             raise DataError(f"{path}: no such file or folder")
-    return [(p.name, p.read_bytes()) for p in files]
+    return files
 
 
 def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path,
@@ -152,7 +157,11 @@ def predict_files(cascade: Cascade, paths: list[Path], out_dir: Path,
     (and ``refused.csv``).
 
     Returns the predictions table and the refused files as (name, reason)."""
-    prediction = predict_uploads(cascade, collect_inputs(paths), threshold)
+    found = input_files(paths)
+    folder_of: dict[str, str] = {}
+    for path in found:  # a folder is a patient boundary on disk: two folders' slices are never one volume
+        folder_of.setdefault(path.name, str(path.parent))  # the first of a name is the one kept (pair_uploads)
+    prediction = predict_uploads(cascade, [(p.name, p.read_bytes()) for p in found], threshold, folder_of)
     if not prediction.slices:
         reasons = "; ".join(f"{n}: {m}" for n, m in prediction.refused[:3])
         raise DataError(f"no usable slice among the inputs ({reasons})")
