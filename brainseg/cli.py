@@ -468,9 +468,11 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
 def _run_crossval(args: argparse.Namespace) -> int:
     from brainseg.experiments import crossval
 
-    if args.variant and (args.out == Path("runs") / "crossval" or args.report == DEFAULT_MODELS_DIR / "crossval.json"):
-        raise DataError("a variant's cross-validation needs its own --out and --report (the defaults hold the "
-                        "shipped recipe's)")
+    writes_report = args.stage in ("evaluate", "all", "combine")
+    if args.variant and (args.out == Path("runs") / "crossval"
+                         or (writes_report and args.report == DEFAULT_MODELS_DIR / "crossval.json")):
+        raise DataError("a variant's cross-validation needs its own --out and, to be scored, its own --report (the "
+                        "defaults hold the shipped recipe's)")
     if args.fold and args.stage in ("evaluate", "all") and args.report == DEFAULT_MODELS_DIR / "crossval.json":
         raise DataError("an evaluation of some folds is partial: give it its own --report (the default holds the "
                         "shipped recipe's complete one)")

@@ -9,19 +9,46 @@
 # Usage, from the repository root with the project installed in .venv and the data restored:
 #   nohup bash scripts/cpu_crossval_fold.sh 2 > runs/logs/fold2.log 2>&1 &
 # Resumable: a killed run continues from its last epoch (brainseg.training.train), a finished model is kept.
+#
+# A variant of the ablation plan (VARIANT=segmenter-empty_0.5, PLAN=models/ablation_plan.json) trains only the
+# model it changes, in runs/crossval-cpu-<variant>, the other copied from the shipped recipe's CPU folds
+# (runs/crossval-cpu, which must hold this fold's models). It is scored once, with the shipped operating point's
+# slice score, paired patient by patient with the shipped recipe's fold report of that score, into
+# models/crossval_cpu_variants/<variant>/; scripts/cpu_crossval_pool.sh pools it the same way (VARIANT set).
 set -euo pipefail
 FOLD=${1:?usage: cpu_crossval_fold.sh FOLD}
 BRAINSEG=${BRAINSEG:-.venv/bin/brainseg}
 DATA=${DATA:-data/kaggle_3m}
 CACHE=${CACHE:-runs/cache128}   # train + val slices at 128x128, exact (brainseg cache-slices)
-CV=${CV:-runs/crossval-cpu}
-REPORTS=${REPORTS:-models/crossval_cpu}
+SHIPPED_CV=runs/crossval-cpu
+SHIPPED_REPORTS=models/crossval_cpu
+VARIANT=${VARIANT:-}
+PLAN=${PLAN:-models/ablation_plan.json}
 export PYTHONUNBUFFERED=1
-mkdir -p "$REPORTS"
 [ -d "$CACHE" ] || "$BRAINSEG" cache-slices --data "$DATA" --out "$CACHE"
-"$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds   # identical folds are kept, others refused
-"$BRAINSEG" crossval --data "$CACHE" --out "$CV" --stage train --fold "$FOLD"
-"$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage evaluate --fold "$FOLD" \
-    --report "$REPORTS/fold-$FOLD.json"
-"$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage evaluate --fold "$FOLD" \
-    --slice-score classifier+segmenter+neighbours --report "$REPORTS/fold-${FOLD}_neighbour_score.json"
+if [ -z "$VARIANT" ]; then
+  CV=${CV:-$SHIPPED_CV}
+  REPORTS=${REPORTS:-$SHIPPED_REPORTS}
+  mkdir -p "$REPORTS"
+  "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds   # identical folds are kept, others refused
+  "$BRAINSEG" crossval --data "$CACHE" --out "$CV" --stage train --fold "$FOLD"
+  "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage evaluate --fold "$FOLD" \
+      --report "$REPORTS/fold-$FOLD.json"
+  "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage evaluate --fold "$FOLD" \
+      --slice-score classifier+segmenter+neighbours --report "$REPORTS/fold-${FOLD}_neighbour_score.json"
+else
+  CV=${CV:-runs/crossval-cpu-$VARIANT}
+  REPORTS=${REPORTS:-models/crossval_cpu_variants/$VARIANT}
+  SHIPPED_SCORE=$(python3 -c "import json; print(json.load(open('models/operating_point.json'))['slice_score'])")
+  case "$SHIPPED_SCORE" in
+    classifier+segmenter+neighbours) BASELINE="$SHIPPED_REPORTS/fold-${FOLD}_neighbour_score.json" ;;
+    *) BASELINE="$SHIPPED_REPORTS/fold-$FOLD.json" ;;
+  esac
+  variant=(--variant "$VARIANT" --plan "$PLAN")
+  mkdir -p "$REPORTS"
+  "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds "${variant[@]}"
+  "$BRAINSEG" crossval --data "$CACHE" --out "$CV" --stage train --fold "$FOLD" "${variant[@]}" \
+      --reuse-from "$SHIPPED_CV"
+  "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage evaluate --fold "$FOLD" "${variant[@]}" \
+      --report "$REPORTS/fold-$FOLD.json" --compare-to "$BASELINE"
+fi

@@ -402,6 +402,11 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
                                                               n_resamples=50), default=float))
     # Its own --out and --report are required: the defaults hold the shipped recipe's cross-validation.
     assert main(["crossval", *common, "--variant", "segmenter-alpha_0.3", "--plan", str(plan)]) == 2
+    # Writing its folds or training it writes no report, so only --out is needed then; scoring needs --report.
+    assert main(["crossval", *common, "--out", str(variant), "--stage", "folds",
+                 "--variant", "segmenter-alpha_0.3", "--plan", str(plan)]) == 0
+    assert main(["crossval", *common, "--out", str(variant), "--stage", "evaluate",
+                 "--variant", "segmenter-alpha_0.3", "--plan", str(plan)]) == 2
     assert main(["crossval", *common, "--out", str(variant), "--report", str(tmp_path / "variant.json"),
                  "--variant", "segmenter-alpha_0.3", "--plan", str(plan), "--reuse-from", str(base),
                  "--compare-to", str(base_report), "--epochs", "1"]) == 0
