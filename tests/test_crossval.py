@@ -457,6 +457,10 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     assert [v["file"] for v in listed] == ["crossval_variants/partial.json", "crossval_variants/variant.json"]
     assert listed[1]["changes"] == {"segmenter": {"tversky_alpha": [0.5, 0.3]}}  # against the shipped 'cpu' recipe
     assert "per_patient" not in listed[1]
+    assert listed[1]["paired_baseline"]["file"] == "base.json"  # the report it was paired with, read back
+    assert listed[1]["paired_baseline"]["per_fold"] == [
+        {key: fold[key] for key in ("fold", "n_test_patients", "cascade_dice_per_volume_mean", "roc_auc")}
+        for fold in json.loads(base_report.read_text())["per_fold"]]
     baseline = json.loads(base_report.read_text())
     by_fold = {f["fold"]: f["cascade_dice_per_volume_mean"] for f in report["per_fold"]}
     base_by_fold = {f["fold"]: f["cascade_dice_per_volume_mean"] for f in baseline["per_fold"]}
@@ -489,3 +493,13 @@ def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above
     assert [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows] == ["yes", "no", "no"]
     assert "+0.050, n/a" in rows[0] and "nothing (same recipe)" in rows[0] and "| n/a |" in rows[0]
     assert crossval_variant_lines([], shipped) == [] and crossval_variant_lines([variant(0, 1)], None) == []
+
+    # A variant paired with another report (the CPU folds') is compared fold by fold with that report, not with
+    # the card's cross-validation, and says which it was; with that report gone its fold differences are n/a.
+    cpu_folds = {"file": "crossval_cpu.json", "figures": {"cascade_dice_loss_parts": None},
+                 "per_fold": [{"fold": 0, "n_test_patients": 2, "cascade_dice_per_volume_mean": 0.60},
+                              {"fold": 1, "n_test_patients": 4, "cascade_dice_per_volume_mean": 0.85}]}
+    row = crossval_variant_lines([{**variant(0.01, 0.05), "paired_baseline": cpu_folds}], shipped)[-2]
+    assert "v (against `crossval_cpu.json`)" in row and "+0.150, +0.050" in row
+    row = crossval_variant_lines([{**variant(0.01, 0.05), "paired_baseline": None}], shipped)[-2]
+    assert "| 5 | 0.800 [0.700, 0.900] | +0.030 [+0.010, +0.050] | 3 / 2 | n/a | n/a |" in row

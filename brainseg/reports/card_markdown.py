@@ -696,12 +696,18 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
     for v in variants:
         dice, paired = v["confidence_intervals"]["cascade_dice_per_volume_mean"], v["paired_against"]
         ci = paired["confidence_interval"]
-        folds = ", ".join("n/a" if d is None else f"{d:+.3f}" for d in fold_differences(v, shipped))
+        # Per-fold and loss-part differences are taken from the report the variant was paired with.
+        baseline = v.get("paired_baseline", shipped)
+        folds = "n/a" if baseline is None else ", ".join(
+            "n/a" if d is None else f"{d:+.3f}" for d in fold_differences(v, baseline))
+        against = "" if baseline is None or baseline.get("file", "crossval.json") == "crossval.json" else \
+            f" (against `{baseline['file']}`)"
         lines.append(
-            f"| {v['name']}{' (partial: folds ' + str(v.get('folds_scored')) + ')' if v['partial'] else ''} | "
+            f"| {v['name']}{against}"
+            f"{' (partial: folds ' + str(v.get('folds_scored')) + ')' if v['partial'] else ''} | "
             f"{_change_words(v['changes'])} | {paired['n_patients']} | {_f(dice['estimate'])} [{_f(dice['low'])}, "
             f"{_f(dice['high'])}] | {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] | "
-            f"{paired['better']} / {paired['worse']} | {folds} | {_loss_part_changes(v, shipped)} | "
+            f"{paired['better']} / {paired['worse']} | {folds} | {_loss_part_changes(v, baseline or {})} | "
             f"{_f(v['figures']['roc_auc_pooled'], 4)} | "
             f"{'yes' if ci['low'] > 0 else 'no'} |")
     return [*lines, ""]

@@ -148,10 +148,29 @@ def crossval_variants(models_dir: Path) -> list[dict]:
             "changes": {role: recipe_changes(role, overrides) for role, overrides in variant["overrides"].items()},
             **{key: report[key] for key in ("command", "k", "n_patients", "partial", "folds_scored", "figures",
                                             "confidence_intervals", "paired_against")},
-            "per_fold": [{key: fold[key] for key in ("fold", "n_test_patients", "cascade_dice_per_volume_mean",
-                                                     "roc_auc")} for fold in report["per_fold"]],
+            "per_fold": _fold_rows(report),
+            "paired_baseline": _paired_baseline(models_dir, report["paired_against"]["report"]),
         })
     return variants
+
+
+def _fold_rows(report: dict) -> list[dict]:
+    return [{key: fold[key] for key in ("fold", "n_test_patients", "cascade_dice_per_volume_mean", "roc_auc")}
+            for fold in report["per_fold"]]
+
+
+def _paired_baseline(models_dir: Path, recorded_path: str) -> dict | None:
+    """The per-fold figures and loss parts of the report a variant was paired with (the GPU folds'
+    ``crossval.json`` or the CPU folds' pooled report), so its table row compares like with like; None when
+    that file is gone. A relative path is read from the project root, as the command wrote it."""
+    path = Path(recorded_path)
+    if not path.is_absolute():
+        path = models_dir.parent / path
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    return {"file": path.name, "per_fold": _fold_rows(report),
+            "figures": {"cascade_dice_loss_parts": report["figures"].get("cascade_dice_loss_parts")}}
 
 
 def resolution_ceiling_record(models_dir: Path) -> dict | None:
