@@ -415,6 +415,6 @@ def test_where_the_default_was_chosen_is_read_from_the_operating_point():
 
     assert default_origin_words({"chosen_on": {"split": "val", "n_patients": 13}}) == (
         "The default was chosen on the val split (13 patients).")
-    assert "each scored by models that never saw it" in default_origin_words(
+    assert "each scored by the fold models that never saw it" in default_origin_words(
         {"chosen_on": {"split": "cross-validation out-of-fold", "n_patients": 81}})
     assert "does not record" in default_origin_words({"threshold": 0.5})

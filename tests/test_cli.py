@@ -286,6 +286,17 @@ def test_floor_decimals_never_returns_more_than_its_input():
     assert floor_decimals(0.0200589) == 0.020058 and floor_decimals(0.020058, 4) == 0.02
 
 
+def test_where_an_operating_point_was_chosen_is_said_from_its_record():
+    from brainseg.evaluation.operating_point import chosen_on_words
+
+    assert chosen_on_words({"split": "val", "n_patients": 13, "n_slices": 475}) == (
+        "on the val split (13 patients, 475 slices)")
+    assert chosen_on_words({"split": "cross-validation out-of-fold", "n_patients": 81, "n_slices": 2868}) == (
+        "on the cross-validation's pooled out-of-fold outputs (81 patients, 2,868 slices of train + val, each "
+        "scored by the fold models that never saw it), not on test patients")
+    assert chosen_on_words({"split": "val", "n_patients": 13}) == "on the val split (13 patients)"
+
+
 def test_model_card_is_written_from_one_command(demo_dir, tiny_models_with_split, tmp_path):
     models = tiny_models_with_split
     assert _run(["operating-point", "--data", str(demo_dir), "--no-postprocessing"], models) == 0

@@ -23,9 +23,14 @@ import streamlit as st
 
 from brainseg import settings
 from brainseg.core.data import load_dataset, load_slices
-from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit, trained_on
+from brainseg.core.split import PARTS, is_final_fit, trained_on
 from brainseg.errors import BrainsegError
-from brainseg.evaluation.operating_point import STORED_DECIMALS, floor_decimals, threshold_decimals
+from brainseg.evaluation.operating_point import (
+    STORED_DECIMALS,
+    chosen_on_words,
+    floor_decimals,
+    threshold_decimals,
+)
 from brainseg.evaluation.operating_point import threshold_text as format_threshold  # the pages' name for it
 from brainseg.evaluation.threshold_analysis import slice_stats
 from brainseg.inference.cascade import DEFAULT_THRESHOLD, Cascade, CascadeResult, read_operating_point
@@ -295,14 +300,9 @@ def default_threshold() -> float:
 
 def default_origin_words(point: dict) -> str:
     """Where a models folder's default threshold was chosen, from its operating point's own record."""
-    chosen = point.get("chosen_on")
-    if not chosen:
+    if not point.get("chosen_on"):
         return "This models folder's operating point does not record where its default was chosen."
-    where = f"{chosen.get('n_patients', '?')} patients"
-    if chosen.get("split") == OUT_OF_FOLD:
-        return (f"The default was chosen on the cross-validation's out-of-fold outputs ({where} of train + val, "
-                "each scored by models that never saw it), not on test patients.")
-    return f"The default was chosen on the {chosen.get('split')} split ({where})."
+    return f"The default was chosen {chosen_on_words(point['chosen_on'])}."
 
 
 def default_origin() -> str:

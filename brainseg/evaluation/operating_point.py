@@ -21,13 +21,24 @@ import numpy as np
 import pandas as pd
 
 from brainseg.core import metrics
-from brainseg.core.split import PARTS, trained_on
+from brainseg.core.split import OUT_OF_FOLD, PARTS, trained_on
 from brainseg.errors import DataError
 from brainseg.evaluation.counted_outputs import POSTPROCESSING_GRID, CountedOutputs
 from brainseg.evaluation.evaluate import predict_patients
 from brainseg.inference.cascade import Cascade, CascadeResult, passes_gate
 
 FORBIDDEN_PARTS = ("test",)
+
+
+def chosen_on_words(chosen: dict) -> str:
+    """Where an operating point was chosen, from its ``chosen_on`` record, as the end of a sentence: 'on the val
+    split (13 patients, 475 slices)'. The model card and the threshold page both say it this way."""
+    counts = ", ".join(f"{chosen[key]:,} {label}" for key, label in (("n_patients", "patients"),
+                                                                     ("n_slices", "slices")) if key in chosen)
+    if chosen.get("split") == OUT_OF_FOLD:
+        return (f"on the cross-validation's pooled out-of-fold outputs ({counts} of train + val, each scored by the "
+                "fold models that never saw it), not on test patients")
+    return f"on the {chosen.get('split', 'unrecorded')} split ({counts})"
 
 
 def split_parts(split: str) -> set[str]:

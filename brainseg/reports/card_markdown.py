@@ -9,7 +9,7 @@ from brainseg.core.preprocess import PREPROCESSING_VERSION, recorded_preprocessi
 from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
-from brainseg.evaluation.operating_point import floor_decimals
+from brainseg.evaluation.operating_point import chosen_on_words, floor_decimals
 from brainseg.inference.cascade import COMBINED_SLICE_SCORES, describe_slice_score
 
 DATASET_PATIENTS = 110  # LGG MRI Segmentation (Kaggle / TCGA-LGG): the whole dataset
@@ -418,13 +418,11 @@ def _epochs_row(clf: dict, seg: dict, c: dict, s: dict) -> list[str]:
 
 
 def _chosen_on_words(chosen: dict) -> str:
-    """Where the operating point was chosen, from its record."""
-    where = f"{chosen['n_patients']} patients, {chosen['n_slices']} slices"
+    """Where the operating point was chosen, from its record, and by which command."""
     if chosen["split"] == OUT_OF_FOLD:
-        return (f"Chosen on the **cross-validation's pooled out-of-fold outputs** ({where}: every train + validation "
-                "patient scored by the fold models that never saw it; `brainseg crossval`), since the final fit "
-                "trained on the validation patients. The test split was not used.")
-    return f"Chosen on the **{chosen['split']}** split only ({where}; `brainseg operating-point`)."
+        return (f"Chosen {chosen_on_words(chosen)} (`brainseg crossval`), since the final fit trained on the "
+                "validation patients.")
+    return f"Chosen {chosen_on_words(chosen)} only (`brainseg operating-point`)."
 
 
 def _final_fit_command_words(point: dict) -> str:
