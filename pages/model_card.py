@@ -41,15 +41,17 @@ if bench_path.is_file():
     cols[4].metric("peak memory (MB)", f"{bench['peak_rss_mb']:.0f}")
     st.caption(f"Measured with `brainseg bench` on {bench['machine']['cpu']} ({bench['machine']['cores']} cores); "
                "absolute times differ up to 3× between machines, the ratio does not.")
-crossval_path = dash.models_dir() / "crossval.json"
-if crossval_path.is_file():
+out_of_fold = dash.out_of_fold_report()
+if out_of_fold is not None:
     import pandas as pd
 
     from brainseg.core.metrics import DICE_LOSS_PARTS
     from brainseg.reports.card_markdown import GOALS
     from brainseg.reports.figures import crossval_dice_figure, dice_loss_figure, gate_tradeoff_figure
 
-    crossval = json.loads(crossval_path.read_text())
+    report_name, crossval = out_of_fold
+    st.caption(f"Out-of-fold plots from `{report_name}` ({crossval['slice_score']} score): the cross-validation "
+               "report behind the live operating point where it names one.")
     per_patient = pd.DataFrame(crossval["per_patient"])
     if "tumor_pixels" in per_patient:
         st.plotly_chart(crossval_dice_figure(per_patient, goal=GOALS["dice"]), width="stretch")

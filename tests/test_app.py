@@ -257,7 +257,13 @@ def test_dataset_and_model_card_pages(app):
         assert sha256_of(MODELS_DIR / f"{role}.keras") in codes
     card = json.loads((MODELS_DIR / "model_card.json").read_text())
     assert any(f"{card['test']['cascade']['dice_per_volume']['mean']:.3f}" in m.value for m in app.markdown)
-    crossval = json.loads((MODELS_DIR / "crossval.json").read_text())
+    # The out-of-fold plots come from the report the shipped operating point was chosen on, where it names one
+    # (then the plotted threshold trade-off is the shipped score's), else from crossval.json.
+    point = json.loads((MODELS_DIR / "operating_point.json").read_text())
+    plotted_report = point.get("source", {}).get("report", "models/crossval.json")
+    crossval = json.loads((MODELS_DIR.parent / plotted_report).read_text())
+    assert crossval["slice_score"] == point["slice_score"]  # the shipped models' point names such a report
+    assert any(f"`{plotted_report}`" in c.value for c in app.caption)
     chart = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
                  if "Cross-validation" in json.loads(c.proto.spec)["layout"]["title"]["text"])
     plotted = sorted(d for trace in chart["data"] if trace.get("mode") == "markers" for d in _plotly_array(trace["y"]))

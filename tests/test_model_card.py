@@ -127,12 +127,43 @@ def test_card_lists_every_cross_validated_variant_paired_with_the_shipped_record
     listed = crossval_variants(MODELS_DIR)
     assert card["crossval_variants"] == json.loads(json.dumps(listed))
     text = (MODELS_DIR / "MODEL_CARD.md").read_text()
-    record = json.loads((MODELS_DIR / "crossval.json").read_text())
+    # Paired with the GPU folds' record or with the CPU folds' report the shipped operating point came from.
+    point_report = json.loads((MODELS_DIR / "operating_point.json").read_text())["source"]["report"]
     for variant in listed:
         paired = variant["paired_against"]
-        assert paired["report"] == "models/crossval.json"
+        assert paired["report"] in ("models/crossval.json", point_report)
+        record = json.loads((ROOT / paired["report"]).read_text())
         assert paired["baseline_mean"] == pytest.approx(record["figures"]["cascade_dice_per_volume"]["mean"])
+        assert variant["paired_baseline"]["file"] == Path(paired["report"]).name
         assert f"{paired['mean_difference']:+.3f}" in text
+
+
+def test_card_shows_the_cross_validation_the_shipped_operating_point_was_chosen_on(card, tmp_path):
+    from brainseg.reports.card_markdown import point_crossval_lines
+    from brainseg.reports.model_card import point_crossval
+
+    point = json.loads((MODELS_DIR / "operating_point.json").read_text())
+    report = json.loads((ROOT / point["source"]["report"]).read_text())
+    shown = card["point_crossval"]
+    assert shown["per_slice_rows"] == len(report["per_slice"]) > 0 and "per_slice" not in shown
+    assert shown["final_fit_choices"]["operating_point"]["threshold"] == point["threshold"]
+    lines = point_crossval_lines(shown, point)
+    section = "\n".join(lines)
+    assert lines[0] == f"## Cross-validation behind the shipped operating point (`{point['source']['report']}`)"
+    assert f"| cascade Dice per volume, mean (median) | {report['figures']['cascade_dice_per_volume']['mean']:.3f}" \
+        in section
+    assert format_threshold(point["threshold"], 6) in section and "written before" not in section
+    assert section in (MODELS_DIR / "MODEL_CARD.md").read_text()
+
+    # A point chosen on crossval.json itself, one naming no report, or a report that is gone: no such section.
+    models = tmp_path / "models"
+    models.mkdir()
+    for source in ({"report": "models/crossval.json"}, {}, {"report": "models/gone.json"}):
+        (models / "operating_point.json").write_text(json.dumps({**point, "source": source}))
+        assert point_crossval(models) is None
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"per_slice": [1, 2, 3], "per_slice_pixel_counts": [1]}))
+    (models / "operating_point.json").write_text(json.dumps({**point, "source": {"report": "elsewhere.json"}}))
+    assert point_crossval(models) == {"per_slice_rows": 3}  # read from the project root, rows dropped
 
 
 def test_card_shows_the_recorded_resolution_ceiling_beside_the_out_of_fold_dice(card):

@@ -9,6 +9,7 @@ again. The threshold and the data folder live in ``st.session_state`` so every p
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -526,6 +527,27 @@ def trained_parts(cascade: Cascade) -> list[str]:
     parts = {part for model in (cascade.classifier, cascade.segmenter)
              for part in trained_on(model.metadata.get("train_config", {}))}
     return [part for part in PARTS if part in parts]
+
+
+def out_of_fold_report() -> tuple[str, dict] | None:
+    """The cross-validation report the Model card page plots, and its name: the one the live operating point was
+    chosen on (``brainseg final-fit --choices-only --crossval``), so the plots show the shipped slice score and
+    threshold, else ``crossval.json``; None when the models folder has neither."""
+    from brainseg.reports.model_card import point_crossval_path
+
+    folder = models_dir()
+    path = point_crossval_path(folder) or folder / "crossval.json"
+    if not path.is_file():
+        return None
+    name = str(path.relative_to(folder.parent)) if path.is_relative_to(folder.parent) else str(path)
+    return name, _read_report(str(folder), str(path), path.stat().st_mtime_ns)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _read_report(folder: str, path: str, mtime_ns: int) -> dict:
+    from brainseg.reports.model_card import point_crossval
+
+    return point_crossval(Path(folder)) or json.loads(Path(path).read_text())
 
 
 def training_command(cascade: Cascade | None) -> str:

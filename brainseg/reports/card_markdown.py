@@ -145,7 +145,7 @@ def results_markdown(card: dict) -> str:
         f"prediction on an empty truth counts 1.0. With {t['n_patients']} test patients the intervals are wide: "
         "read the goals against them, not against the point estimates alone.",
         "",
-        *_crossval_summary(card.get("crossval")),
+        *_crossval_summary(card.get("crossval"), card.get("point_crossval"), card["operating_point"]),
         "Speed, from the same command (`brainseg bench` inside it; absolute times differ up to 3x between machines "
         "of this kind, the ratio to the reference workload timed in the same process does not):",
         "",
@@ -350,6 +350,7 @@ def render_markdown(card: dict) -> str:
             for k, v in t["by_institution"].items()),
         "",
         *crossval_lines(card.get("crossval"), op),
+        *point_crossval_lines(card.get("point_crossval"), op),
         *crossval_variant_lines(card.get("crossval_variants") or [], card.get("crossval")),
         *resolution_ceiling_lines(card.get("resolution_ceiling"), card.get("crossval"),
                                   card["models"]["segmenter"]["input_spec"]["size"]),
@@ -504,25 +505,53 @@ def _ablation_lines(card: dict) -> list[str]:
     ]
 
 
-def _crossval_summary(cv: dict | None) -> list[str]:
+def _crossval_summary(cv: dict | None, point_cv: dict | None = None, point: dict | None = None) -> list[str]:
     if not cv:
         return []
+    lines = [f"Patient-level {cv['k']}-fold cross-validation of the same recipe over the {cv['n_patients']} train + "
+             "validation patients (`brainseg crossval`, out-of-fold; details in the model card): "
+             + _oof_figure_words(cv) + "."]
+    if point_cv and point:
+        lines.append(f"The same folds retrained on the CPU and gated on the shipped '{point_cv['slice_score']}' "
+                     f"score, the report the shipped operating point was chosen on (`{point['source']['report']}`): "
+                     + _oof_figure_words(point_cv) + ".")
+    return [" ".join(lines), ""]
+
+
+def _oof_figure_words(cv: dict) -> str:
     f, ci = cv["figures"], cv["confidence_intervals"]
     dice, auc = ci["cascade_dice_per_volume_mean"], ci["roc_auc_pooled"]
     gate = f["gate_at_each_folds_threshold"]
-    return [
-        f"Patient-level {cv['k']}-fold cross-validation of the same recipe over the {cv['n_patients']} train + "
-        f"validation patients (`brainseg crossval`, out-of-fold; details in the model card): cascade Dice per "
-        f"volume {_f(f['cascade_dice_per_volume']['mean'])} [{_f(dice['low'])}, {_f(dice['high'])}], slice ROC AUC "
-        f"{_f(f['roc_auc_pooled'], 4)} [{_f(auc['low'], 4)}, {_f(auc['high'], 4)}], gate sensitivity / "
-        f"specificity {_f(gate['sensitivity'])} / {_f(gate['specificity'])} at each fold's own threshold.",
-        "",
-    ]
+    return (f"cascade Dice per volume {_f(f['cascade_dice_per_volume']['mean'])} [{_f(dice['low'])}, "
+            f"{_f(dice['high'])}], slice ROC AUC {_f(f['roc_auc_pooled'], 4)} [{_f(auc['low'], 4)}, "
+            f"{_f(auc['high'], 4)}], gate sensitivity / specificity {_f(gate['sensitivity'])} / "
+            f"{_f(gate['specificity'])} at each fold's own threshold")
 
 
-def crossval_lines(cv: dict | None, shipped_point: dict | None = None) -> list[str]:
-    """The out-of-fold figures of ``brainseg crossval`` (``models/crossval.json``), if it was run; ``shipped_point``:
-    the shipped operating point, to say when it was taken from another report than this one."""
+def point_crossval_lines(cv: dict | None, point: dict) -> list[str]:
+    """The cross-validation report the shipped operating point and temperature were chosen on, when it is not
+    ``models/crossval.json`` (``brainseg final-fit --choices-only --crossval REPORT``), with the same figures."""
+    if not cv:
+        return []
+    source = point["source"]["report"]
+    return crossval_lines(
+        cv, source=source,
+        heading=f"## Cross-validation behind the shipped operating point (`{source}`)",
+        about=["The shipped operating point and temperature were chosen on this report's pooled out-of-fold "
+               "outputs (section *Operating point*): the same five folds of the same patients, both models "
+               f"retrained with the shipped recipes, and each slice gated on the '{cv['slice_score']}' score as "
+               "the shipped cascade gates it. Its figures, unlike those above, are therefore those of the shipped "
+               "recipe and operating point together.", ""],
+        choices_heading="### Its choices (`final_fit_choices`): the shipped operating point and temperature, "
+                        "not the epochs")
+
+
+def crossval_lines(cv: dict | None, shipped_point: dict | None = None, *, source: str = "models/crossval.json",
+                   heading: str | None = None, about: list[str] | None = None,
+                   choices_heading: str = "### Choices for the final fit (`final_fit_choices`)") -> list[str]:
+    """The out-of-fold figures of a ``brainseg crossval`` report (``models/crossval.json`` unless ``source`` says
+    otherwise), if it was run; ``shipped_point``: the shipped operating point, to say when it was taken from
+    another report than this one."""
     if not cv:
         return ["## Cross-validation", "Not run: no `models/crossval.json` beside the weights.", ""]
     f, ci = cv["figures"], cv["confidence_intervals"]
@@ -537,8 +566,10 @@ def crossval_lines(cv: dict | None, shipped_point: dict | None = None) -> list[s
     run_minutes = [(t.get("train_wall_seconds") or 0.0) / 60 for t in training]
     gate, decisions = f["gate_at_each_folds_threshold"], f["cascade_slice_decisions"]
     lines = [
-        f"## Cross-validation ({cv['k']} folds by patient over the {cv['n_patients']} train + validation patients)",
-        f"`{cv.get('command', 'brainseg crossval')}` (`models/crossval.json`; folds in its `per_fold`, seed "
+        heading or f"## Cross-validation ({cv['k']} folds by patient over the {cv['n_patients']} train + validation "
+        "patients)",
+        *(about or []),
+        f"`{cv.get('command', 'brainseg crossval')}` (`{source}`; folds in its `per_fold`, seed "
         f"{cv['seed']}). Each fold trains both models with the shipped recipes on about 4/5 of the patients, "
         "picks checkpoints and its own operating point (same rule, same target sensitivity "
         f"{cv['target_sensitivity']}) on an inner validation set, and scores the patients it held out: every "
@@ -583,7 +614,7 @@ def crossval_lines(cv: dict | None, shipped_point: dict | None = None) -> list[s
         "",
         *_input_path_lines(training),
         *_paired_lines(cv.get("paired_against")),
-        *_final_fit_choice_lines(cv.get("final_fit_choices")),
+        *_final_fit_choice_lines(cv.get("final_fit_choices"), choices_heading),
         *_replaced_choice_lines(shipped_point),
     ]
     return lines
@@ -609,7 +640,7 @@ def _replaced_choice_lines(shipped_point: dict | None) -> list[str]:
 
 def _record_format_lines(cv: dict) -> list[str]:
     """Say so when a cross-validation record was written before per-slice scores were kept in it."""
-    if "per_slice" in cv:
+    if "per_slice" in cv or cv.get("per_slice_rows"):
         return []
     return ["This record was written before `brainseg crossval` kept every held-out slice's score (`per_slice`): "
             "its ROC AUC cannot be paired with another score's (`--compare-to`) nor pooled with fold reports "
@@ -777,7 +808,7 @@ def _gate_by_fold_words(rows: list[dict] | None) -> str:
             + ", ".join(f"fold {r['fold']} {_f(r['sensitivity'])} / {_f(r['specificity'])}" for r in rows) + ".")
 
 
-def _final_fit_choice_lines(choices: dict | None) -> list[str]:
+def _final_fit_choice_lines(choices: dict | None, heading: str) -> list[str]:
     """What the cross-validation chose for the final fit, and what the gate costs and buys out of fold."""
     if not choices:
         return []
@@ -786,7 +817,7 @@ def _final_fit_choice_lines(choices: dict | None) -> list[str]:
     gate, cascade = point["at_threshold_on_that_split"], point["cascade_on_that_split"]
     cut = point["mask_threshold"]
     lines = [
-        "### Choices for the final fit (`final_fit_choices`)",
+        heading,
         "- **Epochs**: " + "; ".join(
             f"{role} {epochs[role]['stop_epoch']} (median of the folds' best epochs "
             f"{', '.join(str(e) for e in epochs[role]['folds_best_epochs'])})" for role in ("classifier", "segmenter"))

@@ -122,11 +122,42 @@ def _records(models_dir: Path) -> dict:
     return {
         "ablation": _json_or_none(models_dir / "ablation.json"),
         "crossval": _json_or_none(models_dir / "crossval.json"),
+        "point_crossval": point_crossval(models_dir),
         "crossval_variants": crossval_variants(models_dir),
         "resolution_ceiling": resolution_ceiling_record(models_dir),
         "network_cost": network_cost_record(models_dir),
         "ablation_decision": _ablation_decision(models_dir),
     }
+
+
+def point_crossval_path(models_dir: Path) -> Path | None:
+    """The cross-validation report the shipped operating point was chosen on (its ``source.report``); None when
+    the point came from ``crossval.json`` itself, names no report, or the file is gone."""
+    point = _json_or_none(Path(models_dir) / "operating_point.json") or {}
+    recorded = (point.get("source") or {}).get("report")
+    if not recorded:
+        return None
+    path = _project_path(Path(models_dir), recorded)
+    return None if path.name == "crossval.json" or not path.is_file() else path
+
+
+def point_crossval(models_dir: Path) -> dict | None:
+    """The report of ``point_crossval_path`` without its per-slice rows (the model card page plots from it), or
+    None."""
+    path = point_crossval_path(models_dir)
+    if path is None:
+        return None
+    report = json.loads(path.read_text())
+    # Thousands of rows the card does not quote; the count says the report keeps them (pairable, poolable).
+    report["per_slice_rows"] = len(report.pop("per_slice", []))
+    report.pop("per_slice_pixel_counts", None)
+    return report
+
+
+def _project_path(models_dir: Path, recorded: str) -> Path:
+    """A path a command recorded: relative ones are read from the project root, as the command wrote them."""
+    path = Path(recorded)
+    return path if path.is_absolute() else models_dir.parent / path
 
 
 def crossval_variants(models_dir: Path) -> list[dict]:
@@ -163,9 +194,7 @@ def _paired_baseline(models_dir: Path, recorded_path: str) -> dict | None:
     """The per-fold figures and loss parts of the report a variant was paired with (the GPU folds'
     ``crossval.json`` or the CPU folds' pooled report), so its table row compares like with like; None when
     that file is gone. A relative path is read from the project root, as the command wrote it."""
-    path = Path(recorded_path)
-    if not path.is_absolute():
-        path = models_dir.parent / path
+    path = _project_path(models_dir, recorded_path)
     if not path.is_file():
         return None
     report = json.loads(path.read_text())
