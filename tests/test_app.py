@@ -119,7 +119,7 @@ def test_threshold_page_warns_when_the_models_trained_on_the_patients_shown(monk
     # Presets set on test patients would be chosen on test: the page says so (and not on validation patients).
     caption = next(c.value for c in at.caption if "3 of them from the test split" in c.value)
     # ... and where the default was chosen comes from the operating point's record (the shipped one: out of fold).
-    assert "cross-validation's out-of-fold outputs (81 patients of train + val" in caption
+    assert "cross-validation's pooled out-of-fold outputs (81 patients, 2,868 slices of train + val" in caption
     at.radio(key="metrics_scope").set_value("val").run()
     assert not any("from the test split" in c.value for c in at.caption)
 
