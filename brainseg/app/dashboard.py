@@ -9,7 +9,6 @@ again. The threshold and the data folder live in ``st.session_state`` so every p
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import time
@@ -540,14 +539,14 @@ def out_of_fold_report() -> tuple[str, dict] | None:
     if not path.is_file():
         return None
     name = str(path.relative_to(folder.parent)) if path.is_relative_to(folder.parent) else str(path)
-    return name, _read_report(str(folder), str(path), path.stat().st_mtime_ns)
+    return name, _read_report(str(path), path.stat().st_mtime_ns)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _read_report(folder: str, path: str, mtime_ns: int) -> dict:
-    from brainseg.reports.model_card import point_crossval
+def _read_report(path: str, mtime_ns: int) -> dict:
+    from brainseg.reports.model_card import crossval_without_slice_rows
 
-    return point_crossval(Path(folder)) or json.loads(Path(path).read_text())
+    return crossval_without_slice_rows(Path(path))
 
 
 def training_command(cascade: Cascade | None) -> str:

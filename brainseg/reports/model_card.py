@@ -142,12 +142,14 @@ def point_crossval_path(models_dir: Path) -> Path | None:
 
 
 def point_crossval(models_dir: Path) -> dict | None:
-    """The report of ``point_crossval_path`` without its per-slice rows (the model card page plots from it), or
-    None."""
+    """The report of ``point_crossval_path`` without its per-slice rows, or None."""
     path = point_crossval_path(models_dir)
-    if path is None:
-        return None
-    report = json.loads(path.read_text())
+    return None if path is None else crossval_without_slice_rows(path)
+
+
+def crossval_without_slice_rows(path: Path) -> dict:
+    """A cross-validation report without its per-slice rows (the card and the model card page read the rest)."""
+    report = json.loads(Path(path).read_text())
     # Thousands of rows the card does not quote; the count says the report keeps them (pairable, poolable).
     report["per_slice_rows"] = len(report.pop("per_slice", []))
     report.pop("per_slice_pixel_counts", None)
