@@ -331,3 +331,62 @@ def test_missing_sequence_augmentation_draws_each_sequence_independently():
         seen.add((bool(out[0, 0, 0] == 100.0), bool(out[0, 0, 2] == 100.0)))
         assert out[0, 0, 1] == 100.0
     assert seen == {(False, False), (True, False), (False, True), (True, True)}
+
+
+STILL = dict(flip_left_right=False, max_rotation_deg=0, max_scale_delta=0, max_shift_fraction=0,
+             max_brightness=0, max_contrast_delta=0)
+
+
+def test_apply_gamma_is_the_same_power_in_both_pipelines():
+    from brainseg.core.preprocess import apply_gamma
+
+    image = smooth_image(4)
+    gamma = np.array([0.5, 1.0, 2.0], np.float32).reshape(1, 1, 3)
+    np_out = apply_gamma(image, gamma)
+    tf_out = apply_gamma(tf.constant(image), tf.constant(gamma)).numpy()
+    np.testing.assert_allclose(tf_out, np_out, rtol=1e-5, atol=1e-3)
+    # By hand: 255 (x / 255) ** gamma, per sequence; black and white stay where they are.
+    assert np_out[0, 0, 0] == pytest.approx(255 * (image[0, 0, 0] / 255) ** 0.5, rel=1e-5)
+    np.testing.assert_allclose(np_out[..., 1], image[..., 1], rtol=1e-6)
+    assert np_out[0, 0, 2] == pytest.approx(image[0, 0, 2] ** 2 / 255, rel=1e-5)
+    ends = np.array([0.0, 255.0], np.float32).reshape(1, 2, 1).repeat(3, axis=2)
+    np.testing.assert_allclose(apply_gamma(ends, gamma), ends)
+
+
+def test_gamma_jitter_draws_each_sequence_within_its_range_in_both_pipelines():
+    """A channel of constant value v comes out as 255 (v / 255) ** gamma; solving for gamma gives the draw."""
+    from brainseg.core.preprocess import augment
+
+    image = np.full((8, 8, 3), 64.0, np.float32)
+    config = AugmentConfig(**STILL, max_gamma=1.5)
+    drawn = []
+    for seed in range(100):
+        np_out, _ = augment_numpy(image, None, np.random.default_rng(seed), config)
+        tf_out, _ = augment(tf.constant(image), None, tf.constant([seed, 7]), config)
+        for out in (np_out, tf_out.numpy()):
+            drawn.append(np.log(out[0, 0] / 255.0) / np.log(64.0 / 255.0))
+    drawn = np.array(drawn)
+    assert drawn.min() >= 1 / 1.5 - 1e-4 and drawn.max() <= 1.5 + 1e-4
+    assert drawn.min() < 0.7 and drawn.max() > 1.4  # the whole range is used, both ways
+    assert np.corrcoef(drawn[:, 0], drawn[:, 2])[0, 1] < 0.5  # sequences drawn independently
+
+
+def test_gamma_jitter_is_off_by_default_and_refuses_a_range_below_one():
+    image = smooth_image(5)
+    out, _ = augment_numpy(image, None, np.random.default_rng(0), AugmentConfig(**STILL))
+    np.testing.assert_allclose(out, image, atol=1e-3)
+    with pytest.raises(ValueError, match="max_gamma"):
+        AugmentConfig(max_gamma=0.8)
+
+
+def test_z_score_undoes_contrast_and_brightness_jitter_but_not_gamma():
+    """Why the gamma jitter exists: the models' per-slice, per-sequence z-score removes any linear change of a
+    sequence's intensities (short of clipping), so only a non-linear one varies what the networks see."""
+    from brainseg.core.preprocess import apply_gamma
+
+    image = 40.0 + 0.6 * smooth_image(6)[None]  # well inside 0..255: no clipping
+    linear = image * CONTRAST + BRIGHTNESS
+    gamma = apply_gamma(image[0], np.full((1, 1, 3), 1.5, np.float32))[None]
+    base = scale_images_numpy(image, "zscore")
+    np.testing.assert_allclose(scale_images_numpy(linear, "zscore"), base, atol=1e-3)
+    assert np.abs(scale_images_numpy(gamma, "zscore") - base).max() > 0.05

@@ -19,6 +19,7 @@ from brainseg.core.preprocess import (
     AugmentConfig,
     InputSpec,
     affine_coefficients,
+    apply_gamma,
     per_sequence,
     replace_missing_sequences,
 )
@@ -70,6 +71,8 @@ def augment_numpy(
     brightness = rng.uniform(-1.0, 1.0, (1, 1, 3)) * config.max_brightness * 255.0
     if config.missing_sequence_prob > 0:
         image = replace_missing_sequences(image, rng.uniform(size=2) < config.missing_sequence_prob)
+    if config.max_gamma != 1.0:
+        image = apply_gamma(image, np.exp(rng.uniform(-1.0, 1.0, (1, 1, 3)) * np.log(config.max_gamma)))
     return apply_augmentation_numpy(image, mask, flip, angle, scale, shift, contrast, brightness)
 
 

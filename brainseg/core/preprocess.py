@@ -88,6 +88,14 @@ class AugmentConfig:
     # Chance that pre-contrast, and independently post-contrast, is replaced by FLAIR: what the dataset does for
     # patients lacking a sequence (6 of its 95 patients have all three channels equal to FLAIR).
     missing_sequence_prob: float = 0.0
+    # Each sequence's intensities raised to a power drawn log-uniformly in [1 / max_gamma, max_gamma] (1: off).
+    # Unlike the contrast and brightness jitter, which the per-slice z-score all but undoes, a power changes
+    # the shape of the intensity histogram, as scanners and protocols do.
+    max_gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.max_gamma >= 1.0:
+            raise ValueError(f"max_gamma must be at least 1 (1: no gamma jitter), got {self.max_gamma}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,6 +219,9 @@ def augment(
     if config.missing_sequence_prob > 0:  # skipped at 0: runs without it stay bit-identical to before it existed
         missing = tf.random.stateless_uniform([2], seeds[6]) < config.missing_sequence_prob
         image = replace_missing_sequences(image, missing)
+    if config.max_gamma != 1.0:  # skipped when off, as above
+        log_gamma = tf.random.stateless_uniform([1, 1, 3], seeds[7], -1.0, 1.0) * float(np.log(config.max_gamma))
+        image = apply_gamma(image, tf.exp(log_gamma))
     return apply_augmentation(image, mask, flip, angle, scale, shift, contrast, brightness)
 
 
@@ -231,6 +242,16 @@ def replace_missing_sequences(image, missing):
         pre, post = image[..., g:g + 1], image[..., g + 2:g + 3]
         parts += [where(missing[0], flair, pre), flair, where(missing[1], flair, post)]
     return concat(parts, axis=-1)
+
+
+def apply_gamma(image, gamma):
+    """``image`` (values in 0..255, numpy or TensorFlow) with each sequence raised to its power ``gamma``
+    ((1, 1, 3), repeated over neighbouring slices' groups): 255 (x / 255) ** gamma keeps 0 and 255 in place."""
+    if isinstance(image, np.ndarray):
+        return 255.0 * np.power(image / 255.0, per_sequence(gamma, image.shape[-1]))
+    import tensorflow as tf
+
+    return 255.0 * tf.pow(image / 255.0, per_sequence(gamma, image.shape[-1]))
 
 
 def per_sequence(values, channels: int):
