@@ -12,6 +12,7 @@ from brainseg.inference.cascade import (
     describe_slice_score,
     lift_by_neighbours,
     load_model,
+    slice_score_reach,
     slice_scores,
 )
 
@@ -197,3 +198,16 @@ def test_a_float32_score_on_the_threshold_gets_one_decision_wherever_the_gate_is
     assert result.decisions(threshold).tolist() == counts["called"].tolist()
     # Exactly: the float32 score is compared by its own value, whichever side of the decimal threshold it lies.
     assert result.gate(threshold).tolist() == [float(s) >= threshold for s in scores]
+
+
+@pytest.mark.parametrize("kind", SLICE_SCORES)
+def test_a_slice_score_reads_neighbours_exactly_when_its_reach_says_so(kind):
+    """The reach decides whether a lone upload is scored as in its volume (the Upload page's note, the card's
+    limit): a score of reach 0 gives a slice the same score with or without its volume's slice numbers."""
+    probabilities = np.array([0.1, 0.9, 0.1], np.float32)  # the middle slice's neighbours are quieter...
+    maps = np.zeros((3, 4, 4), np.float32)
+    maps[[0, 2]] = 0.95  # ...by the classifier, and louder by the segmenter
+    in_volume = slice_scores(probabilities, maps, kind, np.array([1, 2, 3]))
+    alone = slice_scores(probabilities, maps, kind, None)
+    assert slice_score_reach(kind) in (0, 1)
+    assert np.array_equal(in_volume, alone) == (slice_score_reach(kind) == 0)

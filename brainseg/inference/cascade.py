@@ -177,6 +177,11 @@ def lift_by_neighbours(scores: np.ndarray, slice_numbers: np.ndarray | None) -> 
     return np.maximum(scores, neighbours_mean).astype(np.float32)
 
 
+def slice_score_reach(kind: str) -> int:
+    """How many slices on each side a slice score reads: 1 for the neighbour-lifted score, else 0."""
+    return 1 if kind == "classifier+segmenter+neighbours" else 0
+
+
 def describe_slice_score(kind: str) -> str:
     """One line for readers: what the gate thresholds under ``kind``."""
     if kind not in SLICE_SCORE_MEANINGS:
@@ -290,8 +295,8 @@ class Cascade:
     def neighbour_reach(self) -> int:
         """How many slices on each side a slice's outputs depend on (its score lifted by its neighbours', a model
         reading them as channels); 0 when none, so a slice scores the same alone as in its volume."""
-        lifted = 1 if self.slice_score == "classifier+segmenter+neighbours" else 0
-        return max(lifted, self.classifier.spec.context_slices, self.segmenter.spec.context_slices)
+        return max(slice_score_reach(self.slice_score), self.classifier.spec.context_slices,
+                   self.segmenter.spec.context_slices)
 
     @classmethod
     def from_dir(cls, models_dir: str | Path, batch_size: int = 16, runtime: str | None = None) -> Cascade:

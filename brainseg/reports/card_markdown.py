@@ -10,7 +10,7 @@ from brainseg.core.split import OUT_OF_FOLD, PARTS, is_final_fit
 from brainseg.errors import ModelLoadError
 from brainseg.evaluation.calibration import fitted_on_words
 from brainseg.evaluation.operating_point import chosen_on_words, floor_decimals
-from brainseg.inference.cascade import COMBINED_SLICE_SCORES, describe_slice_score
+from brainseg.inference.cascade import COMBINED_SLICE_SCORES, describe_slice_score, slice_score_reach
 
 DATASET_PATIENTS = 110  # LGG MRI Segmentation (Kaggle / TCGA-LGG): the whole dataset
 RESULTS_START, RESULTS_END = "<!-- results:start (written by brainseg model-card) -->", "<!-- results:end -->"
@@ -622,7 +622,7 @@ def crossval_lines(cv: dict | None, shipped_point: dict | None = None, *, source
 
 def _lone_slice_limit(point: dict) -> list[str]:
     """A slice score lifted by its neighbours is lower, or equal, for a slice read without them."""
-    if point.get("slice_score") != "classifier+segmenter+neighbours":
+    if not slice_score_reach(point.get("slice_score", "classifier")):
         return []
     return ["- The slice score reads the slices above and below. A slice scored without them (a lone upload) keeps "
             "its own, unlifted score, so at the default threshold, set on lifted scores, the gate misses more of "
