@@ -39,11 +39,9 @@ if [ -z "$VARIANT" ]; then
 else
   CV=${CV:-runs/crossval-cpu-$VARIANT}
   REPORTS=${REPORTS:-models/crossval_cpu_variants/$VARIANT}
-  SHIPPED_SCORE=$(python3 -c "import json; print(json.load(open('models/operating_point.json'))['slice_score'])")
-  case "$SHIPPED_SCORE" in
-    classifier+segmenter+neighbours) BASELINE="$SHIPPED_REPORTS/fold-${FOLD}_neighbour_score.json" ;;
-    *) BASELINE="$SHIPPED_REPORTS/fold-$FOLD.json" ;;
-  esac
+  # shellcheck source=scripts/shipped_score.sh
+  source "$(dirname "$0")/shipped_score.sh"
+  BASELINE="$SHIPPED_REPORTS/fold-$FOLD$(shipped_score_suffix).json"
   variant=(--variant "$VARIANT" --plan "$PLAN")
   mkdir -p "$REPORTS"
   "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds "${variant[@]}"

@@ -14,11 +14,9 @@ BRAINSEG=${BRAINSEG:-.venv/bin/brainseg}
 VARIANT=${VARIANT:-}
 fold_reports() { for i in 0 1 2 3 4; do printf -- '--fold-report %s ' "$1/fold-$i$2.json"; done; }
 if [ -n "$VARIANT" ]; then
-  SHIPPED_SCORE=$(python3 -c "import json; print(json.load(open('models/operating_point.json'))['slice_score'])")
-  case "$SHIPPED_SCORE" in
-    classifier+segmenter+neighbours) BASELINE=models/crossval_cpu_folds0-4_neighbour_score.json ;;
-    *) BASELINE=models/crossval_cpu_folds0-4.json ;;
-  esac
+  # shellcheck source=scripts/shipped_score.sh
+  source "$(dirname "$0")/shipped_score.sh"
+  BASELINE="models/crossval_cpu_folds0-4$(shipped_score_suffix).json"
   # shellcheck disable=SC2046  # one argument per word, on purpose
   "$BRAINSEG" crossval --stage combine $(fold_reports "models/crossval_cpu_variants/$VARIANT" "") \
       --report "models/crossval_variants/${VARIANT}_cpu.json" --compare-to "$BASELINE"
