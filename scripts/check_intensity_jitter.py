@@ -10,26 +10,26 @@ head, in standard deviations (models/ablation_decision.md, thirteenth session).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from brainseg.core.numpy_batches import scale_images_numpy
-from brainseg.core.preprocess import AugmentConfig, apply_gamma
+from brainseg.core.numpy_batches import augment_numpy, scale_images_numpy
+from brainseg.core.preprocess import AugmentConfig
 from brainseg.core.slice_cache import read_slice_cache
 
+# The training pipeline's own draws and transform (numpy_batches.augment_numpy), with the geometry held still.
+STILL = AugmentConfig(flip_left_right=False, max_rotation_deg=0.0, max_scale_delta=0.0, max_shift_fraction=0.0)
+JITTERS = {
+    "contrast and brightness (recipe)": STILL,
+    "gamma within [1/1.5, 1.5]": replace(STILL, max_brightness=0.0, max_contrast_delta=0.0, max_gamma=1.5),
+}
 
-def contrast_and_brightness(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    recipe = AugmentConfig()
-    shape = (len(images), 1, 1, 3)
-    contrast = 1.0 + rng.uniform(-1.0, 1.0, shape) * recipe.max_contrast_delta
-    brightness = rng.uniform(-1.0, 1.0, shape) * recipe.max_brightness * 255.0
-    return np.clip(images * contrast + brightness, 0.0, 255.0)  # as preprocess.apply_augmentation does
 
-
-def gamma(images: np.ndarray, rng: np.random.Generator, max_gamma: float = 1.5) -> np.ndarray:
-    powers = np.exp(rng.uniform(-1.0, 1.0, (len(images), 1, 1, 3)) * np.log(max_gamma))
-    return np.stack([apply_gamma(image, power) for image, power in zip(images, powers, strict=True)])
+def jittered(images: np.ndarray, config: AugmentConfig, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([augment_numpy(image, None, rng, config)[0] for image in images])
 
 
 def main() -> None:
@@ -43,10 +43,8 @@ def main() -> None:
     images = images[rows].astype(np.float32)
     inside_head = images.sum(axis=-1) > 0
     unchanged = scale_images_numpy(images, "zscore")
-    for name, jitter in (("contrast and brightness (recipe)", contrast_and_brightness),
-                         ("gamma within [1/1.5, 1.5]", gamma)):
-        moved = np.abs(scale_images_numpy(jitter(images, np.random.default_rng(args.seed + 1)), "zscore")
-                       - unchanged)[inside_head]
+    for name, config in JITTERS.items():
+        moved = np.abs(scale_images_numpy(jittered(images, config, args.seed + 1), "zscore") - unchanged)[inside_head]
         print(f"{name}: z-scored input moved by {moved.mean():.3f} SD on average inside the head "
               f"(95th percentile {np.percentile(moved, 95):.3f}), over {args.slices} slices")
 
