@@ -156,9 +156,13 @@ def test_augment_numpy_draws_within_the_configured_ranges(monkeypatch):
     assert not any(d[0] for d in drawn)
 
 
+# Every random transform off: what is left of an augmentation is only the option under test.
+STILL = dict(flip_left_right=False, max_rotation_deg=0, max_scale_delta=0, max_shift_fraction=0,
+             max_brightness=0, max_contrast_delta=0)
+
+
 def test_augment_numpy_with_everything_off_is_identity():
-    config = AugmentConfig(flip_left_right=False, max_rotation_deg=0.0, max_scale_delta=0.0,
-                           max_shift_fraction=0.0, max_brightness=0.0, max_contrast_delta=0.0)
+    config = AugmentConfig(**STILL)
     image, mask = smooth_image(), block_mask()
     out_image, out_mask = augment_numpy(image, mask, np.random.default_rng(0), config)
     np.testing.assert_allclose(out_image, image, atol=1e-3)
@@ -310,8 +314,7 @@ def test_missing_sequence_augmentation_copies_flair_in_both_pipelines(probabilit
     from brainseg.core.preprocess import AugmentConfig, augment
 
     image = np.random.default_rng(3).uniform(0, 255, (24, 24, 3)).astype(np.float32)
-    still = AugmentConfig(flip_left_right=False, max_rotation_deg=0, max_scale_delta=0, max_shift_fraction=0,
-                          max_brightness=0, max_contrast_delta=0, missing_sequence_prob=probability)
+    still = AugmentConfig(**STILL, missing_sequence_prob=probability)
     tf_out, _ = augment(tf.constant(image), None, tf.constant([1, 2]), still)
     np_out, _ = augment_numpy(image, None, np.random.default_rng(0), still)
     expected = np.repeat(image[..., 1:2], 3, axis=2) if probability else image
@@ -323,18 +326,13 @@ def test_missing_sequence_augmentation_draws_each_sequence_independently():
     from brainseg.core.preprocess import AugmentConfig
 
     image = np.stack([np.full((8, 8), v, np.float32) for v in (10.0, 100.0, 200.0)], axis=-1)
-    config = AugmentConfig(flip_left_right=False, max_rotation_deg=0, max_scale_delta=0, max_shift_fraction=0,
-                           max_brightness=0, max_contrast_delta=0, missing_sequence_prob=0.5)
+    config = AugmentConfig(**STILL, missing_sequence_prob=0.5)
     seen = set()
     for seed in range(60):
         out, _ = augment_numpy(image, None, np.random.default_rng(seed), config)
         seen.add((bool(out[0, 0, 0] == 100.0), bool(out[0, 0, 2] == 100.0)))
         assert out[0, 0, 1] == 100.0
     assert seen == {(False, False), (True, False), (False, True), (True, True)}
-
-
-STILL = dict(flip_left_right=False, max_rotation_deg=0, max_scale_delta=0, max_shift_fraction=0,
-             max_brightness=0, max_contrast_delta=0)
 
 
 def test_apply_gamma_is_the_same_power_in_both_pipelines():
