@@ -251,7 +251,8 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert main([*choices_only[:-3], "--export-dir", fold_models, "--choices-only"]) == 2
     assert main([*choices_only[:3], "--export-dir", str(models), "--choices-only"]) == 2  # models/split.json's
     variant_report = tmp_path / "variant.json"  # another recipe's cross-validation chose for other models
-    variant_report.write_text(json.dumps({**lifted_full, "variant": {"name": "x", "overrides": {}}}, default=float))
+    variant_report.write_text(json.dumps({**lifted_full, "variant": {"name": "x", "overrides": {
+        "segmenter": {"tversky_alpha": 0.3}}}}, default=float))
     assert main([*choices_only[:1], "--crossval", str(variant_report), *choices_only[3:]]) == 2
     assert json.loads((models / "operating_point.json").read_text()) == applied  # refusals wrote nothing
     assert main(["final-fit", "--crossval", str(lifted_report), "--export-dir", str(models)]) == 2  # no --data
@@ -330,6 +331,22 @@ def test_final_fit_refuses_a_report_without_its_choices(tmp_path):
                                                        "folds_scored": [2]}))
     with pytest.raises(DataError, match=r"only folds \[2\] of 5"):
         read_choices(tmp_path / "partial.json")
+
+
+def test_final_fit_takes_a_variants_choices_only_once_the_recipe_is_that_variant(tmp_path):
+    from brainseg.experiments.final_fit import read_choices
+    from brainseg.training.train import recipe
+
+    shipped_alpha = recipe("segmenter", "cpu").tversky_alpha
+    report = {"k": 5, "n_patients": 81, "final_fit_choices": {"stop_epochs": {}},
+              "variant": {"name": "segmenter-alpha", "overrides": {"segmenter": {"tversky_alpha": 0.3}}}}
+    (tmp_path / "variant.json").write_text(json.dumps(report))
+    with pytest.raises(DataError, match=rf"segmenter.tversky_alpha {shipped_alpha} -> 0.3.*adopts it"):
+        read_choices(tmp_path / "variant.json")
+    # Adopted: every override is what the recipe now trains, so its folds cross-validated the final fit's recipe.
+    report["variant"]["overrides"]["segmenter"]["tversky_alpha"] = shipped_alpha
+    (tmp_path / "adopted.json").write_text(json.dumps(report))
+    assert read_choices(tmp_path / "adopted.json")["source"]["report"] == str(tmp_path / "adopted.json")
 
 
 def test_paired_comparison_pairs_patients_and_refuses_different_ones():

@@ -25,8 +25,9 @@ ROLES = ("classifier", "segmenter")
 def read_choices(crossval_report: str | Path, split_file: str | Path | None = None) -> dict:
     """The ``final_fit_choices`` of a cross-validation report, with where they came from.
 
-    Refused: a report of an ablation variant (another recipe than the one a final fit trains), and, given the
-    ``split_file``, a report whose out-of-fold patients are not exactly that split's train + validation patients."""
+    Refused: a report of an ablation variant the recipe has not adopted (another recipe than the one a final fit
+    trains), and, given the ``split_file``, a report whose out-of-fold patients are not exactly that split's
+    train + validation patients."""
     path = Path(crossval_report)
     if not path.is_file():
         raise DataError(f"{path} not found: a final fit takes its epoch counts and operating point from the "
@@ -39,8 +40,7 @@ def read_choices(crossval_report: str | Path, split_file: str | Path | None = No
     if choices is None:
         raise DataError(f"{path} has no final_fit_choices: re-run `brainseg crossval --stage evaluate` to add them")
     if report.get("variant"):
-        raise DataError(f"{path} cross-validates the variant {report['variant'].get('name')!r}, not the shipped "
-                        "recipe: its choices are not the final fit's")
+        _check_variant_adopted(path, report["variant"])
     if split_file is not None:
         from brainseg.core.split import load_split
 
@@ -51,6 +51,19 @@ def read_choices(crossval_report: str | Path, split_file: str | Path | None = No
                             "not this split's cross-validation")
     return {**choices, "source": {"report": str(path), "command": report.get("command"), "k": report["k"],
                                   "n_patients": report["n_patients"]}}
+
+
+def _check_variant_adopted(path: Path, variant: dict) -> None:
+    """A variant's cross-validation chooses for the final fit only once the recipe is that variant (adopted): then
+    its out-of-fold models were trained by the recipe the final fit trains."""
+    from brainseg.training.train import recipe_changes
+
+    changes = {f"{role}.{field}": values for role, overrides in variant.get("overrides", {}).items()
+               for field, values in recipe_changes(role, overrides).items()}
+    if changes:
+        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+        raise DataError(f"{path} cross-validates the variant {variant.get('name')!r}, not the shipped recipe "
+                        f"({listed}): its choices are the final fit's only once the recipe adopts it")
 
 
 def final_fit_config(role: str, choices: dict, recipe_name: str = "cpu", **overrides):
