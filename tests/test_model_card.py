@@ -15,6 +15,7 @@ from brainseg.reports.card_markdown import (
     _gate_note,
     _lone_slice_limit,
     _replaced_choice_lines,
+    augment_words,
     dig,
     format_threshold,
     held_out_patients_words,
@@ -363,3 +364,16 @@ def test_card_names_the_lone_slice_limit_only_for_a_score_read_with_neighbours(c
     assert "scored without them" in _lone_slice_limit({"slice_score": "classifier+segmenter+neighbours"})[0]
     shipped = card["operating_point"]["slice_score"] == "classifier+segmenter+neighbours"
     assert ("A slice scored without them" in (MODELS_DIR / "MODEL_CARD.md").read_text()) == shipped
+
+
+def test_card_states_each_models_augmentation_ranges_from_its_record(card):
+    assert augment_words(None) == "none"
+    assert augment_words({"flip_left_right": False, "max_rotation_deg": 0.0}) == "none"
+    recorded = {"flip_left_right": True, "max_rotation_deg": 20.0, "max_scale_delta": 0.2, "max_shift_fraction": 0.05,
+                "max_brightness": 0.05, "max_contrast_delta": 0.1, "missing_sequence_prob": 0.0, "max_gamma": 1.5}
+    assert augment_words(recorded) == ("left-right flip, rotation ±20°, zoom ±20%, shift ±5%, brightness ±5%, "
+                                       "contrast ±10%, gamma [1/1.5, 1.5]")
+    # An older record without the later fields trained with them off.
+    assert augment_words({"flip_left_right": True, "max_rotation_deg": 10.0}) == "left-right flip, rotation ±10°"
+    segmenter = card["models"]["segmenter"]["training"]["train_config"]["augment"]
+    assert f"| {augment_words(segmenter)} |" in render_markdown(card)

@@ -47,6 +47,24 @@ def _loss(config: dict) -> str:
                                              gamma=config.get("tversky_gamma", 0.75))
 
 
+def augment_words(augment: dict | None) -> str:
+    """A recorded augmentation config in words, with its ranges (a field an older record lacks was off)."""
+    if not augment:
+        return "none"
+    parts = ["left-right flip"] if augment.get("flip_left_right") else []
+    if augment.get("max_rotation_deg"):
+        parts.append(f"rotation ±{augment['max_rotation_deg']:g}°")
+    for key, name in (("max_scale_delta", "zoom"), ("max_shift_fraction", "shift"), ("max_brightness", "brightness"),
+                      ("max_contrast_delta", "contrast")):
+        if augment.get(key):
+            parts.append(f"{name} ±{augment[key]:.0%}")
+    if augment.get("max_gamma", 1.0) > 1.0:
+        parts.append(f"gamma [1/{augment['max_gamma']:g}, {augment['max_gamma']:g}]")
+    if augment.get("missing_sequence_prob"):
+        parts.append(f"missing sequence {augment['missing_sequence_prob']:.0%}")
+    return ", ".join(parts) or "none"
+
+
 def train_minutes(card: dict) -> float:
     return sum(card["models"][m]["training"]["train_wall_seconds"] for m in ("classifier", "segmenter")) / 60
 
@@ -266,8 +284,7 @@ def render_markdown(card: dict) -> str:
         f"Adam lr {s['learning_rate']}, {s['schedule']} schedule |",
         *_epochs_row(clf["training"], seg["training"], c, s),
         f"| batch, seed | {c['batch_size']}, {c['seed']} | {s['batch_size']}, {s['seed']} |",
-        f"| augmentation | {'flip, rotation, scale, shift, intensity' if c['augment'] else 'none'} | "
-        f"{'flip, rotation, scale, shift, intensity' if s['augment'] else 'none'} |",
+        f"| augmentation | {augment_words(c['augment'])} | {augment_words(s['augment'])} |",
         f"| training time | {_train_time(clf['training'])} | {_train_time(seg['training'])} |",
         f"| file, sha256 | `{clf['file']}` `{clf['sha256']}` | `{seg['file']}` `{seg['sha256']}` |",
         "",
