@@ -522,7 +522,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
         report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]), slice_score,
                                          progress=True, folds=args.fold)
         if args.variant:
-            report["variant"] = {"name": args.variant, "overrides": crossval.variant_overrides(args.plan, args.variant)}
+            report["variant"] = crossval.variant_record(args.plan, args.variant)
     else:
         return 0
     report["command"] = "brainseg " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["crossval"] else \

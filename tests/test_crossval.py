@@ -435,6 +435,7 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
         segmenter = json.loads((models / "segmenter.json").read_text())["train_config"]
         assert segmenter["tversky_alpha"] == 0.3 and segmenter["epochs"] == 1
     assert report["variant"]["overrides"] == {"segmenter": {"tversky_alpha": 0.3}}
+    assert report["variant"]["recipe_changes"] == {"segmenter": {"tversky_alpha": [0.5, 0.3]}}  # recipe's, variant's
     paired = report["paired_against"]
     assert paired["n_patients"] == DEMO_COUNTS["patients"] and paired["report"] == str(base_report)
     assert paired["mean"] == pytest.approx(report["figures"]["cascade_dice_per_volume"]["mean"])
@@ -468,11 +469,14 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     (listing / "partial.json").write_text(json.dumps(partial))
     with pytest.raises(DataError, match="which variant"):  # it was scored without --variant
         crossval_variants(tmp_path / "models")
-    (listing / "partial.json").write_text(json.dumps({**partial, "variant": report["variant"]}))
+    # Scored against an older recipe (alpha 0.7 then): the card keeps what it changed in that one.
+    then = {**report["variant"], "recipe_changes": {"segmenter": {"tversky_alpha": [0.7, 0.3]}}}
+    (listing / "partial.json").write_text(json.dumps({**partial, "variant": then}))
     (listing / "variant.json").write_bytes((tmp_path / "variant.json").read_bytes())
     listed = crossval_variants(tmp_path / "models")
     assert [v["file"] for v in listed] == ["crossval_variants/partial.json", "crossval_variants/variant.json"]
     assert listed[1]["changes"] == {"segmenter": {"tversky_alpha": [0.5, 0.3]}}  # against the shipped 'cpu' recipe
+    assert listed[0]["changes"] == then["recipe_changes"]
     assert "per_patient" not in listed[1]
     assert listed[1]["paired_baseline"]["file"] == "base.json"  # the report it was paired with, read back
     assert listed[1]["paired_baseline"]["per_fold"] == [

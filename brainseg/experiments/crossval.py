@@ -119,6 +119,16 @@ def variant_overrides(plan_file: str | Path, run_name: str) -> dict[str, dict]:
     return {runs[run_name]["model"]: runs[run_name]["overrides"]}
 
 
+def variant_record(plan_file: str | Path, run_name: str) -> dict:
+    """What a variant's report records of it: its name, overrides and what they change in the recipe now (the
+    recipe its models were trained against; a later recipe may adopt the variant, see ``final_fit.read_choices``)."""
+    from brainseg.training.train import recipe_changes
+
+    overrides = variant_overrides(plan_file, run_name)
+    return {"name": run_name, "overrides": overrides,
+            "recipe_changes": {role: recipe_changes(role, values) for role, values in overrides.items()}}
+
+
 def reuse_models(baseline_dir: str | Path, out_dir: str | Path, fold: int, role: str) -> Path:
     """Copy one fold model and its sidecar from another cross-validation over the same folds:
     a variant that changes only the segmenter need not retrain the classifier."""

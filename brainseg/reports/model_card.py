@@ -178,7 +178,10 @@ def crossval_variants(models_dir: Path) -> list[dict]:
         variants.append({
             "file": f"{path.parent.name}/{path.name}",
             "name": variant["name"],
-            "changes": {role: recipe_changes(role, overrides) for role, overrides in variant["overrides"].items()},
+            # What it changed in the recipe it was paired with, as recorded when it was scored: the recipe may
+            # have moved since (a variant adopted), and the figures compare it with that recipe's folds.
+            "changes": variant.get("recipe_changes") or {role: recipe_changes(role, overrides)
+                                                         for role, overrides in variant["overrides"].items()},
             **{key: report[key] for key in ("command", "k", "n_patients", "partial", "folds_scored", "figures",
                                             "confidence_intervals", "paired_against")},
             "per_fold": _fold_rows(report),
