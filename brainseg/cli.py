@@ -591,6 +591,9 @@ def _add_final_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--choices-only", action="store_true",
                    help="train nothing: write the report's operating point and temperature beside the final-fit "
                         "models already in --export-dir (e.g. a slice score adopted after they were trained)")
+    p.add_argument("--only", choices=["classifier", "segmenter"],
+                   help="retrain this model alone (e.g. after a variant of it is adopted); the other must be a final "
+                        "fit in --export-dir already and stays as it is")
     p.add_argument("--runs-dir", type=Path, default=Path("runs") / "final-fit")
     p.add_argument("--export-dir", type=Path, default=DEFAULT_MODELS_DIR,
                    help="where the models, operating_point.json and calibration.json go")
@@ -612,8 +615,9 @@ def _run_final_fit(args: argparse.Namespace) -> int:
     if args.data is None:
         raise DataError("final-fit trains the models: give --data (or --choices-only to write the choices alone)")
     overrides = {"epochs": args.epochs} if args.epochs is not None else None
+    roles = (args.only,) if args.only else ("classifier", "segmenter")
     out = run_final_fit(args.data, args.split_file, args.crossval, args.runs_dir, args.export_dir,
-                        verbose=args.verbose, overrides=overrides, limit_slices=args.limit_slices)
+                        verbose=args.verbose, overrides=overrides, limit_slices=args.limit_slices, roles=roles)
     print(f"final fit: models, operating point and temperature in {out}", flush=True)
     return 0
 

@@ -257,6 +257,18 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert json.loads((models / "operating_point.json").read_text()) == applied  # refusals wrote nothing
     assert main(["final-fit", "--crossval", str(lifted_report), "--export-dir", str(models)]) == 2  # no --data
 
+    # A segmenter variant adopted later: the segmenter alone is trained again, the classifier kept as it was.
+    only_segmenter = ["final-fit", "--data", str(demo_dir), "--split-file", str(four_patient_split), "--crossval",
+                      str(lifted_report), "--runs-dir", str(tmp_path / "runs-segmenter"), "--only", "segmenter",
+                      "--epochs", "2", "--limit-slices", "24", "--verbose", "0"]
+    assert main([*only_segmenter, "--export-dir", fold_models]) == 2  # its classifier is no final fit
+    assert not (tmp_path / "runs-segmenter").exists()  # refused before training
+    assert main([*only_segmenter, "--export-dir", str(models)]) == 0
+    assert (models / "classifier.keras").read_bytes() == weights["classifier"]
+    assert sorted(path.name for path in (tmp_path / "runs-segmenter").iterdir()) == ["segmenter"]
+    assert json.loads((models / "operating_point.json").read_text())["stop_epochs"]["models"] == {
+        "classifier": 1, "segmenter": 1}
+
 
 def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored_together(
         tmp_path, demo_dir, trained_folds):

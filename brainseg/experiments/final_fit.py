@@ -100,32 +100,41 @@ def apply_choices(crossval_report: str | Path, models_dir: str | Path, split_fil
     cross-validation of the same recipe. The operating point records the models' stop epochs next to the ones
     this report would have chosen, so a difference between the two cross-validations stays in view."""
     choices = read_choices(crossval_report, split_file)
-    models_dir = Path(models_dir)
-    epochs = {}
-    for role in ROLES:
+    write_choices(choices, models_dir, models_epochs=final_fit_epochs(models_dir, ROLES))
+    return choices
+
+
+def final_fit_epochs(models_dir: str | Path, roles: tuple[str, ...]) -> dict[str, int]:
+    """The stop epochs of the final-fit ``roles`` in ``models_dir``; refused for a model missing or not a final
+    fit (one trained on the train part alone has its own validation patients to choose on)."""
+    models_dir, epochs = Path(models_dir), {}
+    for role in roles:
         sidecar = models_dir / f"{role}.json"
         if not sidecar.is_file():
-            raise DataError(f"{sidecar} not found: --choices-only writes choices beside trained final-fit models")
+            raise DataError(f"{sidecar} not found: a final fit's choices go beside trained final-fit models")
         config = json.loads(sidecar.read_text()).get("train_config", {})
         if not is_final_fit(config) or config.get("stop_epoch") is None:
             raise DataError(f"the {role} in {models_dir} is not a final fit on {FINAL_FIT_PARTS}: its operating point "
                             "is chosen on its own validation patients (brainseg operating-point)")
         epochs[role] = int(config["stop_epoch"])
-    write_choices(choices, models_dir, models_epochs=epochs)
-    return choices
+    return epochs
 
 
 def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str | Path, runs_dir: str | Path,
                   export_dir: str | Path, verbose: int = 2, overrides: dict | None = None,
-                  limit_slices: int | None = None) -> Path:
-    """Train (or resume) both final-fit models, export them to ``export_dir`` with their training records
+                  limit_slices: int | None = None, roles: tuple[str, ...] = ROLES) -> Path:
+    """Train (or resume) the final-fit models, export them to ``export_dir`` with their training records
     (``training/<role>/``), the out-of-fold operating point and temperature; returns ``export_dir``.
+    ``roles``: retrain only these (e.g. the segmenter after a segmenter variant is adopted); the other model must
+    be a final fit in ``export_dir`` already and stays as it is, its stop epoch recorded beside the report's.
     ``overrides`` and ``limit_slices``: tests train tiny ones."""
     from brainseg.training.train import check_run_config, copy_run_record, export_model, run_is_complete, train
 
     choices = read_choices(crossval_report, split_file)
     runs_dir, export_dir = Path(runs_dir), Path(export_dir)
-    for role in ROLES:
+    kept = tuple(role for role in ROLES if role not in roles)
+    final_fit_epochs(export_dir, kept)  # before hours of training: the kept model must be a final fit
+    for role in roles:
         config = final_fit_config(role, choices, **(overrides or {}))
         run_dir = runs_dir / role
         check_run_config(run_dir, config)
@@ -133,5 +142,5 @@ def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str
             train(config, data, split_file, run_dir, verbose=verbose, limit_slices=limit_slices)
         export_model(run_dir, export_dir / f"{role}.keras")
         copy_run_record(run_dir, export_dir / "training" / role)
-    write_choices(choices, export_dir)
+    write_choices(choices, export_dir, models_epochs=final_fit_epochs(export_dir, ROLES) if kept else None)
     return export_dir
