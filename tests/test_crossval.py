@@ -489,6 +489,13 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     assert [v["file"] for v in listed] == ["crossval_variants/partial.json", "crossval_variants/variant.json"]
     assert listed[1]["changes"] == {"segmenter": {"tversky_alpha": [0.5, 0.3]}}  # against the shipped 'cpu' recipe
     assert listed[0]["changes"] == then["recipe_changes"]
+    assert not listed[1]["adopted"]  # the recipe still trains alpha 0.5
+    adopted = {**report["variant"], "overrides": {"segmenter": {"tversky_alpha": 0.5}}}
+    (listing / "adopted.json").write_text(json.dumps({**report, "variant": adopted}))
+    assert [v["adopted"] for v in crossval_variants(tmp_path / "models")] == [True, False, False]
+    rows = crossval_variant_lines(crossval_variants(tmp_path / "models"), report)[5:8]
+    assert [row.endswith(", adopted |") for row in rows] == [True, False, False]
+    (listing / "adopted.json").unlink()
     assert "per_patient" not in listed[1]
     assert listed[1]["paired_baseline"]["file"] == "base.json"  # the report it was paired with, read back
     assert listed[1]["paired_baseline"]["per_fold"] == [

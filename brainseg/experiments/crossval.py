@@ -122,11 +122,10 @@ def variant_overrides(plan_file: str | Path, run_name: str) -> dict[str, dict]:
 def variant_record(plan_file: str | Path, run_name: str) -> dict:
     """What a variant's report records of it: its name, overrides and what they change in the recipe now (the
     recipe its models were trained against; a later recipe may adopt the variant, see ``final_fit.read_choices``)."""
-    from brainseg.training.train import recipe_changes
+    from brainseg.training.train import variant_recipe_changes
 
     overrides = variant_overrides(plan_file, run_name)
-    return {"name": run_name, "overrides": overrides,
-            "recipe_changes": {role: recipe_changes(role, values) for role, values in overrides.items()}}
+    return {"name": run_name, "overrides": overrides, "recipe_changes": variant_recipe_changes(overrides)}
 
 
 def reuse_models(baseline_dir: str | Path, out_dir: str | Path, fold: int, role: str) -> Path:

@@ -56,10 +56,11 @@ def read_choices(crossval_report: str | Path, split_file: str | Path | None = No
 def _check_variant_adopted(path: Path, variant: dict) -> None:
     """A variant's cross-validation chooses for the final fit only once the recipe is that variant (adopted): then
     its out-of-fold models were trained by the recipe the final fit trains."""
-    from brainseg.training.train import recipe_changes
+    from brainseg.training.train import variant_recipe_changes
 
-    changes = {f"{role}.{field}": values for role, overrides in variant.get("overrides", {}).items()
-               for field, values in recipe_changes(role, overrides).items()}
+    changes = {f"{role}.{field}": values
+               for role, fields in variant_recipe_changes(variant.get("overrides", {})).items()
+               for field, values in fields.items()}
     if changes:
         listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
         raise DataError(f"{path} cross-validates the variant {variant.get('name')!r}, not the shipped recipe "

@@ -755,7 +755,7 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
             f"{_f(dice['high'])}] | {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] | "
             f"{paired['better']} / {paired['worse']} | {folds} | {_loss_part_changes(v, baseline or {})} | "
             f"{_f(v['figures']['roc_auc_pooled'], 4)} | "
-            f"{'yes' if ci['low'] > 0 else 'no'} |")
+            f"{'yes' if ci['low'] > 0 else 'no'}{', adopted' if v.get('adopted') else ''} |")
     return [*lines, ""]
 
 

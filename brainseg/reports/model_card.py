@@ -166,7 +166,7 @@ def crossval_variants(models_dir: Path) -> list[dict]:
     """The recipe variants cross-validated against the shipped recipe (``crossval_variants/*.json``, each a
     ``brainseg crossval --variant ... --compare-to models/crossval.json`` report), without their per-patient rows,
     with what each changes in the recipe."""
-    from brainseg.training.train import recipe_changes
+    from brainseg.training.train import variant_recipe_changes
 
     variants = []
     for path in sorted((models_dir / "crossval_variants").glob("*.json")):
@@ -180,8 +180,8 @@ def crossval_variants(models_dir: Path) -> list[dict]:
             "name": variant["name"],
             # What it changed in the recipe it was paired with, as recorded when it was scored: the recipe may
             # have moved since (a variant adopted), and the figures compare it with that recipe's folds.
-            "changes": variant.get("recipe_changes") or {role: recipe_changes(role, overrides)
-                                                         for role, overrides in variant["overrides"].items()},
+            "changes": variant.get("recipe_changes") or variant_recipe_changes(variant["overrides"]),
+            "adopted": not any(variant_recipe_changes(variant["overrides"]).values()),
             **{key: report[key] for key in ("command", "k", "n_patients", "partial", "folds_scored", "figures",
                                             "confidence_intervals", "paired_against")},
             "per_fold": _fold_rows(report),

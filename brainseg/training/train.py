@@ -494,6 +494,12 @@ def recipe_changes(model: ModelKind, overrides: dict, name: str = "cpu") -> dict
     return {key: [shipped.get(key), value] for key, value in flat(overrides).items() if shipped.get(key) != value}
 
 
+def variant_recipe_changes(overrides_by_model: dict[str, dict], name: str = "cpu") -> dict[str, dict[str, list]]:
+    """``recipe_changes`` of a variant's overrides for each model (``{model: overrides}``); all empty once the
+    recipe has adopted the variant."""
+    return {model: recipe_changes(model, overrides, name) for model, overrides in overrides_by_model.items()}
+
+
 def config_with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
     """``config`` with the non-None overrides applied (command-line flags)."""
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
