@@ -109,10 +109,13 @@ def recipe(model: ModelKind, name: str) -> TrainConfig:
                                learning_rate=0.01, adam_epsilon=0.1, schedule="seed", decay_start_epoch=10**6,
                                loss="focal_tversky", empty_fraction=0.0, augment=None)
         if name == "cpu":
-            # alpha 0.5 (misses and extra pixels weigh alike): chosen by the ablation (models/ablation.json)
+            # alpha 0.5 (misses and extra pixels weigh alike): chosen by the ablation (models/ablation.json);
+            # rotation within 20 degrees and zoom within 20% (not the default 10 and 10%): adopted by a CPU
+            # cross-validation (models/crossval_variants/segmenter-spatial_20_cpu.json, ablation_decision.md)
             return TrainConfig(model, name, input_size=128, width=1.0, scaling="zscore", epochs=35,
                                learning_rate=1e-3, schedule="cosine", loss="focal_tversky", tversky_alpha=0.5,
-                               empty_fraction=0.25)
+                               empty_fraction=0.25,
+                               augment=AugmentConfig(max_rotation_deg=20.0, max_scale_delta=0.2).to_dict())
     raise ValueError(f"unknown recipe {name!r} for {model} (choose 'seed' or 'cpu')")
 
 
