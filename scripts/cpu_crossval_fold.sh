@@ -10,25 +10,32 @@
 #   nohup bash scripts/cpu_crossval_fold.sh 2 > runs/logs/fold2.log 2>&1 &
 # Resumable: a killed run continues from its last epoch (brainseg.training.train), a finished model is kept.
 #
+# Without VARIANT it cross-validates the recipe into runs/crossval-cpu and models/crossval_cpu, which hold the
+# recipe before segmenter-spatial_20 was adopted and are never overwritten (give new CV= and REPORTS=).
+#
 # A variant of the ablation plan (VARIANT=segmenter-empty_0.5, PLAN=models/ablation_plan.json) trains only the
-# model it changes, in runs/crossval-cpu-<variant>, the other copied from the shipped recipe's CPU folds
-# (runs/crossval-cpu, which must hold this fold's models). It is scored once, with the shipped operating point's
-# slice score, paired patient by patient with the shipped recipe's fold report of that score, into
-# models/crossval_cpu_variants/<variant>/; scripts/cpu_crossval_pool.sh pools it the same way (VARIANT set).
+# model it changes, in runs/crossval-cpu-<variant>, the other copied from the CPU cross-validation the shipped
+# operating point was chosen from (scripts/shipped_cpu_crossval.py names its run folder, which must hold this
+# fold's models, and its reports). It is scored once, with the shipped operating point's slice score, paired
+# patient by patient with that cross-validation's fold report, into models/crossval_cpu_variants/<variant>/;
+# scripts/cpu_crossval_pool.sh pools it the same way (VARIANT set).
 set -euo pipefail
 FOLD=${1:?usage: cpu_crossval_fold.sh FOLD}
 BRAINSEG=${BRAINSEG:-.venv/bin/brainseg}
 DATA=${DATA:-data/kaggle_3m}
 CACHE=${CACHE:-runs/cache128}   # train + val slices at 128x128, exact (brainseg cache-slices)
-SHIPPED_CV=runs/crossval-cpu
-SHIPPED_REPORTS=models/crossval_cpu
 VARIANT=${VARIANT:-}
 PLAN=${PLAN:-models/ablation_plan.json}
 export PYTHONUNBUFFERED=1
 [ -d "$CACHE" ] || "$BRAINSEG" cache-slices --data "$DATA" --out "$CACHE"
 if [ -z "$VARIANT" ]; then
-  CV=${CV:-$SHIPPED_CV}
-  REPORTS=${REPORTS:-$SHIPPED_REPORTS}
+  CV=${CV:-runs/crossval-cpu}
+  REPORTS=${REPORTS:-models/crossval_cpu}
+  if [ -f "$REPORTS/fold-$FOLD.json" ]; then   # a record is never overwritten
+    echo "$REPORTS/fold-$FOLD.json exists (models/crossval_cpu holds the recipe before segmenter-spatial_20 was" \
+         "adopted): give new CV= and REPORTS= folders to cross-validate the recipe again" >&2
+    exit 2
+  fi
   mkdir -p "$REPORTS"
   "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds   # identical folds are kept, others refused
   "$BRAINSEG" crossval --data "$CACHE" --out "$CV" --stage train --fold "$FOLD"
@@ -39,9 +46,9 @@ if [ -z "$VARIANT" ]; then
 else
   CV=${CV:-runs/crossval-cpu-$VARIANT}
   REPORTS=${REPORTS:-models/crossval_cpu_variants/$VARIANT}
-  # shellcheck source=scripts/shipped_score.sh
-  source "$(dirname "$0")/shipped_score.sh"
-  BASELINE="$SHIPPED_REPORTS/fold-$FOLD$(shipped_score_suffix).json"
+  shipped() { python3 "$(dirname "$0")/shipped_cpu_crossval.py" "$@"; }
+  BASELINE=$(shipped fold-report "$FOLD")
+  SHIPPED_CV=$(shipped run-dir)
   variant=(--variant "$VARIANT" --plan "$PLAN")
   mkdir -p "$REPORTS"
   "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds "${variant[@]}"

@@ -7,16 +7,14 @@
 # writes the lifted score's operating point and temperature beside the shipped models (decision record).
 #
 # With VARIANT set (a plan variant cross-validated by cpu_crossval_fold.sh), its five fold reports are pooled into
-# models/crossval_variants/<variant>_cpu.json, paired with the shipped recipe's pooled report of the same slice
-# score, which the model card's table of cross-validated variants reads.
+# models/crossval_variants/<variant>_cpu.json, paired with the pooled report the shipped operating point was
+# chosen from (scripts/shipped_cpu_crossval.py), which the model card's table of cross-validated variants reads.
 set -euo pipefail
 BRAINSEG=${BRAINSEG:-.venv/bin/brainseg}
 VARIANT=${VARIANT:-}
 fold_reports() { for i in 0 1 2 3 4; do printf -- '--fold-report %s ' "$1/fold-$i$2.json"; done; }
 if [ -n "$VARIANT" ]; then
-  # shellcheck source=scripts/shipped_score.sh
-  source "$(dirname "$0")/shipped_score.sh"
-  BASELINE="models/crossval_cpu_folds0-4$(shipped_score_suffix).json"
+  BASELINE=$(python3 "$(dirname "$0")/shipped_cpu_crossval.py" pooled)
   # shellcheck disable=SC2046  # one argument per word, on purpose
   "$BRAINSEG" crossval --stage combine $(fold_reports "models/crossval_cpu_variants/$VARIANT" "") \
       --report "models/crossval_variants/${VARIANT}_cpu.json" --compare-to "$BASELINE"

@@ -8,7 +8,7 @@ import lzma
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DEMO_COUNTS, MODELS_DIR
+from conftest import DEMO_COUNTS, MODELS_DIR, ROOT
 
 from brainseg.cli import main
 from brainseg.core import metrics
@@ -543,3 +543,36 @@ def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above
     assert "v (against `crossval_cpu.json`)" in row and "+0.150, +0.050" in row
     row = crossval_variant_lines([{**variant(0.01, 0.05), "paired_baseline": None}], shipped)[-2]
     assert "| 5 | 0.800 [0.700, 0.900] | +0.030 [+0.010, +0.050] | 3 / 2 | n/a | n/a |" in row
+
+
+def run_shipped_cpu_crossval(cwd, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "shipped_cpu_crossval.py"), *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_cpu_scripts_pair_a_variant_with_the_cross_validation_the_shipped_point_came_from(tmp_path):
+    """scripts/shipped_cpu_crossval.py follows models/operating_point.json to the pooled report and its folds."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "operating_point.json").write_text(json.dumps({"source": {"report": "pooled.json"}}))
+    sources = [{"folds_scored": [f], "report": f"reports/fold-{f}.json",
+                "command": f"brainseg crossval --data d --out runs/cv-adopted --stage evaluate --fold {f}"}
+               for f in (1, 0)]
+    (tmp_path / "pooled.json").write_text(json.dumps({"combined_from": sources}))
+    assert run_shipped_cpu_crossval(tmp_path, "pooled").stdout == "pooled.json\n"
+    assert run_shipped_cpu_crossval(tmp_path, "fold-report", "0").stdout == "reports/fold-0.json\n"
+    assert run_shipped_cpu_crossval(tmp_path, "run-dir").stdout == "runs/cv-adopted\n"
+    missing = run_shipped_cpu_crossval(tmp_path, "fold-report", "4")
+    assert missing.returncode != 0 and "no report of fold 4" in missing.stderr
+    sources[1]["command"] = sources[1]["command"].replace("cv-adopted", "cv-other")
+    (tmp_path / "pooled.json").write_text(json.dumps({"combined_from": sources}))
+    assert "several run folders" in run_shipped_cpu_crossval(tmp_path, "run-dir").stderr
+    (tmp_path / "pooled.json").write_text(json.dumps({"figures": {}}))  # e.g. the GPU cross-validation's record
+    assert "does not pool CPU fold reports" in run_shipped_cpu_crossval(tmp_path, "run-dir").stderr
+    # The repository's own records: each fold's report is there and was pooled from the same run folder.
+    for fold in range(5):
+        report = run_shipped_cpu_crossval(ROOT, "fold-report", str(fold)).stdout.strip()
+        assert json.loads((ROOT / report).read_text())["folds_scored"] == [fold]
+    assert run_shipped_cpu_crossval(ROOT, "run-dir").stdout.strip().startswith("runs/crossval-cpu")
