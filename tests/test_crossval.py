@@ -266,8 +266,9 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
     assert main([*only_segmenter, "--export-dir", str(models)]) == 0
     assert (models / "classifier.keras").read_bytes() == weights["classifier"]
     assert sorted(path.name for path in (tmp_path / "runs-segmenter").iterdir()) == ["segmenter"]
-    assert json.loads((models / "operating_point.json").read_text())["stop_epochs"]["models"] == {
-        "classifier": 1, "segmenter": 1}
+    assert json.loads((models / "operating_point.json").read_text())["stop_epochs"] == {
+        "models": {"classifier": 1, "segmenter": 1}, "this_report": {"classifier": 1, "segmenter": 1},
+        "trained_by_it": ["segmenter"]}
 
 
 def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored_together(

@@ -277,6 +277,17 @@ def test_card_says_when_a_point_was_applied_to_models_stopped_by_another_cross_v
     assert _replaced_choice_lines(point) == []
     assert "chosen later on `models/later.json`" in _replaced_choice_lines(
         {**point, "stop_epochs": {"models": {}, "this_report": {}}})[0]
+    # Written by a final fit of the segmenter alone (--only), beside the classifier trained before.
+    retrained = {**point, "stop_epochs": {"models": {"classifier": 21, "segmenter": 27}, "trained_by_it": ["segmenter"],
+                                          "this_report": {"classifier": 23, "segmenter": 27}}}
+    assert "written with the segmenter it trained (`brainseg final-fit --only`), beside the final-fit classifier " \
+        "trained before" in _applied_words(retrained)
+    assert "that report's folds would give classifier 23, segmenter 27." in _applied_words(retrained)
+    assert "then `brainseg final-fit --data data/kaggle_3m --only segmenter --crossval models/later.json`" in \
+        _final_fit_command_words(retrained)
+    assert "the shipped segmenter was trained again later" in _replaced_choice_lines(retrained)[0]
+    assert "The classifier was scored on them before" in held_out_patients_words(14, retrained)
+    assert "The same models" not in held_out_patients_words(14, retrained)
     # A point written beside models already scored on the test split says so where the test figures are read.
     assert "earlier operating point" not in held_out_patients_words(14, point)
     assert "scored on them before with an earlier operating point" in held_out_patients_words(

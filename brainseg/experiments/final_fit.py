@@ -76,9 +76,11 @@ def final_fit_config(role: str, choices: dict, recipe_name: str = "cpu", **overr
     return config_with_overrides(config, **overrides)
 
 
-def write_choices(choices: dict, models_dir: str | Path, models_epochs: dict | None = None) -> None:
+def write_choices(choices: dict, models_dir: str | Path, models_epochs: dict | None = None,
+                  trained: tuple[str, ...] = ()) -> None:
     """The out-of-fold operating point and temperature, stored where the cascade and dashboard read them.
-    ``models_epochs``: the models' own stop epochs, recorded when they came from another report (``apply_choices``)."""
+    ``models_epochs``: the models' own stop epochs, recorded when some came from another report (``apply_choices``,
+    or a final fit of one model); ``trained``: then, the models this report's epoch count trained."""
     from brainseg.evaluation.calibration import save_calibration
     from brainseg.evaluation.operating_point import save_operating_point
 
@@ -88,7 +90,7 @@ def write_choices(choices: dict, models_dir: str | Path, models_epochs: dict | N
              "source": source}
     if models_epochs is not None:
         point["stop_epochs"] = {"models": models_epochs, "this_report": {
-            role: int(choices["stop_epochs"][role]["stop_epoch"]) for role in ROLES}}
+            role: int(choices["stop_epochs"][role]["stop_epoch"]) for role in ROLES}, "trained_by_it": list(trained)}
     save_operating_point(point, models_dir)
     calibration = dict(choices["calibration"])
     save_calibration(models_dir / "calibration.json", calibration.pop("temperature"), {**calibration,
@@ -143,5 +145,8 @@ def run_final_fit(data: str | Path, split_file: str | Path, crossval_report: str
             train(config, data, split_file, run_dir, verbose=verbose, limit_slices=limit_slices)
         export_model(run_dir, export_dir / f"{role}.keras")
         copy_run_record(run_dir, export_dir / "training" / role)
-    write_choices(choices, export_dir, models_epochs=final_fit_epochs(export_dir, ROLES) if kept else None)
+    if kept:
+        write_choices(choices, export_dir, models_epochs=final_fit_epochs(export_dir, ROLES), trained=roles)
+    else:
+        write_choices(choices, export_dir)
     return export_dir

@@ -122,11 +122,23 @@ def held_out_patients_words(n_patients: int, point: dict | None = None) -> str:
     words = (f"The {n_patients} test patients were never used to train or choose anything (their images, not labels "
              "or model outputs, were looked at once for the grey-air check in `brainseg.core.preprocess`: "
              "`models/ablation_decision.md`, *Grey air made black*).")
-    if point and point.get("stop_epochs"):
+    trained = _trained_later(point)
+    if trained:
+        kept = [role for role in point["stop_epochs"]["models"] if role not in trained]
+        words += (f" The {' and '.join(kept)} was scored on them before, beside earlier models and operating points; "
+                  f"the {' and '.join(trained)} trained again later (`brainseg final-fit --only`) and the operating "
+                  "point and temperature were chosen on out-of-fold figures alone before they were scored here, and "
+                  "the decision record says when they were adopted.")
+    elif point and point.get("stop_epochs"):
         words += (" The same models were scored on them before with an earlier operating point; this one was "
                   "chosen on out-of-fold figures alone (`brainseg final-fit --choices-only`), and the decision "
                   "record says when it was adopted.")
     return words
+
+
+def _trained_later(point: dict | None) -> list[str]:
+    """The models a final fit trained again with the point's report (``final-fit --only``), the others kept."""
+    return list((point or {}).get("stop_epochs", {}).get("trained_by_it", []))
 
 
 def cascade_sensitivity_words(card: dict) -> list[str]:
@@ -444,11 +456,19 @@ def _chosen_on_words(chosen: dict) -> str:
 
 
 def _final_fit_command_words(point: dict) -> str:
-    if not point.get("stop_epochs"):
+    epochs = point.get("stop_epochs")
+    if not epochs:
         return ("`brainseg final-fit --data data/kaggle_3m`, which reads its epoch counts, operating point and "
                 "temperature from `models/crossval.json`. ")
+    report, trained = point["source"]["report"], epochs.get("trained_by_it", [])
+    if trained:
+        kept = [role for role in epochs["models"] if role not in trained]
+        return (f"`brainseg final-fit --data data/kaggle_3m` (the {' and '.join(kept)}, its epoch count from "
+                f"`models/crossval.json`), then `brainseg final-fit --data data/kaggle_3m --only {trained[0]} "
+                f"--crossval {report}`, which trained the {trained[0]} again with that report's epoch count and "
+                "wrote its operating point and temperature. ")
     return ("`brainseg final-fit --data data/kaggle_3m`, which read its epoch counts from `models/crossval.json`; "
-            f"the operating point and temperature were written later from `{point['source']['report']}` "
+            f"the operating point and temperature were written later from `{report}` "
             "(`brainseg final-fit --choices-only`). ")
 
 
@@ -460,8 +480,11 @@ def _applied_words(point: dict) -> str:
     models, report = epochs["models"], epochs["this_report"]
     words = ", ".join(f"{role} {models[role]}" for role in models)
     same = models == report
-    return (f" It comes from `{point['source']['report']}` and was written beside the final-fit models after they were "
-            f"trained (`brainseg final-fit --choices-only`); the models stopped at epochs {words}"
+    trained = epochs.get("trained_by_it", [])
+    when = (f"with the {' and '.join(trained)} it trained (`brainseg final-fit --only`), beside the final-fit "
+            f"{' and '.join(role for role in models if role not in trained)} trained before"
+            if trained else "beside the final-fit models after they were trained (`brainseg final-fit --choices-only`)")
+    return (f" It comes from `{point['source']['report']}` and was written {when}; the models stopped at epochs {words}"
             + (", the counts that report's folds give too." if same else
                ", from their own cross-validation; that report's folds would give "
                + ", ".join(f"{role} {report[role]}" for role in report) + "."))
@@ -650,9 +673,15 @@ def _lone_slice_limit(point: dict) -> list[str]:
 def _replaced_choice_lines(shipped_point: dict | None) -> list[str]:
     if not shipped_point or not shipped_point.get("stop_epochs"):
         return []
+    later = shipped_point["source"]["report"]
+    trained = _trained_later(shipped_point)
+    if trained:
+        kept = [role for role in shipped_point["stop_epochs"]["models"] if role not in trained]
+        return [f"The shipped {' and '.join(kept)}'s final fit took its epoch count from these choices; the shipped "
+                f"{' and '.join(trained)} was trained again later with the epoch count of `{later}`, and the "
+                "operating point and temperature were chosen on that report (section *Operating point*).", ""]
     return [f"The final fit took its epoch counts from these choices; its shipped operating point and temperature "
-            f"are not these but were chosen later on `{shipped_point['source']['report']}` (section *Operating "
-            "point*).", ""]
+            f"are not these but were chosen later on `{later}` (section *Operating point*).", ""]
 
 
 def _record_format_lines(cv: dict) -> list[str]:
