@@ -90,7 +90,9 @@ def write_choices(choices: dict, models_dir: str | Path, models_epochs: dict | N
              "source": source}
     if models_epochs is not None:
         point["stop_epochs"] = {"models": models_epochs, "this_report": {
-            role: int(choices["stop_epochs"][role]["stop_epoch"]) for role in ROLES}, "trained_by_it": list(trained)}
+            role: int(choices["stop_epochs"][role]["stop_epoch"]) for role in ROLES}}
+        if trained:
+            point["stop_epochs"]["trained_by_it"] = list(trained)
     save_operating_point(point, models_dir)
     calibration = dict(choices["calibration"])
     save_calibration(models_dir / "calibration.json", calibration.pop("temperature"), {**calibration,
