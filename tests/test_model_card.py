@@ -11,6 +11,7 @@ from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade, sha256_of
 from brainseg.reports.card_markdown import (
     _applied_words,
+    _crossval_summary,
     _final_fit_command_words,
     _gate_note,
     _lone_slice_limit,
@@ -390,3 +391,14 @@ def test_card_states_each_models_augmentation_ranges_from_its_record(card):
     assert augment_words({"flip_left_right": True, "max_rotation_deg": 10.0}) == "left-right flip, rotation ±10°"
     segmenter = card["models"]["segmenter"]["training"]["train_config"]["augment"]
     assert f"| {augment_words(segmenter)} |" in render_markdown(card)
+
+
+def test_cross_validation_summary_says_when_the_shipped_point_came_from_an_adopted_variant():
+    cv = json.loads((MODELS_DIR / "crossval.json").read_text())
+    cpu = json.loads((MODELS_DIR / "crossval_cpu_folds0-4_neighbour_score.json").read_text())
+    point = {"source": {"report": "models/cpu.json"}}
+    plain = " ".join(_crossval_summary(cv, cpu, point))
+    assert "cross-validation of the same recipe over" in plain and "retrained on the CPU and gated" in plain
+    adopted = " ".join(_crossval_summary(cv, {**cpu, "variant": {"name": "segmenter-x"}}, point))
+    assert "of the recipe as it was before `segmenter-x` was adopted over" in adopted
+    assert "retrained on the CPU with `segmenter-x` (the shipped recipe) and gated" in adopted

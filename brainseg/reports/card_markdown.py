@@ -548,11 +548,16 @@ def _ablation_lines(card: dict) -> list[str]:
 def _crossval_summary(cv: dict | None, point_cv: dict | None = None, point: dict | None = None) -> list[str]:
     if not cv:
         return []
-    lines = [f"Patient-level {cv['k']}-fold cross-validation of the same recipe over the {cv['n_patients']} train + "
-             "validation patients (`brainseg crossval`, out-of-fold; details in the model card): "
-             + _oof_figure_words(cv) + "."]
+    # An adopted variant's CPU cross-validation chose the shipped point: the recipe has moved since crossval.json.
+    adopted = (point_cv or {}).get("variant", {}).get("name")
+    lines = [f"Patient-level {cv['k']}-fold cross-validation of the "
+             + (f"recipe as it was before `{adopted}` was adopted" if adopted else "same recipe")
+             + f" over the {cv['n_patients']} train + validation patients (`brainseg crossval`, out-of-fold; details "
+             "in the model card): " + _oof_figure_words(cv) + "."]
     if point_cv and point:
-        lines.append(f"The same folds retrained on the CPU and gated on the shipped '{point_cv['slice_score']}' "
+        lines.append("The same folds retrained on the CPU" + (f" with `{adopted}` (the shipped recipe)" if adopted
+                                                              else "")
+                     + f" and gated on the shipped '{point_cv['slice_score']}' "
                      f"score, the report the shipped operating point was chosen on (`{point['source']['report']}`): "
                      + _oof_figure_words(point_cv) + ".")
     return [" ".join(lines), ""]
