@@ -124,8 +124,7 @@ def held_out_patients_words(n_patients: int, point: dict | None = None) -> str:
              "`models/ablation_decision.md`, *Grey air made black*).")
     trained = _trained_later(point)
     if trained:
-        kept = [role for role in point["stop_epochs"]["models"] if role not in trained]
-        words += (f" The {' and '.join(kept)} was scored on them before, beside earlier models and operating points; "
+        words += (f" The {_kept_words(point)} was scored on them before, beside earlier models and operating points; "
                   f"the {' and '.join(trained)} trained again later (`brainseg final-fit --only`) and the operating "
                   "point and temperature were chosen on out-of-fold figures alone before they were scored here, and "
                   "the decision record says when they were adopted.")
@@ -139,6 +138,12 @@ def held_out_patients_words(n_patients: int, point: dict | None = None) -> str:
 def _trained_later(point: dict | None) -> list[str]:
     """The models a final fit trained again with the point's report (``final-fit --only``), the others kept."""
     return list((point or {}).get("stop_epochs", {}).get("trained_by_it", []))
+
+
+def _kept_words(point: dict) -> str:
+    """The models a final fit of the others (``final-fit --only``) kept as they were, in words."""
+    trained = _trained_later(point)
+    return " and ".join(role for role in point["stop_epochs"]["models"] if role not in trained)
 
 
 def cascade_sensitivity_words(card: dict) -> list[str]:
@@ -462,8 +467,7 @@ def _final_fit_command_words(point: dict) -> str:
                 "temperature from `models/crossval.json`. ")
     report, trained = point["source"]["report"], epochs.get("trained_by_it", [])
     if trained:
-        kept = [role for role in epochs["models"] if role not in trained]
-        return (f"`brainseg final-fit --data data/kaggle_3m` (the {' and '.join(kept)}, its epoch count from "
+        return (f"`brainseg final-fit --data data/kaggle_3m` (the {_kept_words(point)}, its epoch count from "
                 f"`models/crossval.json`), then `brainseg final-fit --data data/kaggle_3m --only {trained[0]} "
                 f"--crossval {report}`, which trained the {trained[0]} again with that report's epoch count and "
                 "wrote its operating point and temperature. ")
@@ -482,7 +486,7 @@ def _applied_words(point: dict) -> str:
     same = models == report
     trained = epochs.get("trained_by_it", [])
     when = (f"with the {' and '.join(trained)} it trained (`brainseg final-fit --only`), beside the final-fit "
-            f"{' and '.join(role for role in models if role not in trained)} trained before"
+            f"{_kept_words(point)} trained before"
             if trained else "beside the final-fit models after they were trained (`brainseg final-fit --choices-only`)")
     return (f" It comes from `{point['source']['report']}` and was written {when}; the models stopped at epochs {words}"
             + (", the counts that report's folds give too." if same else
@@ -681,9 +685,8 @@ def _replaced_choice_lines(shipped_point: dict | None) -> list[str]:
     later = shipped_point["source"]["report"]
     trained = _trained_later(shipped_point)
     if trained:
-        kept = [role for role in shipped_point["stop_epochs"]["models"] if role not in trained]
-        return [f"The shipped {' and '.join(kept)}'s final fit took its epoch count from these choices; the shipped "
-                f"{' and '.join(trained)} was trained again later with the epoch count of `{later}`, and the "
+        return [f"The shipped {_kept_words(shipped_point)}'s final fit took its epoch count from these choices; the "
+                f"shipped {' and '.join(trained)} was trained again later with the epoch count of `{later}`, and the "
                 "operating point and temperature were chosen on that report (section *Operating point*).", ""]
     return [f"The final fit took its epoch counts from these choices; its shipped operating point and temperature "
             f"are not these but were chosen later on `{later}` (section *Operating point*).", ""]
