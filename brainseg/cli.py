@@ -603,7 +603,7 @@ def _add_final_fit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_final_fit(args: argparse.Namespace) -> int:
-    from brainseg.experiments.final_fit import run_final_fit
+    from brainseg.experiments.final_fit import ROLES, run_final_fit
 
     if args.choices_only:
         from brainseg.experiments.final_fit import apply_choices
@@ -615,7 +615,7 @@ def _run_final_fit(args: argparse.Namespace) -> int:
     if args.data is None:
         raise DataError("final-fit trains the models: give --data (or --choices-only to write the choices alone)")
     overrides = {"epochs": args.epochs} if args.epochs is not None else None
-    roles = (args.only,) if args.only else ("classifier", "segmenter")
+    roles = (args.only,) if args.only else ROLES
     out = run_final_fit(args.data, args.split_file, args.crossval, args.runs_dir, args.export_dir,
                         verbose=args.verbose, overrides=overrides, limit_slices=args.limit_slices, roles=roles)
     print(f"final fit: models, operating point and temperature in {out}", flush=True)

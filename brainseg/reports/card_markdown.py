@@ -465,7 +465,7 @@ def _final_fit_command_words(point: dict) -> str:
     if not epochs:
         return ("`brainseg final-fit --data data/kaggle_3m`, which reads its epoch counts, operating point and "
                 "temperature from `models/crossval.json`. ")
-    report, trained = point["source"]["report"], epochs.get("trained_by_it", [])
+    report, trained = point["source"]["report"], _trained_later(point)
     if trained:
         return (f"`brainseg final-fit --data data/kaggle_3m` (the {_kept_words(point)}, its epoch count from "
                 f"`models/crossval.json`), then `brainseg final-fit --data data/kaggle_3m --only {trained[0]} "
@@ -484,7 +484,7 @@ def _applied_words(point: dict) -> str:
     models, report = epochs["models"], epochs["this_report"]
     words = ", ".join(f"{role} {models[role]}" for role in models)
     same = models == report
-    trained = epochs.get("trained_by_it", [])
+    trained = _trained_later(point)
     when = (f"with the {' and '.join(trained)} it trained (`brainseg final-fit --only`), beside the final-fit "
             f"{_kept_words(point)} trained before"
             if trained else "beside the final-fit models after they were trained (`brainseg final-fit --choices-only`)")

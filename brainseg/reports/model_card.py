@@ -175,13 +175,14 @@ def crossval_variants(models_dir: Path) -> list[dict]:
         if not variant or "paired_against" not in report:
             raise DataError(f"{path} does not say which variant it scores or what it is paired with: make it with "
                             "`brainseg crossval --stage evaluate --variant NAME --compare-to models/crossval.json`")
+        changes_now = variant_recipe_changes(variant["overrides"])  # against today's recipe
         variants.append({
             "file": f"{path.parent.name}/{path.name}",
             "name": variant["name"],
             # What it changed in the recipe it was paired with, as recorded when it was scored: the recipe may
             # have moved since (a variant adopted), and the figures compare it with that recipe's folds.
-            "changes": variant.get("recipe_changes") or variant_recipe_changes(variant["overrides"]),
-            "adopted": not any(variant_recipe_changes(variant["overrides"]).values()),
+            "changes": variant.get("recipe_changes") or changes_now,
+            "adopted": not any(changes_now.values()),
             **{key: report[key] for key in ("command", "k", "n_patients", "partial", "folds_scored", "figures",
                                             "confidence_intervals", "paired_against")},
             "per_fold": _fold_rows(report),
