@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from brainseg.app import dashboard as dash
-from brainseg.app.correction import CorrectionContext, correction_panel, corrections_zip
+from brainseg.app.correction import CorrectionContext, correction_panel, correction_section, corrections_zip
 from brainseg.app.navigation import SliceNavigator, remember
 from brainseg.core import metrics
 from brainseg.errors import BrainsegError
@@ -192,18 +192,15 @@ with st.expander("Export this patient"):
                             f"{patient_id}_report.html", "text/html", key="export_report")
     st.caption(f"At threshold {dash.format_threshold(threshold)}. Open the report in a browser and print it to PDF.")
 
-correction_toggle = remember("correction_mode", False)  # open again on return from another page
-with st.expander("Correct the AI's mask on this slice", expanded=st.session_state["correction_mode"]):
-    if st.toggle("Correction mode", **correction_toggle,
-                 help="Brush, eraser, fill, undo and clear over the cascade's mask at the current threshold; each "
-                      "save is a new version in the review store. The expert mask is never changed."):
-        log = dash.require_review_log()
-        if log is not None:
-            context = CorrectionContext(
-                patient_id=patient_id, case_name=str(prediction["rows"]["case"].iloc[i]), slice_number=int(slices[i]),
-                slice_file=Path(prediction["rows"]["image_path"].iloc[i]).name, threshold=threshold,
-                classifier_sha256=cascade.classifier.sha256, segmenter_sha256=cascade.segmenter.sha256)
-            correction_panel(base, masks[i], truth[i], context, log, dash.reviewer())
+with correction_section("correction_mode",
+                        "Brush, eraser, fill, undo and clear over the cascade's mask at the current threshold; each "
+                        "save is a new version in the review store. The expert mask is never changed.") as log:
+    if log is not None:
+        context = CorrectionContext(
+            patient_id=patient_id, case_name=str(prediction["rows"]["case"].iloc[i]), slice_number=int(slices[i]),
+            slice_file=Path(prediction["rows"]["image_path"].iloc[i]).name, threshold=threshold,
+            classifier_sha256=cascade.classifier.sha256, segmenter_sha256=cascade.segmenter.sha256)
+        correction_panel(base, masks[i], truth[i], context, log, dash.reviewer())
 
 with st.expander("Review log: verdicts and corrections, who did what", expanded=False):
     log = dash.require_review_log()

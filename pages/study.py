@@ -6,7 +6,7 @@ import streamlit as st
 
 from brainseg.app import dashboard as dash
 from brainseg.app import held_uploads, study_view
-from brainseg.app.navigation import remember
+from brainseg.app.correction import correction_section
 from brainseg.errors import BrainsegError
 from brainseg.studies.outputs import dicom_seg_bytes, nifti_mask_bytes, summary
 
@@ -64,14 +64,11 @@ st.caption(f"FLAIR ({study.flair.kind}): {' × '.join(map(str, study.flair.shape
            f"{study.reorientation.native_axcodes()}; shown as axial slices, inferior to superior.")
 
 index = study_view.slice_viewer(prediction, threshold)
-correction_toggle = remember("study_correction_mode", False)  # open again on return from another page
-with st.expander("Correct the AI's mask on this slice", expanded=st.session_state["study_correction_mode"]):
-    if st.toggle("Correction mode", **correction_toggle,
-                 help="The same editor as on the Patients page; each save is a new version in the review store, "
-                      "filed under a digest of the FLAIR file (no patient name)."):
-        log = dash.require_review_log()
-        if log is not None:
-            study_view.study_correction(prediction, index, threshold, cascade, log, dash.reviewer(), key)
+with correction_section("study_correction_mode",
+                        "The same editor as on the Patients page; each save is a new version in the review store, "
+                        "filed under a digest of the FLAIR file (no patient name).") as log:
+    if log is not None:
+        study_view.study_correction(prediction, index, threshold, cascade, log, dash.reviewer(), key)
 
 if corrections:
     st.info(f"{len(corrections)} slice(s) of this study have saved corrections: the corrected mask below uses the "

@@ -13,6 +13,8 @@ share it. The expert's ``_mask.tif`` is never written: corrections live only in 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import streamlit as st
 from scipy import ndimage
 from skimage.draw import disk, polygon
 
-from brainseg.app.dashboard import format_threshold
+from brainseg.app.dashboard import format_threshold, require_review_log
 from brainseg.app.navigation import remember
 from brainseg.core import metrics
 from brainseg.errors import BrainsegError
@@ -336,6 +338,17 @@ def editor_legend(threshold: float) -> str:
 
     return legend_html({"your mask (filled)": CORRECTION_COLOR,
                         f"the AI's mask at threshold {format_threshold(threshold)} (outline)": PREDICTION_COLOR})
+
+
+@contextmanager
+def correction_section(toggle_key: str, toggle_help: str) -> Iterator[ReviewLog | None]:
+    """The collapsible "Correct the AI's mask" section with its correction-mode toggle (both stay open on return
+    from another page); yields the review store while correction mode is on and the store opens, else None (why
+    it cannot open is shown). Draw the correction panel inside the ``with`` block."""
+    toggle = remember(toggle_key, False)
+    with st.expander("Correct the AI's mask on this slice", expanded=st.session_state[toggle_key]):
+        on = st.toggle("Correction mode", **toggle, help=toggle_help)
+        yield require_review_log() if on else None
 
 
 def correction_panel(base_rgb: np.ndarray, ai_mask: np.ndarray, truth: np.ndarray | None,
