@@ -44,6 +44,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tversky-alpha", type=float, help="focal Tversky weight of missed pixels (cpu recipe: 0.5)")
     p.add_argument("--empty-fraction", type=float,
                    help="segmenter: tumor-free slices trained on, as a share of the tumor slices (cpu recipe: 0.25)")
+    p.add_argument("--deep-supervision-levels", type=int, choices=[0, 1, 2, 3],
+                   help="segmenter: coarser decoder stages that also predict the mask in training (deep supervision; "
+                   "0, the recipes' default: off); the network saved and run is the same")
     p.add_argument("--fit-on", choices=["train", "train+val"],
                    help="'train' (default): validation picks the checkpoint; 'train+val': a final fit, which needs "
                    "--stop-epoch")
@@ -73,6 +76,7 @@ def _run_train(args: argparse.Namespace) -> int:
             loss=args.loss if model == "segmenter" else None,
             tversky_alpha=args.tversky_alpha if model == "segmenter" else None,
             empty_fraction=args.empty_fraction if model == "segmenter" else None,
+            deep_supervision_levels=args.deep_supervision_levels if model == "segmenter" else None,
             fit_on=args.fit_on, stop_epoch=args.stop_epoch,
         )
         # Two models in one run folder would mix their runs (the second is refused): 'both' gives each its own.

@@ -495,3 +495,15 @@ def test_predict_reports_refused_files_and_drops_a_stale_list(demo_dir, tmp_path
     (inputs / "broken_1.tif").unlink()
     assert main(["predict", str(inputs), "--models-dir", str(tiny_models_dir), "--out", str(out)]) == 0
     assert "refused (see" not in capsys.readouterr().out and not (out / "refused.csv").exists()
+
+
+@pytest.mark.parametrize(("model", "levels"), [("segmenter", 2), ("both", 2), ("segmenter", None)])
+def test_train_passes_deep_supervision_to_the_segmenter_only(tmp_path, monkeypatch, model, levels):
+    from brainseg.training import train as train_module
+
+    trained = {}
+    monkeypatch.setattr(train_module, "train", lambda config, *args, **kwargs: trained.update({config.model: config}))
+    argv = ["train", model, "--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    assert main(argv + ([] if levels is None else ["--deep-supervision-levels", str(levels)])) == 0
+    assert trained["segmenter"].deep_supervision_levels == (levels or 0)
+    assert trained.get("classifier") is None or trained["classifier"].deep_supervision_levels == 0

@@ -55,3 +55,35 @@ def test_focal_tversky_pushes_soft_targets_to_zero_or_one():
     assert 0.5 < index < 1  # so beta * TI lies between 0.25 and 0.5
     assert (step[:3] > 0).all()  # fully and half covered pixels: pushed up, the half one past its target 0.5
     assert (step[3:] < 0).all()  # a quarter covered pixel sitting at its target 0.25: pushed down
+
+
+def test_deep_supervision_weights_halve_per_level_and_sum_to_one():
+    from brainseg.core.losses import side_map_weights
+
+    assert side_map_weights(0) == [1.0]
+    assert side_map_weights(2) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+
+
+def test_deep_supervision_loss_weighs_each_map_against_the_same_mask():
+    import keras
+
+    from brainseg.core.losses import DeepSupervisionLoss, FocalTverskyLoss
+
+    truth = TRUTH.reshape(1, 4, 1)
+    # Main map PRED (plain Tversky loss 0.25 at alpha 0.7, above), side map perfect (loss 0), weights 2/3, 1/3.
+    maps = np.stack([PRED, TRUTH], axis=-1)[None]
+    loss = DeepSupervisionLoss(FocalTverskyLoss(alpha=0.7, gamma=1.0), levels=1)
+    assert float(loss(truth, maps)) == pytest.approx(2 / 3 * 0.25, abs=1e-5)
+    swapped = maps[..., ::-1]  # the error now sits in the side map, which weighs half as much
+    assert float(loss(truth, swapped)) == pytest.approx(1 / 3 * 0.25, abs=1e-5)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert float(restored(truth, swapped)) == pytest.approx(1 / 3 * 0.25, abs=1e-5)
+
+
+def test_main_map_metric_reads_the_first_channel_under_its_own_name():
+    from brainseg.core.losses import on_main_map
+
+    metric = on_main_map(tversky_index)
+    maps = np.stack([PRED, 1 - TRUTH], axis=-1)[None]
+    assert metric.__name__ == "tversky_index"
+    assert float(metric(TRUTH.reshape(1, 4, 1), maps)) == pytest.approx(0.75, abs=1e-5)

@@ -31,3 +31,35 @@ def test_cheaper_variants_are_smaller_and_keep_shapes():
 def test_segmenter_rejects_sizes_that_do_not_survive_four_poolings():
     with pytest.raises(ValueError, match="multiple of 16"):
         build_segmenter(100)
+
+
+def test_side_maps_train_alongside_and_leave_the_inference_network_as_built():
+    import numpy as np
+
+    from brainseg.core.networks import inference_network, with_side_maps
+
+    segmenter = build_segmenter(32, 0.125)
+    wrapped = with_side_maps(segmenter, levels=2)
+    assert wrapped.output_shape == (None, 32, 32, 3)
+    # Two 1x1 heads (weights + bias on the up2 and up3 stages' features) are all that is added.
+    extra = wrapped.count_params() - segmenter.count_params()
+    up2, up3 = (segmenter.get_layer(f"up{i}_out").output.shape[-1] for i in (2, 3))
+    assert extra == (up2 + 1) + (up3 + 1)
+
+    network = inference_network(wrapped)
+    assert network.output_shape == (None, 32, 32, 1)
+    assert network.count_params() == segmenter.count_params()
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(network.predict(images, verbose=0), wrapped.predict(images, verbose=0)[..., :1],
+                               atol=1e-6)
+    np.testing.assert_allclose(network.predict(images, verbose=0), segmenter.predict(images, verbose=0), atol=1e-6)
+    assert inference_network(segmenter) is segmenter
+
+
+def test_side_maps_come_only_from_the_coarser_decoder_stages():
+    from brainseg.core.networks import with_side_maps
+
+    segmenter = build_segmenter(32, 0.125)
+    for levels in (0, 4):
+        with pytest.raises(ValueError, match="coarser decoder stages"):
+            with_side_maps(segmenter, levels)

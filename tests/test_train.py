@@ -259,3 +259,37 @@ def test_slices_from_a_cache_are_used_as_cached_not_prepared_twice():
     prepared, labels = prepare_arrays(manifest, tiny("classifier"), progress=False, cache=(images, masks))
     np.testing.assert_array_equal(prepared, images[[1, 0]])
     assert labels.tolist() == [0.0, 0.0]
+
+
+def test_a_deep_supervised_run_resumes_and_exports_the_plain_segmenter(tmp_path, demo_dir, demo_split):
+    import numpy as np
+
+    from brainseg.core.networks import build_segmenter
+
+    config = TrainConfig(**{**tiny("segmenter").to_dict(), "deep_supervision_levels": 2})
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12,
+              extra_callbacks=[StopAfterFirstEpoch()])
+    train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]
+    # The main map's metrics keep the single-map run's column names (curves and reports read them).
+    assert {"tversky_index", "val_soft_dice", "val_loss"} <= set(history.columns)
+
+    exported = keras.models.load_model(export_model(run_dir, tmp_path / "models" / "segmenter.keras"), compile=False)
+    plain = build_segmenter(config.input_size, config.width)
+    assert exported.output_shape == plain.output_shape
+    assert [w.shape for w in exported.weights] == [w.shape for w in plain.weights]
+
+    # The side maps changed the training: the same seed without them ends elsewhere.
+    plain_run = train(tiny("segmenter"), demo_dir, demo_split, tmp_path / "plain", verbose=0, limit_slices=12)
+    trained_plain = keras.models.load_model(plain_run, compile=False)
+    assert any(not np.array_equal(a, b) for a, b in zip(exported.get_weights(), trained_plain.get_weights(),
+                                                         strict=True))
+
+
+def test_deep_supervision_is_refused_for_the_classifier(tmp_path, demo_dir, demo_split):
+    config = TrainConfig(**{**tiny("classifier").to_dict(), "deep_supervision_levels": 1})
+    with pytest.raises(ValueError, match="segmenter's"):
+        train(config, demo_dir, demo_split, tmp_path / "run", verbose=0, limit_slices=12)

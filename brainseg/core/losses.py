@@ -78,6 +78,45 @@ class DiceBCELoss(keras.losses.Loss):
         return cross_entropy + 1.0 - tversky_index(y_true, y_pred, alpha=0.5)
 
 
+def side_map_weights(levels: int) -> list[float]:
+    """Deep supervision's weights, finest map first: halved per coarser level and summing to 1 (nnU-Net's)."""
+    raw = [0.5**level for level in range(levels + 1)]
+    return [w / sum(raw) for w in raw]
+
+
+@keras.saving.register_keras_serializable(package="brainseg")
+class DeepSupervisionLoss(keras.losses.Loss):
+    """``base`` applied to each channel of a stack of maps (``networks.with_side_maps``), weighted by
+    ``side_map_weights``: the main map and the coarser decoder stages' maps all answer to the same mask."""
+
+    def __init__(self, base: keras.losses.Loss, levels: int, name: str = "deep_supervision", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.base, self.levels = base, int(levels)
+
+    def call(self, y_true, y_pred):
+        return sum(weight * self.base(y_true, y_pred[..., level:level + 1])
+                   for level, weight in enumerate(side_map_weights(self.levels)))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "base": keras.saving.serialize_keras_object(self.base),
+                "levels": self.levels}
+
+    @classmethod
+    def from_config(cls, config: dict) -> DeepSupervisionLoss:
+        return cls(**{**config, "base": keras.saving.deserialize_keras_object(config["base"])})
+
+
+def on_main_map(metric):
+    """``metric`` read on the first channel only (the main map of a deep-supervised stack), under its own name, so
+    the training history's columns stay the ones a single-map run writes."""
+
+    def main_map_metric(y_true, y_pred):
+        return metric(y_true, y_pred[..., :1])
+
+    main_map_metric.__name__ = metric.__name__
+    return main_map_metric
+
+
 def segmentation_loss(name: str, tversky_alpha: float = ALPHA, tversky_gamma: float = GAMMA):
     """The segmenter's training loss by config name: 'focal_tversky', 'dice_bce' or 'binary_crossentropy'."""
     if name == "focal_tversky":

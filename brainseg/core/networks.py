@@ -91,3 +91,32 @@ def build_segmenter(input_size: int = 256, width: float = 1.0, channels: int = 3
         x = residual_block(x, _scaled(filters, width), f"up{i}")
     outputs = layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="tumor_map")(x)
     return keras.Model(inputs, outputs, name="segmenter")
+
+
+def with_side_maps(segmenter: keras.Model, levels: int) -> keras.Model:
+    """The segmenter wrapped for deep-supervised training (as nnU-Net trains): its map, then ``levels`` maps
+    predicted from coarser decoder stages (a 1x1 sigmoid head each, brought back to the input size by bilinear
+    upsampling), stacked as channels, finest first.
+
+    The returned model shares every layer with ``segmenter``; the extra heads exist only in training, so the
+    network that is saved and run at inference is ``segmenter`` itself, its cost unchanged.
+    """
+    decoder_stages = sum(1 for layer in segmenter.layers if layer.name.endswith("_upsample"))
+    if not 1 <= levels < decoder_stages:
+        raise ValueError(f"side maps come from the {decoder_stages - 1} coarser decoder stages; got {levels}")
+    maps = [segmenter.output]
+    for level in range(1, levels + 1):
+        stage = decoder_stages - level  # up3 sits one level below the last stage (up4), and so on
+        features = segmenter.get_layer(f"up{stage}_out").output
+        side = layers.Conv2D(1, 1, activation="sigmoid", name=f"side{level}_map")(features)
+        maps.append(layers.UpSampling2D(2**level, interpolation="bilinear", name=f"side{level}_upsample")(side))
+    stacked = layers.Concatenate(name="maps_finest_first")(maps)
+    return keras.Model(segmenter.input, stacked, name="segmenter_with_side_maps")
+
+
+def inference_network(model: keras.Model) -> keras.Model:
+    """The network saved and run at inference: a deep-supervised training model's main map alone (its layers and
+    weights, shared), any other model itself."""
+    if not any(layer.name == "maps_finest_first" for layer in model.layers):
+        return model
+    return keras.Model(model.input, model.get_layer("tumor_map").output, name="segmenter")

@@ -75,6 +75,9 @@ class TrainConfig:
     # Momentum of an exponential moving average of the weights (Polyak averaging), per step; None: off. When
     # on, validation, the checkpoints and the exported model use the averaged weights, training the raw ones.
     weight_average_momentum: float | None = None
+    # Segmenter: coarser decoder stages that also predict the mask in training (deep supervision; see
+    # networks.with_side_maps). 0: off. The network saved and run at inference is the same either way.
+    deep_supervision_levels: int = 0
 
     @property
     def final_fit(self) -> bool:
@@ -184,10 +187,12 @@ def _decoded(manifest: pd.DataFrame, config: TrainConfig, progress: bool,
 
 
 def build_model(config: TrainConfig) -> keras.Model:
-    from brainseg.core.losses import segmentation_loss, soft_dice, tversky_index
-    from brainseg.core.networks import build_classifier, build_segmenter
+    from brainseg.core.losses import DeepSupervisionLoss, on_main_map, segmentation_loss, soft_dice, tversky_index
+    from brainseg.core.networks import build_classifier, build_segmenter, with_side_maps
 
     keras.utils.set_random_seed(config.seed)
+    if config.model == "classifier" and config.deep_supervision_levels:
+        raise ValueError("deep supervision is the segmenter's (the classifier has no decoder stages)")
     if config.model == "classifier":
         model = build_classifier(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = ["accuracy", keras.metrics.AUC(name="auc")]
@@ -196,6 +201,10 @@ def build_model(config: TrainConfig) -> keras.Model:
         model = build_segmenter(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = [tversky_index, soft_dice]
         loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma)
+        if config.deep_supervision_levels:
+            model = with_side_maps(model, config.deep_supervision_levels)
+            metrics = [on_main_map(metric) for metric in metrics]
+            loss = DeepSupervisionLoss(loss, config.deep_supervision_levels)
     optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=config.adam_epsilon,
                                       use_ema=config.averages_weights,
                                       ema_momentum=config.weight_average_momentum if config.averages_weights else 0.99)
@@ -288,9 +297,9 @@ def train(
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.averages_weights else []),
             # A final fit keeps its last epoch (nothing held out to choose by). A resumed run starts from the best
             # validation loss so far: a fresh checkpoint callback would take its first epoch as the best.
-            keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
-                                            save_best_only=not config.final_fit,
-                                            initial_value_threshold=best_val_loss_so_far(run_dir)),
+            InferenceNetworkCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
+                                       save_best_only=not config.final_fit,
+                                       initial_value_threshold=best_val_loss_so_far(run_dir)),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.LearningRateScheduler(lambda epoch, _lr: learning_rate_at(config, epoch)),
             epoch_timer,
@@ -313,6 +322,16 @@ def best_val_loss_so_far(run_dir: Path) -> float | None:
         return None
     losses = pd.read_csv(history).get("val_loss")
     return None if losses is None or losses.dropna().empty else float(losses.min())
+
+
+class InferenceNetworkCheckpoint(keras.callbacks.ModelCheckpoint):
+    """A checkpoint of the network inference runs (``networks.inference_network``): a deep-supervised run's
+    training model without its side heads, any other model as trained. Resuming uses the backup, not this."""
+
+    def set_model(self, model: keras.Model) -> None:
+        from brainseg.core.networks import inference_network
+
+        super().set_model(inference_network(model))
 
 
 class EpochTimer(keras.callbacks.Callback):
