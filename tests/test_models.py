@@ -36,14 +36,14 @@ def test_segmenter_rejects_sizes_that_do_not_survive_four_poolings():
 def test_side_maps_train_alongside_and_leave_the_inference_network_as_built():
     import numpy as np
 
-    from brainseg.core.networks import inference_network, with_side_maps
+    from brainseg.core.networks import decoder_stage_output, inference_network, with_side_maps
 
     segmenter = build_segmenter(32, 0.125)
     wrapped = with_side_maps(segmenter, levels=2)
     assert wrapped.output_shape == (None, 32, 32, 3)
     # Two 1x1 heads (weights + bias on the up2 and up3 stages' features) are all that is added.
     extra = wrapped.count_params() - segmenter.count_params()
-    up2, up3 = (segmenter.get_layer(f"up{i}_out").output.shape[-1] for i in (2, 3))
+    up2, up3 = (segmenter.get_layer(decoder_stage_output(i)).output.shape[-1] for i in (2, 3))
     assert extra == (up2 + 1) + (up3 + 1)
 
     network = inference_network(wrapped)

@@ -15,6 +15,7 @@ from conftest import DEMO_DIR
 
 from brainseg.cli import main
 from brainseg.core.data import load_slices, scan_dataset
+from brainseg.core.networks import SEGMENTER_OUTPUT
 from brainseg.evaluation.evaluate import evaluate
 from brainseg.inference.cascade import Cascade, CascadeResult
 from brainseg.inference.store import (
@@ -50,7 +51,7 @@ def confident_models_dir(tiny_models_dir, tmp_path_factory) -> Path:
     for name in ("classifier.keras", "classifier.json", "segmenter.json"):
         shutil.copy(tiny_models_dir / name, folder / name)
     segmenter = keras.models.load_model(tiny_models_dir / "segmenter.keras", compile=False)
-    last = segmenter.get_layer("tumor_map")
+    last = segmenter.get_layer(SEGMENTER_OUTPUT)
     kernel, bias = last.get_weights()
     images = load_slices(_patient_rows(DEMO_DIR, 0))[0]
     features = keras.Model(segmenter.inputs, last.input)(scale_images(resize_images(images, 32), "zscore"))

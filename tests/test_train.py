@@ -289,7 +289,11 @@ def test_a_deep_supervised_run_resumes_and_exports_the_plain_segmenter(tmp_path,
                                                          strict=True))
 
 
-def test_deep_supervision_is_refused_for_the_classifier(tmp_path, demo_dir, demo_split):
-    config = TrainConfig(**{**tiny("classifier").to_dict(), "deep_supervision_levels": 1})
-    with pytest.raises(ValueError, match="segmenter's"):
-        train(config, demo_dir, demo_split, tmp_path / "run", verbose=0, limit_slices=12)
+@pytest.mark.parametrize(("model", "levels", "message"),
+                         [("classifier", 1, "segmenter's"), ("segmenter", -1, "0 \\(off\\) or more")])
+def test_bad_deep_supervision_is_refused_before_any_io(tmp_path, demo_split, model, levels, message):
+    config = TrainConfig(**{**tiny(model).to_dict(), "deep_supervision_levels": levels})
+    # A data folder that does not exist: the config is refused before anything is read or written.
+    with pytest.raises(DataError, match=message):
+        train(config, tmp_path / "no-such-data", demo_split, tmp_path / "run", verbose=0, limit_slices=12)
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -13,6 +13,15 @@ from keras import layers
 SEED_CLASSIFIER_PARAMS = 8_880_897
 SEED_SEGMENTER_PARAMS = 1_210_513
 
+# Layer names that with_side_maps and inference_network find the segmenter's parts by.
+SEGMENTER_OUTPUT = "tumor_map"
+SIDE_MAPS_OUTPUT = "maps_finest_first"
+
+
+def decoder_stage_output(stage: int) -> str:
+    """Name of the segmenter's decoder stage ``stage``'s output (1: coarsest, after the bottleneck)."""
+    return f"up{stage}_out"
+
 
 def _scaled(n: int, width: float) -> int:
     return max(1, round(n * width))
@@ -88,8 +97,8 @@ def build_segmenter(input_size: int = 256, width: float = 1.0, channels: int = 3
     for i, filters in enumerate((128, 64, 32, 16), start=1):
         x = layers.UpSampling2D(2, name=f"up{i}_upsample")(x)
         x = layers.Concatenate(name=f"up{i}_concat")([x, skips.pop()])
-        x = residual_block(x, _scaled(filters, width), f"up{i}")
-    outputs = layers.Conv2D(1, 1, padding="same", activation="sigmoid", name="tumor_map")(x)
+        x = residual_block(x, _scaled(filters, width), f"up{i}")  # its output: decoder_stage_output(i)
+    outputs = layers.Conv2D(1, 1, padding="same", activation="sigmoid", name=SEGMENTER_OUTPUT)(x)
     return keras.Model(inputs, outputs, name="segmenter")
 
 
@@ -107,16 +116,16 @@ def with_side_maps(segmenter: keras.Model, levels: int) -> keras.Model:
     maps = [segmenter.output]
     for level in range(1, levels + 1):
         stage = decoder_stages - level  # up3 sits one level below the last stage (up4), and so on
-        features = segmenter.get_layer(f"up{stage}_out").output
+        features = segmenter.get_layer(decoder_stage_output(stage)).output
         side = layers.Conv2D(1, 1, activation="sigmoid", name=f"side{level}_map")(features)
         maps.append(layers.UpSampling2D(2**level, interpolation="bilinear", name=f"side{level}_upsample")(side))
-    stacked = layers.Concatenate(name="maps_finest_first")(maps)
+    stacked = layers.Concatenate(name=SIDE_MAPS_OUTPUT)(maps)
     return keras.Model(segmenter.input, stacked, name="segmenter_with_side_maps")
 
 
 def inference_network(model: keras.Model) -> keras.Model:
     """The network saved and run at inference: a deep-supervised training model's main map alone (its layers and
     weights, shared), any other model itself."""
-    if not any(layer.name == "maps_finest_first" for layer in model.layers):
+    if not any(layer.name == SIDE_MAPS_OUTPUT for layer in model.layers):
         return model
-    return keras.Model(model.input, model.get_layer("tumor_map").output, name="segmenter")
+    return keras.Model(model.input, model.get_layer(SEGMENTER_OUTPUT).output, name="segmenter")

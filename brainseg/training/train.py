@@ -190,9 +190,8 @@ def build_model(config: TrainConfig) -> keras.Model:
     from brainseg.core.losses import DeepSupervisionLoss, on_main_map, segmentation_loss, soft_dice, tversky_index
     from brainseg.core.networks import build_classifier, build_segmenter, with_side_maps
 
+    check_config(config)
     keras.utils.set_random_seed(config.seed)
-    if config.model == "classifier" and config.deep_supervision_levels:
-        raise ValueError("deep supervision is the segmenter's (the classifier has no decoder stages)")
     if config.model == "classifier":
         model = build_classifier(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = ["accuracy", keras.metrics.AUC(name="auc")]
@@ -232,7 +231,7 @@ def train(
     distribution = distribute.make_strategy(strategy)
     run_dir = distribute.worker_run_dir(Path(run_dir), strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_schedule(config)
+    check_config(config)  # before any I/O: a bad config must not leave a half-made run behind
     check_run_config(run_dir, config)
     if run_is_complete(run_dir):  # its backup is gone: training it again would start over from epoch 0
         if verbose:
@@ -462,8 +461,15 @@ def with_recorded_defaults(config: dict) -> dict:
     return {**filled, "augment": AugmentConfig(**filled["augment"]).to_dict()}
 
 
-def check_schedule(config: TrainConfig) -> None:
-    """A final fit must say when to stop; a stop must lie within the schedule."""
+def check_config(config: TrainConfig) -> None:
+    """Refuse a config that cannot train, before any data are read or files written.
+
+    A final fit must say when to stop; a stop must lie within the schedule; deep supervision is the segmenter's.
+    """
+    if config.deep_supervision_levels and config.model != "segmenter":
+        raise DataError("deep supervision is the segmenter's (the classifier has no decoder stages)")
+    if config.deep_supervision_levels < 0:
+        raise DataError(f"deep_supervision_levels must be 0 (off) or more, got {config.deep_supervision_levels}")
     if config.final_fit and config.stop_epoch is None:
         raise DataError("a final fit on train+val has no validation data to choose a checkpoint by: give it a fixed "
                         "epoch count (stop_epoch, e.g. from the cross-validation)")
