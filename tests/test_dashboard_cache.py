@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import streamlit as st
+from PIL import Image
 
 from brainseg.core.data import scan_dataset
 from brainseg.inference import cascade as cascade_module
@@ -101,13 +104,11 @@ def test_a_slice_rewritten_on_disk_is_read_again(dash, demo_copy, tmp_path, monk
 
 def test_cases_and_slices_removed_from_the_folder_show_at_once(dash, demo_copy, monkeypatch):
     """The folder scan is cached (it reads every mask), but keyed by the folders' times: a case or a slice taken
-    away is gone on the next run, not up to 5 minutes later."""
-    scans = []
-    real_scan = dash.load_dataset
-    monkeypatch.setattr(dash, "load_dataset", lambda folder: scans.append(folder) or real_scan(folder))
+    away is gone on the next run, not when the file recheck interval is over."""
+    scans = _counted_case_scans(dash, monkeypatch)
     _, patients = dash.get_dataset(str(demo_copy))
     dash.get_dataset(str(demo_copy))
-    assert len(scans) == 1  # cached while nothing changes
+    assert len(scans) == len(patients)  # each case read once, then cached while nothing changes
     case_dirs = sorted(p for p in demo_copy.iterdir() if p.is_dir())
     shutil.rmtree(case_dirs[0])
     os.utime(demo_copy, ns=(1, 1))  # whatever the file system's time step: the folder's time moved
@@ -118,3 +119,38 @@ def test_cases_and_slices_removed_from_the_folder_show_at_once(dash, demo_copy, 
         os.remove(first[column])
     os.utime(case_dirs[-1], ns=(1, 1))  # whatever the file system's time step: the folder's time moved
     assert len(dash.get_dataset(str(demo_copy))[0]) == len(after) - 1
+    assert scans[len(patients):] == [str(case_dirs[-1])]  # the other cases came from the cache
+
+
+def test_a_mask_rewritten_in_place_shows_once_files_are_rechecked_and_only_its_case_is_read(dash, demo_copy,
+                                                                                           monkeypatch):
+    """A mask rewritten under its own name changes no folder's time; the files' sizes and times, looked at every
+    FILE_RECHECK_SECONDS, find it, and only its case is scanned again."""
+    patient, tumor_row, _ = _tumor_and_clear_slices(demo_copy)
+    before, patients = dash.get_dataset(str(demo_copy))
+    rows = before[before["patient_id"] == patient]
+    mask_path = rows["mask_path"].iloc[tumor_row]
+    Image.fromarray(np.zeros((256, 256), np.uint8)).save(mask_path)  # the reader took the tumor out
+    folder_times = [(p, p.stat().st_mtime_ns) for p in (demo_copy, *demo_copy.iterdir())]
+    for path, mtime in folder_times:  # in place: no folder's time may tell it
+        os.utime(path, ns=(mtime, mtime))
+
+    scans = _counted_case_scans(dash, monkeypatch)
+    dash.case_stamps.clear()  # as when FILE_RECHECK_SECONDS have passed
+    after, after_patients = dash.get_dataset(str(demo_copy))
+    assert scans == [str(Path(mask_path).parent)]
+    changed = after.set_index("mask_path").loc[mask_path]
+    assert not changed["has_tumor"] and changed["tumor_pixels"] == 0
+    counts = after_patients.set_index("patient_id")["n_tumor_slices"]
+    assert counts[patient] == patients.set_index("patient_id")["n_tumor_slices"][patient] - 1
+    others = before["patient_id"] != patient
+    pd.testing.assert_frame_equal(after[others.to_numpy()], before[others])
+
+
+def _counted_case_scans(dash, monkeypatch) -> list[str]:
+    """The case folders the dashboard scans from now on, in order."""
+    scans: list[str] = []
+    real_scan = dash.scan_case
+    monkeypatch.setattr(dash, "scan_case", lambda case_dir: scans.append(str(case_dir)) or real_scan(case_dir))
+    return scans
+

@@ -22,9 +22,16 @@ import pandas as pd
 import streamlit as st
 
 from brainseg import settings
-from brainseg.core.data import load_dataset, load_slices
+from brainseg.core.data import (
+    CLINICAL_TABLE,
+    case_folders,
+    load_slices,
+    manifest_of_cases,
+    patient_table,
+    scan_case,
+)
 from brainseg.core.split import PARTS, is_final_fit, trained_on
-from brainseg.errors import BrainsegError
+from brainseg.errors import BrainsegError, DataError
 from brainseg.evaluation.operating_point import (
     STORED_DECIMALS,
     chosen_on_words,
@@ -77,15 +84,50 @@ def get_cascade(models_path: str, operating_point: str = "") -> Cascade:
     return cascade
 
 
+# How stale a mask rewritten in place (a file changed, no folder changed) may be shown: the dashboard looks at
+# every file's size and time (a few thousand stats, ~20-60 ms) at most this often, not on every rerun.
+FILE_RECHECK_SECONDS = 30
+
+
 def get_dataset(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The folder's manifest and patients, scanned again as soon as a case or slice is added, removed or renamed
-    (``folder_signature``), and at the latest every 5 minutes (a mask rewritten in place changes no folder)."""
-    return _scan_dataset(data_dir, folder_signature(data_dir))
+    """The folder's manifest and patients. A case added, removed or renamed shows on the next run
+    (``folder_signature``); a file rewritten in place within ``FILE_RECHECK_SECONDS`` (``case_stamps``). Only the
+    cases whose files changed are read again (the scan reads every mask), the others come from the cache."""
+    stamps = case_stamps(data_dir, folder_signature(data_dir))
+    return _assembled_dataset(data_dir, stamps)
 
 
-@st.cache_data(show_spinner="Scanning the dataset folder…", ttl=300)
-def _scan_dataset(data_dir: str, signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return load_dataset(data_dir)
+@st.cache_data(show_spinner="Scanning the dataset folder…", max_entries=16)
+def _assembled_dataset(data_dir: str, stamps: tuple[tuple[str, str], ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    manifest = manifest_of_cases(_scanned_case(str(Path(data_dir) / case), stamp) for case, stamp in stamps
+                                 if case != CLINICAL_TABLE)
+    csv = Path(data_dir) / CLINICAL_TABLE
+    return manifest, patient_table(manifest, csv if csv.exists() else None)
+
+
+# One entry per case and version of its files; a few hundred KB for the whole dataset.
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _scanned_case(case_dir: str, stamp: str) -> pd.DataFrame:
+    return scan_case(case_dir)
+
+
+@st.cache_data(show_spinner=False, ttl=FILE_RECHECK_SECONDS, max_entries=16)
+def case_stamps(data_dir: str, signature: tuple) -> tuple[tuple[str, str], ...]:
+    """Each case folder's name and a digest of its files' names, sizes and times (ns), and ``data.csv``'s: a
+    case whose digest changed is scanned again. Cached for ``FILE_RECHECK_SECONDS`` per ``folder_signature``."""
+    stamps = []
+    try:
+        for case_dir in case_folders(data_dir):
+            with os.scandir(case_dir) as entries:
+                files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in entries)
+            stamps.append((case_dir.name, hashlib.sha256(repr(files).encode()).hexdigest()[:16]))
+        csv = Path(data_dir) / CLINICAL_TABLE
+        if csv.exists():
+            stat = csv.stat()
+            stamps.append((CLINICAL_TABLE, f"{stat.st_size}-{stat.st_mtime_ns}"))
+    except OSError as err:  # a file or case removed while it was listed, or unreadable: say so, as the scan would
+        raise DataError(f"{data_dir}: cannot be read ({err})") from err
+    return tuple(stamps)
 
 
 def folder_signature(data_dir: str) -> tuple:
@@ -95,7 +137,7 @@ def folder_signature(data_dir: str) -> tuple:
     try:
         entries = [(".", root.stat().st_mtime_ns)] + [
             (entry.name, entry.stat().st_mtime_ns) for entry in os.scandir(root)
-            if entry.name == "data.csv" or entry.is_dir()]
+            if entry.name == CLINICAL_TABLE or entry.is_dir()]
     except OSError:
         return ("unreadable", time.monotonic_ns())  # never a hit: the scan reports what is wrong
     return tuple(sorted(entries))

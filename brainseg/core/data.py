@@ -25,6 +25,8 @@ MASK_SHAPE = (256, 256)
 IMAGE_SUFFIXES = (".tif", ".tiff")
 _SLICE_NAME = re.compile(r"^(?P<case>TCGA_(?P<inst>[A-Z0-9]+)_[A-Z0-9]+_\d+)_(?P<n>\d+)$")
 
+CLINICAL_TABLE = "data.csv"  # the optional per-patient table beside the case folders
+
 MANIFEST_COLUMNS = [
     "patient_id",
     "case",
@@ -129,21 +131,36 @@ def scan_dataset(root: str | Path, progress: bool = False) -> pd.DataFrame:
     Reads every mask (for the tumor pixel count) and every image header. Raises DataError for a
     missing folder, a slice without its mask (or the reverse), or an unreadable or wrong-shaped file.
     """
+    iterator: Iterable[Path] = case_folders(root)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="scanning patients", unit="patient")
+    return manifest_of_cases([scan_case(case_dir) for case_dir in iterator])
+
+
+def case_folders(root: str | Path) -> list[Path]:
+    """The patient folders (``TCGA_<site>_<id>_<date>/``) of a Kaggle-layout folder, sorted by name."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     case_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _SLICE_NAME.match(p.name + "_0"))
     if not case_dirs:
         raise DataError(f"{root}: no patient folders (expected TCGA_<site>_<id>_<date>/ as in the Kaggle kaggle_3m)")
-    rows = []
-    iterator: Iterable[Path] = case_dirs
-    if progress:
-        from tqdm import tqdm
+    return case_dirs
 
-        iterator = tqdm(case_dirs, desc="scanning patients", unit="patient")
-    for case_dir in iterator:
-        rows.extend(_scan_case(case_dir))
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+def scan_case(case_dir: str | Path) -> pd.DataFrame:
+    """One patient folder's manifest rows (``scan_dataset`` for a single case; same checks, same columns)."""
+    return pd.DataFrame(_scan_case(Path(case_dir)), columns=MANIFEST_COLUMNS)
+
+
+def manifest_of_cases(case_manifests: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The manifest of a folder from its cases' ``scan_case`` rows, in ``scan_dataset``'s order."""
+    frames = list(case_manifests)
+    if not frames:
+        return pd.DataFrame(columns=MANIFEST_COLUMNS)
+    manifest = pd.concat(frames, ignore_index=True)
     return manifest.sort_values(["patient_id", "slice"], kind="stable").reset_index(drop=True)
 
 
@@ -222,7 +239,7 @@ def patient_table(manifest: pd.DataFrame, clinical_csv: str | Path | None = None
 def load_dataset(root: str | Path, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Manifest and patient table for a folder; data.csv is joined when present (optional)."""
     manifest = scan_dataset(root, progress=progress)
-    csv = Path(root) / "data.csv"
+    csv = Path(root) / CLINICAL_TABLE
     return manifest, patient_table(manifest, csv if csv.exists() else None)
 
 
