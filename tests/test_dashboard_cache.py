@@ -154,3 +154,18 @@ def _counted_case_scans(dash, monkeypatch) -> list[str]:
     monkeypatch.setattr(dash, "scan_case", lambda case_dir: scans.append(str(case_dir)) or real_scan(case_dir))
     return scans
 
+
+def test_a_clinical_table_rewritten_in_place_shows_on_the_next_run(dash, demo_copy, monkeypatch):
+    """data.csv's own time is in the folder signature: its fields change in the patient table at once, with no
+    case scanned again."""
+    csv = demo_copy / "data.csv"
+    _, patients = dash.get_dataset(str(demo_copy))
+    table = pd.read_csv(csv)
+    table["gender"] = 9.0
+    table.to_csv(csv, index=False)
+    os.utime(csv, ns=(1, 1))  # whatever the file system's time step: the table's time moved
+    scans = _counted_case_scans(dash, monkeypatch)
+    _, after = dash.get_dataset(str(demo_copy))
+    assert scans == []
+    assert (patients["gender"] != 9.0).any()
+    assert (after["gender"] == 9.0).all()

@@ -93,14 +93,15 @@ def get_dataset(data_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The folder's manifest and patients. A case added, removed or renamed shows on the next run
     (``folder_signature``); a file rewritten in place within ``FILE_RECHECK_SECONDS`` (``case_stamps``). Only the
     cases whose files changed are read again (the scan reads every mask), the others come from the cache."""
-    stamps = case_stamps(data_dir, folder_signature(data_dir))
-    return _assembled_dataset(data_dir, stamps)
+    signature = folder_signature(data_dir)  # also holds data.csv's time: a rewritten table is read on the next run
+    return _assembled_dataset(data_dir, case_stamps(data_dir, signature), signature)
 
 
 @st.cache_data(show_spinner="Scanning the dataset folder…", max_entries=16)
-def _assembled_dataset(data_dir: str, stamps: tuple[tuple[str, str], ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    manifest = manifest_of_cases(_scanned_case(str(Path(data_dir) / case), stamp) for case, stamp in stamps
-                                 if case != CLINICAL_TABLE)
+def _assembled_dataset(data_dir: str, stamps: tuple[tuple[str, str], ...],
+                       signature: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``get_dataset``'s cached body; ``signature`` is only part of the key (for ``data.csv``'s time)."""
+    manifest = manifest_of_cases(_scanned_case(str(Path(data_dir) / case), stamp) for case, stamp in stamps)
     csv = Path(data_dir) / CLINICAL_TABLE
     return manifest, patient_table(manifest, csv if csv.exists() else None)
 
@@ -113,18 +114,14 @@ def _scanned_case(case_dir: str, stamp: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, ttl=FILE_RECHECK_SECONDS, max_entries=16)
 def case_stamps(data_dir: str, signature: tuple) -> tuple[tuple[str, str], ...]:
-    """Each case folder's name and a digest of its files' names, sizes and times (ns), and ``data.csv``'s: a
-    case whose digest changed is scanned again. Cached for ``FILE_RECHECK_SECONDS`` per ``folder_signature``."""
+    """Each case folder's name and a digest of its files' names, sizes and times (ns): a case whose digest
+    changed is scanned again. Cached for ``FILE_RECHECK_SECONDS`` per ``folder_signature``."""
     stamps = []
     try:
         for case_dir in case_folders(data_dir):
             with os.scandir(case_dir) as entries:
                 files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in entries)
             stamps.append((case_dir.name, hashlib.sha256(repr(files).encode()).hexdigest()[:16]))
-        csv = Path(data_dir) / CLINICAL_TABLE
-        if csv.exists():
-            stat = csv.stat()
-            stamps.append((CLINICAL_TABLE, f"{stat.st_size}-{stat.st_mtime_ns}"))
     except OSError as err:  # a file or case removed while it was listed, or unreadable: say so, as the scan would
         raise DataError(f"{data_dir}: cannot be read ({err})") from err
     return tuple(stamps)
