@@ -27,7 +27,7 @@ CACHE=${CACHE:-runs/cache128}   # train + val slices at 128x128, exact (brainseg
 VARIANT=${VARIANT:-}
 PLAN=${PLAN:-models/ablation_plan.json}
 export PYTHONUNBUFFERED=1
-[ -d "$CACHE" ] || "$BRAINSEG" cache-slices --data "$DATA" --out "$CACHE"
+[ -f "$CACHE/meta.json" ] || { rm -rf "$CACHE"; "$BRAINSEG" cache-slices --data "$DATA" --out "$CACHE"; }
 if [ -z "$VARIANT" ]; then
   CV=${CV:-runs/crossval-cpu}
   REPORTS=${REPORTS:-models/crossval_cpu}
@@ -52,8 +52,16 @@ else
   variant=(--variant "$VARIANT" --plan "$PLAN")
   mkdir -p "$REPORTS"
   "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds "${variant[@]}"
-  "$BRAINSEG" crossval --data "$CACHE" --out "$CV" --stage train --fold "$FOLD" "${variant[@]}" \
-      --reuse-from "$SHIPPED_CV"
+  # Run folders do not outlive the machine: when the shipped cross-validation's fold is gone, the model the
+  # variant leaves alone is retrained by the same recipe and seed here, and the report's training record shows
+  # whether its weights match the baseline fold's (weights_sha256).
+  reuse=()
+  if [ -d "$SHIPPED_CV/fold-$FOLD/models" ]; then
+    reuse=(--reuse-from "$SHIPPED_CV")
+  else
+    echo "$SHIPPED_CV/fold-$FOLD/models is gone: the models the variant leaves alone are retrained" >&2
+  fi
+  "$BRAINSEG" crossval --data "$CACHE" --out "$CV" --stage train --fold "$FOLD" "${variant[@]}" "${reuse[@]}"
   "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage evaluate --fold "$FOLD" "${variant[@]}" \
       --report "$REPORTS/fold-$FOLD.json" --compare-to "$BASELINE"
 fi
