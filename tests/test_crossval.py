@@ -15,7 +15,7 @@ from brainseg.core import metrics
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.metrics import DICE_LOSS_PARTS
 from brainseg.core.preprocess import prepare_images, resize_masks
-from brainseg.core.slice_cache import read_slice_cache, write_slice_cache
+from brainseg.core.slice_cache import is_slice_cache, read_slice_cache, write_slice_cache
 from brainseg.core.split import load_split
 from brainseg.errors import DataError
 from brainseg.evaluation.counted_outputs import RECORD_KEY, CountedOutputs
@@ -105,6 +105,32 @@ def test_slice_cache_holds_exactly_the_prepared_slices(tmp_path, demo_dir):
     broken.write_bytes(lzma.compress(bytes(raw)))
     with pytest.raises(DataError, match="checksums"):
         read_slice_cache(tmp_path / "cache")
+
+
+def test_a_slice_cache_cut_off_part_way_leaves_no_cache_and_is_rebuilt(tmp_path, demo_dir, monkeypatch):
+    from brainseg.core import slice_cache
+
+    manifest, _ = load_dataset(demo_dir)
+    chunks = []
+
+    def cut_off_at_the_second_chunk(rows):
+        chunks.append(len(rows))
+        if len(chunks) == 2:
+            raise KeyboardInterrupt
+        return load_slices(rows)
+
+    monkeypatch.setattr(slice_cache, "load_slices", cut_off_at_the_second_chunk)
+    (tmp_path / "cache").mkdir()  # an empty folder made for it is fine
+    with pytest.raises(KeyboardInterrupt):
+        write_slice_cache(manifest, 32, tmp_path / "cache", chunk=8)
+    assert not is_slice_cache(tmp_path / "cache") and not any((tmp_path / "cache").iterdir())
+    assert (tmp_path / "cache.partial" / "images.u8.xz").is_file()  # the cut-off run's arrays, set aside
+
+    monkeypatch.setattr(slice_cache, "load_slices", load_slices)
+    write_slice_cache(manifest, 32, tmp_path / "cache", chunk=8)
+    assert not (tmp_path / "cache.partial").exists()
+    cached, images, _ = read_slice_cache(tmp_path / "cache")
+    assert len(cached) == len(manifest) == len(images)
 
 
 def test_training_from_a_slice_cache_sees_the_same_arrays(tmp_path, demo_dir, demo_split, monkeypatch):

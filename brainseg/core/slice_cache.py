@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,17 @@ def is_slice_cache(path: str | Path) -> bool:
 
 def write_slice_cache(manifest: pd.DataFrame, size: int, out_dir: str | Path, progress: bool = False,
                       chunk: int = 256) -> Path:
-    """Decode, resize and store ``manifest``'s slices (in its order) under ``out_dir``."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise DataError(f"{out_dir} is not empty; choose a new folder for the slice cache")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Decode, resize and store ``manifest``'s slices (in its order) under ``out_dir``.
+
+    The arrays are written to a sibling ``<out_dir>.partial`` folder, renamed to ``out_dir`` once complete: a run
+    cut off part way (caching all slices takes minutes) leaves no folder that looks like a cache."""
+    final_dir = Path(out_dir)
+    if final_dir.exists() and any(final_dir.iterdir()):
+        raise DataError(f"{final_dir} is not empty; choose a new folder for the slice cache")
+    out_dir = final_dir.with_name(final_dir.name + ".partial")
+    if out_dir.exists():  # left by a run that was cut off
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
     manifest = manifest.reset_index(drop=True)
     image_hash, mask_hash = hashlib.sha256(), hashlib.sha256()
     masks_all = []
@@ -64,7 +71,10 @@ def write_slice_cache(manifest: pd.DataFrame, size: int, out_dir: str | Path, pr
         "preprocessing": PREPROCESSING_VERSION, "images_sha256": image_hash.hexdigest(),
         "masks_sha256": mask_hash.hexdigest(),
     }, indent=2) + "\n")
-    return out_dir
+    if final_dir.exists():  # an empty folder the user made for it
+        final_dir.rmdir()
+    out_dir.rename(final_dir)
+    return final_dir
 
 
 CACHE_ROW = "cache_row"
