@@ -579,6 +579,9 @@ def _finish_crossval_report(report: dict, path: Path, baselines: list[tuple[Path
             ci = auc["confidence_interval"]
             print(f"  pooled slice ROC AUC {auc['value']:.4f} vs {auc['baseline']:.4f}: {auc['difference']:+.4f} "
                   f"[{ci['low']:+.4f}, {ci['high']:+.4f}]")
+        for role, folds in paired.get("same_weights", {}).items():
+            print(f"  {role} weights as the baseline's: "
+                  + ", ".join(f"fold {fold} {'same' if same else 'DIFFERENT'}" for fold, same in folds.items()))
 
 
 def _add_final_fit(sub: argparse._SubParsersAction) -> None:

@@ -402,6 +402,24 @@ def test_paired_comparison_pairs_patients_and_refuses_different_ones():
         crossval.paired_comparison(report, {"per_patient": baseline["per_patient"][:2]})
 
 
+def test_paired_comparison_records_which_fold_models_share_the_baselines_weights():
+    per_patient = [{"patient_id": "a", "cascade_dice": 0.5}, {"patient_id": "b", "cascade_dice": 0.5}]
+
+    def trained(classifier: str, segmenter: str | None) -> dict:
+        record = {"classifier": {"weights_sha256": classifier}}
+        if segmenter is not None:
+            record["segmenter"] = {"weights_sha256": segmenter}
+        return record
+
+    report = {"per_patient": per_patient, "per_fold": [{"fold": 0, "training": trained("c0", "s0-variant")},
+                                                       {"fold": 1, "training": trained("c1-retrained", None)}]}
+    baseline = {"per_patient": per_patient, "per_fold": [{"fold": 1, "training": trained("c1", "s1")},
+                                                         {"fold": 0, "training": trained("c0", "s0")}]}
+    paired = crossval.paired_comparison(report, baseline, n_resamples=50)
+    assert paired["same_weights"] == {"classifier": {"0": True, "1": False}, "segmenter": {"0": False}}
+    assert "same_weights" not in crossval.paired_comparison({"per_patient": per_patient}, baseline, n_resamples=50)
+
+
 def test_paired_auc_matches_slices_by_patient_and_number_with_hand_computed_values():
     ours = {"patient_id": ["a", "a", "b", "b"], "slice": [1, 2, 1, 2], "has_tumor": [True, False, True, False],
             "probability": [0.9, 0.2, 0.4, 0.6]}  # 3 of 4 tumor / tumor-free pairs ordered right: 0.75
@@ -478,6 +496,7 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     paired = report["paired_against"]
     assert paired["n_patients"] == DEMO_COUNTS["patients"] and paired["report"] == str(base_report)
     assert paired["mean"] == pytest.approx(report["figures"]["cascade_dice_per_volume"]["mean"])
+    assert paired["same_weights"] == {"classifier": {"0": True, "1": True}, "segmenter": {"0": False, "1": False}}
 
     # One fold scored while others still train: marked partial, paired over that fold's patients only, and
     # with no final-fit choices (they need every patient out of fold). It needs its own --report.
@@ -492,6 +511,7 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     [itself] = partial["also_paired_against"]
     assert itself["report"] == str(tmp_path / "variant.json") and itself["n_patients"] == len(held_out)
     assert itself["mean_difference"] == pytest.approx(0.0) and itself["better"] == itself["worse"] == 0
+    assert itself["same_weights"] == {"classifier": {"1": True}, "segmenter": {"1": True}}
     assert partial["partial"] is True and partial["folds_scored"] == [1] and "final_fit_choices" not in partial
     assert sorted(row["patient_id"] for row in partial["per_patient"]) == sorted(held_out)
     assert partial["paired_against"]["n_patients"] == len(held_out)

@@ -171,7 +171,28 @@ def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, see
         baseline_slices = pd.DataFrame(baseline["per_slice"])
         baseline_slices = baseline_slices[baseline_slices["patient_id"].isin(set(theirs["patient_id"]))]
         comparison["roc_auc_pooled"] = paired_auc(report["per_slice"], baseline_slices, n_resamples, seed)
+    weights = same_weights(report, baseline)
+    if weights:
+        comparison["same_weights"] = weights
     return comparison
+
+
+def same_weights(report: dict, baseline: dict) -> dict[str, dict[str, bool]]:
+    """``{model: {fold: identical}}``: whether each fold model of ``report`` has the weights of the baseline's
+    (``weights_sha256`` of their training records). A variant pairs cleanly only if the model it leaves alone is
+    the same in both, reused or retrained by the same recipe and seed; folds without records are left out."""
+    def trained(document: dict) -> dict[int, dict]:
+        return {int(entry["fold"]): entry["training"] for entry in document.get("per_fold", [])
+                if "training" in entry}
+
+    ours, theirs = trained(report), trained(baseline)
+    found: dict[str, dict[str, bool]] = {}
+    for fold in sorted(set(ours) & set(theirs)):
+        for role in sorted(set(ours[fold]) & set(theirs[fold])):
+            mine, other = ours[fold][role].get("weights_sha256"), theirs[fold][role].get("weights_sha256")
+            if mine and other:
+                found.setdefault(role, {})[str(fold)] = mine == other
+    return found
 
 
 def paired_auc(ours: dict | pd.DataFrame, theirs: dict | pd.DataFrame, n_resamples: int = 2000,
