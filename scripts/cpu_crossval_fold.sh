@@ -27,7 +27,7 @@ CACHE=${CACHE:-runs/cache128}   # train + val slices at 128x128, exact (brainseg
 VARIANT=${VARIANT:-}
 PLAN=${PLAN:-models/ablation_plan.json}
 export PYTHONUNBUFFERED=1
-[ -f "$CACHE/meta.json" ] || { rm -rf "$CACHE"; "$BRAINSEG" cache-slices --data "$DATA" --out "$CACHE"; }
+[ -d "$CACHE" ] || "$BRAINSEG" cache-slices --data "$DATA" --out "$CACHE"   # complete or absent (.partial until done)
 if [ -z "$VARIANT" ]; then
   CV=${CV:-runs/crossval-cpu}
   REPORTS=${REPORTS:-models/crossval_cpu}
