@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One fold of the shipped recipe's cross-validation on this 2-core CPU, trained and then scored at once (35 to 50 min
 # on a free CPU for both models, 18 to 30 min for a variant's one model at 35 epochs, or both where the shipped
-# folds' run folder is gone; tests beside it can double that). Run folders do not outlive a session on these machines, so each fold is scored as soon as it is trained,
+# folds' run folder is gone; tests beside it can double that). Run folders do not outlive a session on these
+# machines, so each fold is scored as soon as it is trained,
 # with the shipped slice score and with the neighbour-lifted one (models/ablation_decision.md), into
 # models/crossval_cpu/; commit them. Each report keeps its counted outputs (per_slice_pixel_counts); once all five
 # folds are in, scripts/cpu_crossval_pool.sh pools them, final-fit choices included (README "Cross-validation").
