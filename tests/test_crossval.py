@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -71,13 +72,20 @@ def test_folds_hold_out_every_train_and_val_patient_once_and_never_touch_test():
         crossval.make_folds(split, 1)
 
 
-def test_write_folds_keeps_identical_folds_and_refuses_others(tmp_path):
+def test_write_folds_keeps_identical_folds_restores_a_deleted_one_and_refuses_others(tmp_path):
     split_file = MODELS_DIR / "split.json"
     first = crossval.write_folds(split_file, tmp_path, k=3, seed=1)
     assert crossval.write_folds(split_file, tmp_path, k=3, seed=1)["folds"] == first["folds"]
     assert json.loads((tmp_path / "fold-2" / "split.json").read_text()) == first["folds"][2]
     with pytest.raises(DataError, match="other folds"):
         crossval.write_folds(split_file, tmp_path, k=3, seed=2)
+    # A fold's folder deleted to train it again gets its split back; a fold split edited by hand is refused.
+    shutil.rmtree(tmp_path / "fold-1")
+    crossval.write_folds(split_file, tmp_path, k=3, seed=1)
+    assert json.loads((tmp_path / "fold-1" / "split.json").read_text()) == first["folds"][1]
+    (tmp_path / "fold-0" / "split.json").write_text(json.dumps(first["folds"][2]))
+    with pytest.raises(DataError, match="not fold 0"):
+        crossval.write_folds(split_file, tmp_path, k=3, seed=1)
 
 
 def test_slice_cache_holds_exactly_the_prepared_slices(tmp_path, demo_dir):

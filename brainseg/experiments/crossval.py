@@ -64,7 +64,11 @@ def make_folds(split: dict[str, list[str]], k: int = DEFAULT_FOLDS, seed: int = 
 
 
 def write_folds(split_file: str | Path, out_dir: str | Path, k: int = DEFAULT_FOLDS, seed: int = 42) -> dict:
-    """Make the folds and write them (idempotent: an existing, identical ``folds.json`` is kept)."""
+    """Make the folds and write them (idempotent: an existing, identical ``folds.json`` is kept).
+
+    A fold's ``split.json`` that is missing (its folder deleted to train that fold again) is written again; one
+    that holds another split is refused, as its models were trained on it.
+    """
     out_dir = Path(out_dir)
     document = {**make_folds(load_split(split_file), k, seed), "source_split": str(split_file)}
     path = out_dir / FOLDS_FILE
@@ -72,11 +76,17 @@ def write_folds(split_file: str | Path, out_dir: str | Path, k: int = DEFAULT_FO
         existing = json.loads(path.read_text())
         if existing["folds"] != document["folds"]:
             raise DataError(f"{path} holds other folds; choose a new --out or delete it")
-        return existing
+        document = existing
     for i, fold in enumerate(document["folds"]):
-        (out_dir / f"fold-{i}").mkdir(parents=True, exist_ok=True)
-        (out_dir / f"fold-{i}" / "split.json").write_text(json.dumps(fold, indent=2) + "\n")
-    path.write_text(json.dumps(document, indent=2) + "\n")
+        fold_split = out_dir / f"fold-{i}" / "split.json"
+        if fold_split.exists():
+            if json.loads(fold_split.read_text()) != fold:
+                raise DataError(f"{fold_split} is not fold {i} of {path}; delete that fold's folder to train it again")
+            continue
+        fold_split.parent.mkdir(parents=True, exist_ok=True)
+        fold_split.write_text(json.dumps(fold, indent=2) + "\n")
+    if not path.exists():
+        path.write_text(json.dumps(document, indent=2) + "\n")
     return document
 
 
