@@ -113,12 +113,15 @@ def recipe(model: ModelKind, name: str) -> TrainConfig:
                                loss="focal_tversky", empty_fraction=0.0, augment=None)
         if name == "cpu":
             # alpha 0.5 (misses and extra pixels weigh alike): chosen by the ablation (models/ablation.json);
-            # rotation within 20 degrees and zoom within 20% (not the default 10 and 10%): adopted by a CPU
-            # cross-validation (models/crossval_variants/segmenter-spatial_20_cpu.json, ablation_decision.md)
+            # rotation within 20 degrees and zoom within 20% (not the default 10 and 10%), then pre- and
+            # post-contrast each replaced by FLAIR with probability 0.2: each adopted by a CPU cross-validation
+            # (models/crossval_variants/segmenter-spatial_20_cpu.json and
+            # segmenter-spatial_20-missing_seq_0.2_cpu.json, ablation_decision.md)
             return TrainConfig(model, name, input_size=128, width=1.0, scaling="zscore", epochs=35,
                                learning_rate=1e-3, schedule="cosine", loss="focal_tversky", tversky_alpha=0.5,
                                empty_fraction=0.25,
-                               augment=AugmentConfig(max_rotation_deg=20.0, max_scale_delta=0.2).to_dict())
+                               augment=AugmentConfig(max_rotation_deg=20.0, max_scale_delta=0.2,
+                                                     missing_sequence_prob=0.2).to_dict())
     raise ValueError(f"unknown recipe {name!r} for {model} (choose 'seed' or 'cpu')")
 
 
