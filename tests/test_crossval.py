@@ -545,12 +545,23 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     assert listed[1]["changes"] == {"segmenter": {"tversky_alpha": [0.5, 0.3]}}  # against the shipped 'cpu' recipe
     assert listed[0]["changes"] == then["recipe_changes"]
     assert not listed[1]["adopted"]  # the recipe still trains alpha 0.5
-    adopted = {**report["variant"], "overrides": {"segmenter": {"tversky_alpha": 0.5}}}
-    (listing / "adopted.json").write_text(json.dumps({**report, "variant": adopted}))
-    assert [v["adopted"] for v in crossval_variants(tmp_path / "models")] == [True, False, False]
-    rows = crossval_variant_lines(crossval_variants(tmp_path / "models"), report)[5:8]
-    assert [row.endswith(", adopted |") for row in rows] == [True, False, False]
+
+    # Adopted: its rule met (paired interval above 0) and what it changed is what the recipe trains now, also
+    # after a later variant changed the recipe elsewhere. The same change with its interval reaching below 0 is not
+    # adopted, though a later variant carrying it may have brought it into the recipe.
+    def scored(changes: dict, low: float) -> dict:
+        interval = {**report["paired_against"]["confidence_interval"], "low": low}
+        return {**report, "variant": {**report["variant"], "recipe_changes": changes},
+                "paired_against": {**report["paired_against"], "confidence_interval": interval}}
+
+    to_recipe = {"segmenter": {"tversky_alpha": [0.7, 0.5]}}
+    (listing / "adopted.json").write_text(json.dumps(scored(to_recipe, 0.01)))
+    (listing / "missed.json").write_text(json.dumps(scored(to_recipe, -0.01)))
+    assert [v["adopted"] for v in crossval_variants(tmp_path / "models")] == [True, False, False, False]
+    rows = crossval_variant_lines(crossval_variants(tmp_path / "models"), report)[5:9]
+    assert [row.endswith(", adopted |") for row in rows] == [True, False, False, False]
     (listing / "adopted.json").unlink()
+    (listing / "missed.json").unlink()
     assert "per_patient" not in listed[1]
     assert listed[1]["paired_baseline"]["file"] == "base.json"  # the report it was paired with, read back
     assert listed[1]["paired_baseline"]["per_fold"] == [

@@ -130,12 +130,14 @@ def test_card_lists_every_cross_validated_variant_paired_with_the_shipped_record
     assert card["crossval_variants"] == json.loads(json.dumps(listed))
     text = (MODELS_DIR / "MODEL_CARD.md").read_text()
     # Paired with the GPU folds' record, with the CPU folds' report the shipped operating point came from, or, when
-    # that report is an adopted variant's, with the recipe's report before it.
+    # that report is an adopted variant's, with a report the chain of adopted variants before it was paired with.
     point_report = json.loads((MODELS_DIR / "operating_point.json").read_text())["source"]["report"]
-    before = json.loads((ROOT / point_report).read_text()).get("paired_against", {}).get("report")
+    chain = [point_report]
+    while (before := json.loads((ROOT / chain[-1]).read_text()).get("paired_against", {}).get("report")):
+        chain.append(before)
     for variant in listed:
         paired = variant["paired_against"]
-        assert paired["report"] in ("models/crossval.json", point_report, before)
+        assert paired["report"] in ("models/crossval.json", *chain)
         record = json.loads((ROOT / paired["report"]).read_text())
         assert paired["baseline_mean"] == pytest.approx(record["figures"]["cascade_dice_per_volume"]["mean"])
         assert variant["paired_baseline"]["file"] == Path(paired["report"]).name
@@ -400,5 +402,5 @@ def test_cross_validation_summary_says_when_the_shipped_point_came_from_an_adopt
     plain = " ".join(_crossval_summary(cv, cpu, point))
     assert "cross-validation of the same recipe over" in plain and "retrained on the CPU and gated" in plain
     adopted = " ".join(_crossval_summary(cv, {**cpu, "variant": {"name": "segmenter-x"}}, point))
-    assert "of the recipe as it was before `segmenter-x` was adopted over" in adopted
+    assert "of the recipe before the variants adopted since (the latest `segmenter-x`) over" in adopted
     assert "retrained on the CPU with `segmenter-x` (the shipped recipe) and gated" in adopted

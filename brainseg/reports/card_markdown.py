@@ -555,7 +555,8 @@ def _crossval_summary(cv: dict | None, point_cv: dict | None = None, point: dict
     # An adopted variant's CPU cross-validation chose the shipped point: the recipe has moved since crossval.json.
     adopted = (point_cv or {}).get("variant", {}).get("name")
     lines = [f"Patient-level {cv['k']}-fold cross-validation of the "
-             + (f"recipe as it was before `{adopted}` was adopted" if adopted else "same recipe")
+             # crossval.json may predate several adopted variants, not only the last one.
+             + (f"recipe before the variants adopted since (the latest `{adopted}`)" if adopted else "same recipe")
              + f" over the {cv['n_patients']} train + validation patients (`brainseg crossval`, out-of-fold; details "
              "in the model card): " + _oof_figure_words(cv) + "."]
     if point_cv and point:

@@ -175,20 +175,31 @@ def crossval_variants(models_dir: Path) -> list[dict]:
         if not variant or "paired_against" not in report:
             raise DataError(f"{path} does not say which variant it scores or what it is paired with: make it with "
                             "`brainseg crossval --stage evaluate --variant NAME --compare-to models/crossval.json`")
-        changes_now = variant_recipe_changes(variant["overrides"])  # against today's recipe
+        # What it changed in the recipe it was paired with, as recorded when it was scored: the recipe may have
+        # moved since (a variant adopted), and the figures compare it with that recipe's folds.
+        changes = variant.get("recipe_changes") or variant_recipe_changes(variant["overrides"])
         variants.append({
             "file": f"{path.parent.name}/{path.name}",
             "name": variant["name"],
-            # What it changed in the recipe it was paired with, as recorded when it was scored: the recipe may
-            # have moved since (a variant adopted), and the figures compare it with that recipe's folds.
-            "changes": variant.get("recipe_changes") or changes_now,
-            "adopted": not any(changes_now.values()),
+            "changes": changes,
+            "adopted": _adopted(changes, report["paired_against"]),
             **{key: report[key] for key in ("command", "k", "n_patients", "partial", "folds_scored", "figures",
                                             "confidence_intervals", "paired_against")},
             "per_fold": _fold_rows(report),
             "paired_baseline": _paired_baseline(models_dir, report["paired_against"]["report"]),
         })
     return variants
+
+
+def _adopted(changes: dict[str, dict[str, list]], paired: dict) -> bool:
+    """Adopted by the decision record's rule (paired 95% interval above 0) and trained by today's recipe: every
+    value it changed is the recipe's now. A later variant that adopted the same change does not mark an earlier
+    one that missed its rule, and an adopted variant stays marked when another is adopted on top of it."""
+    from brainseg.training.train import recipe_changes
+
+    in_recipe = all(not recipe_changes(model, {field: new for field, (_, new) in fields.items()})
+                    for model, fields in changes.items())
+    return in_recipe and paired["confidence_interval"]["low"] > 0
 
 
 def _fold_rows(report: dict) -> list[dict]:
