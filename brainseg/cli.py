@@ -42,6 +42,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=["focal_tversky", "dice_bce", "binary_crossentropy"],
                    help="segmenter loss (default: the recipe's, focal Tversky)")
     p.add_argument("--tversky-alpha", type=float, help="focal Tversky weight of missed pixels (cpu recipe: 0.5)")
+    p.add_argument("--tversky-over", choices=["batch", "slice"],
+                   help="focal Tversky: one index over the whole batch (recipes' default) or one per slice, averaged")
     p.add_argument("--empty-fraction", type=float,
                    help="segmenter: tumor-free slices trained on, as a share of the tumor slices (cpu recipe: 0.25)")
     p.add_argument("--deep-supervision-levels", type=int, choices=[0, 1, 2, 3],
@@ -75,6 +77,7 @@ def _run_train(args: argparse.Namespace) -> int:
             input_size=args.input_size, width=args.width, learning_rate=args.learning_rate, seed=args.seed,
             loss=args.loss if model == "segmenter" else None,
             tversky_alpha=args.tversky_alpha if model == "segmenter" else None,
+            tversky_over=args.tversky_over if model == "segmenter" else None,
             empty_fraction=args.empty_fraction if model == "segmenter" else None,
             deep_supervision_levels=args.deep_supervision_levels if model == "segmenter" else None,
             fit_on=args.fit_on, stop_epoch=args.stop_epoch,

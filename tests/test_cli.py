@@ -507,3 +507,15 @@ def test_train_passes_deep_supervision_to_the_segmenter_only(tmp_path, monkeypat
     assert main(argv + ([] if levels is None else ["--deep-supervision-levels", str(levels)])) == 0
     assert trained["segmenter"].deep_supervision_levels == (levels or 0)
     assert trained.get("classifier") is None or trained["classifier"].deep_supervision_levels == 0
+
+
+@pytest.mark.parametrize(("model", "over"), [("segmenter", "slice"), ("both", "slice"), ("segmenter", None)])
+def test_train_passes_the_tversky_reduction_to_the_segmenter_only(tmp_path, monkeypatch, model, over):
+    from brainseg.training import train as train_module
+
+    trained = {}
+    monkeypatch.setattr(train_module, "train", lambda config, *args, **kwargs: trained.update({config.model: config}))
+    argv = ["train", model, "--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    assert main(argv + ([] if over is None else ["--tversky-over", over])) == 0
+    assert trained["segmenter"].tversky_over == (over or "batch")
+    assert trained.get("classifier") is None or trained["classifier"].tversky_over == "batch"

@@ -87,3 +87,63 @@ def test_main_map_metric_reads_the_first_channel_under_its_own_name():
     maps = np.stack([PRED, 1 - TRUTH], axis=-1)[None]
     assert metric.__name__ == "tversky_index"
     assert float(metric(TRUTH.reshape(1, 4, 1), maps)) == pytest.approx(0.75, abs=1e-5)
+
+
+# Two 1-D slices, one index each (SLICE_SMOOTH = 1 pixel), alpha 0.7:
+#   slice A = (TRUTH, PRED): TP 1.5, FN 0.5, FP 0.5 -> TI = 2.5 / (1.5 + 0.35 + 0.15 + 1) = 5/6
+#   slice B, tumor-free, one pixel at 0.5: TP 0, FN 0, FP 0.5 -> TI = 1 / (0.3 * 0.5 + 1) = 1 / 1.15
+#   over the batch instead (SMOOTH ~ 0): TP 1.5, FN 0.5, FP 1.0 -> TI = 1.5 / (1.5 + 0.35 + 0.3) = 1.5 / 2.15
+TWO_TRUTHS = np.stack([TRUTH, np.zeros(4, np.float32)])
+TWO_PREDS = np.stack([PRED, np.array([0.5, 0, 0, 0], np.float32)])
+
+
+def test_tversky_per_slice_by_hand():
+    from brainseg.core.losses import FocalTverskyLoss, tversky_index_per_slice
+
+    np.testing.assert_allclose(tversky_index_per_slice(TWO_TRUTHS, TWO_PREDS), [5 / 6, 1 / 1.15], atol=1e-6)
+    per_slice = FocalTverskyLoss(alpha=0.7, gamma=1.0, over="slice")
+    assert float(per_slice(TWO_TRUTHS, TWO_PREDS)) == pytest.approx(((1 - 5 / 6) + (1 - 1 / 1.15)) / 2, abs=1e-6)
+    over_batch = FocalTverskyLoss(alpha=0.7, gamma=1.0)
+    assert float(over_batch(TWO_TRUTHS, TWO_PREDS)) == pytest.approx(1 - 1.5 / 2.15, abs=1e-6)
+    assert float(FocalTverskyLoss(over="slice")(TWO_TRUTHS, TWO_TRUTHS)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_per_slice_tversky_weighs_a_small_tumor_as_much_as_a_large_one():
+    """Over the batch every pixel weighs the same, so a missed pixel of a one-pixel tumor is pushed as hard as
+    one of an eight-pixel tumor; per slice the small tumor's miss costs its whole slice, and is pushed harder."""
+    import tensorflow as tf
+
+    from brainseg.core.losses import FocalTverskyLoss
+
+    truth = np.zeros((2, 8), np.float32)
+    truth[0, :] = 1  # large tumor: 8 pixels
+    truth[1, 0] = 1  # small tumor: 1 pixel
+    pred = np.where(truth > 0, 0.9, 0.0).astype(np.float32)
+    pred[:, 0] = 0.5  # the first pixel of each tumor half missed
+
+    def push_on_missed_pixels(over: str) -> np.ndarray:
+        variable = tf.Variable(pred)
+        with tf.GradientTape() as tape:
+            loss = FocalTverskyLoss(alpha=0.5, gamma=1.0, over=over)(truth, variable)
+        return -tape.gradient(loss, variable).numpy()[:, 0]  # how hard descent raises each missed pixel
+
+    large, small = push_on_missed_pixels("batch")
+    assert small == pytest.approx(large, rel=1e-5)
+    large, small = push_on_missed_pixels("slice")
+    assert small > 3 * large > 0
+
+
+def test_focal_tversky_over_is_checked_and_serialized():
+    import keras
+
+    from brainseg.core.losses import FocalTverskyLoss, segmentation_loss
+
+    with pytest.raises(ValueError, match="taken over one of"):
+        FocalTverskyLoss(over="pixel")
+    loss = segmentation_loss("focal_tversky", 0.7, 1.0, "slice")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert restored.over == "slice"
+    assert float(restored(TWO_TRUTHS, TWO_PREDS)) == pytest.approx(float(loss(TWO_TRUTHS, TWO_PREDS)), abs=1e-7)
+    # An older saved config (no 'over') is the seed's index over the batch.
+    config = {k: v for k, v in FocalTverskyLoss(alpha=0.7, gamma=1.0).get_config().items() if k != "over"}
+    assert FocalTverskyLoss.from_config(config).over == "batch"

@@ -382,6 +382,16 @@ def test_card_names_the_lone_slice_limit_only_for_a_score_read_with_neighbours(c
     assert ("A slice scored without them" in (MODELS_DIR / "MODEL_CARD.md").read_text()) == shipped
 
 
+def test_card_names_a_focal_tversky_index_taken_per_slice():
+    from brainseg.reports.card_markdown import _loss
+
+    config = {"model": "segmenter", "loss": "focal_tversky", "tversky_alpha": 0.5, "tversky_gamma": 0.75}
+    assert _loss(config) == "focal Tversky (alpha 0.5, gamma 0.75)"  # an older record: over the batch
+    assert _loss({**config, "tversky_over": "batch"}) == "focal Tversky (alpha 0.5, gamma 0.75)"
+    assert _loss({**config, "tversky_over": "slice"}) == ("focal Tversky (alpha 0.5, gamma 0.75, one index per "
+                                                          "slice, averaged)")
+
+
 def test_card_states_each_models_augmentation_ranges_from_its_record(card):
     assert augment_words(None) == "none"
     assert augment_words({"flip_left_right": False, "max_rotation_deg": 0.0}) == "none"

@@ -312,3 +312,31 @@ def test_bad_deep_supervision_is_refused_before_any_io(tmp_path, demo_split, mod
     with pytest.raises(DataError, match=message):
         train(config, tmp_path / "no-such-data", demo_split, tmp_path / "run", verbose=0, limit_slices=12)
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_segmenter_trains_with_one_tversky_index_per_slice(tmp_path, demo_dir, demo_split):
+    import numpy as np
+
+    config = TrainConfig(**{**tiny("segmenter").to_dict(), "tversky_over": "slice"})
+    best = train(config, demo_dir, demo_split, tmp_path / "run", verbose=0, limit_slices=12)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
+    exported = export_model(tmp_path / "run", tmp_path / "models" / "segmenter.keras")
+    assert json.loads(exported.with_suffix(".json").read_text())["train_config"]["tversky_over"] == "slice"
+    # Same seed and data, the index over the batch: the reduction changed the training.
+    batch_run = train(tiny("segmenter"), demo_dir, demo_split, tmp_path / "batch", verbose=0, limit_slices=12)
+    per_slice, over_batch = (keras.models.load_model(path, compile=False) for path in (best, batch_run))
+    assert any(not np.array_equal(a, b) for a, b in zip(per_slice.get_weights(), over_batch.get_weights(),
+                                                         strict=True))
+
+
+def test_an_unknown_tversky_reduction_is_refused_before_any_io(tmp_path, demo_split):
+    config = TrainConfig(**{**tiny("segmenter").to_dict(), "tversky_over": "pixel"})
+    with pytest.raises(DataError, match="tversky_over must be 'batch' or 'slice'"):
+        train(config, tmp_path / "no-such-data", demo_split, tmp_path / "run", verbose=0, limit_slices=12)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_an_older_record_without_the_tversky_reduction_took_it_over_the_batch():
+    recorded = {k: v for k, v in tiny("segmenter").to_dict().items() if k != "tversky_over"}
+    assert TrainConfig(**with_recorded_defaults(recorded)).tversky_over == "batch"

@@ -4,7 +4,9 @@
     FTL = (1 - TI) ** gamma
 
 with soft counts TP = sum(y * p), FN = sum(y * (1 - p)), FP = sum((1 - y) * p) taken over the whole
-batch, as in the seed (a per-batch index stays defined when a batch holds tumor-free slices).
+batch, as in the seed (a per-batch index stays defined when a batch holds tumor-free slices). Taken
+``over="slice"`` instead, each slice has its own index and the loss is their mean, so a small tumor weighs
+as much as a large one (over the batch, each pixel weighs the same and large tumors dominate).
 alpha = 0.7 weighs misses above false alarms; gamma = 0.75 (= 1 / (4/3) in the paper's notation)
 focuses training on the harder, less-overlapping examples.
 """
@@ -17,6 +19,10 @@ from keras import ops
 ALPHA = 0.7
 GAMMA = 0.75
 SMOOTH = 1e-6
+# Per-slice indices smooth by one pixel: a tumor-free slice's index is then 1 / (beta * FP + 1), whose gradient
+# stays alive; with SMOOTH any false alarm would pin it near 0, the loss at 1 and its gradient at 0.
+SLICE_SMOOTH = 1.0
+TVERSKY_OVER = ("batch", "slice")
 
 
 @keras.saving.register_keras_serializable(package="brainseg")
@@ -26,6 +32,17 @@ def tversky_index(y_true, y_pred, alpha: float = ALPHA, smooth: float = SMOOTH):
     true_pos = ops.sum(y_true * y_pred)
     false_neg = ops.sum(y_true * (1.0 - y_pred))
     false_pos = ops.sum((1.0 - y_true) * y_pred)
+    return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
+
+
+def tversky_index_per_slice(y_true, y_pred, alpha: float = ALPHA, smooth: float = SLICE_SMOOTH):
+    """One Tversky index per slice (the first axis), from that slice's own soft counts."""
+    batch = ops.shape(y_pred)[0]
+    y_true = ops.reshape(ops.cast(y_true, "float32"), [batch, -1])
+    y_pred = ops.reshape(ops.cast(y_pred, "float32"), [batch, -1])
+    true_pos = ops.sum(y_true * y_pred, axis=1)
+    false_neg = ops.sum(y_true * (1.0 - y_pred), axis=1)
+    false_pos = ops.sum((1.0 - y_true) * y_pred, axis=1)
     return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
 
 
@@ -47,17 +64,28 @@ def soft_dice(y_true, y_pred, smooth: float = SMOOTH):
 
 @keras.saving.register_keras_serializable(package="brainseg")
 class FocalTverskyLoss(keras.losses.Loss):
-    """Focal Tversky with a chosen ``alpha`` (weight of misses) and ``gamma``; alpha 0.5 is a focal soft Dice."""
+    """Focal Tversky with a chosen ``alpha`` (weight of misses) and ``gamma``; alpha 0.5 is a focal soft Dice.
 
-    def __init__(self, alpha: float = ALPHA, gamma: float = GAMMA, name: str = "focal_tversky", **kwargs):
+    ``over``: 'batch' (the seed's) takes one index over the whole batch; 'slice' one per slice, returned per
+    slice for Keras to average.
+    """
+
+    def __init__(self, alpha: float = ALPHA, gamma: float = GAMMA, over: str = "batch", name: str = "focal_tversky",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
-        self.alpha, self.gamma = float(alpha), float(gamma)
+        if over not in TVERSKY_OVER:
+            raise ValueError(f"focal Tversky is taken over one of {TVERSKY_OVER}, not {over!r}")
+        self.alpha, self.gamma, self.over = float(alpha), float(gamma), over
 
     def call(self, y_true, y_pred):
-        return ops.power(1.0 - tversky_index(y_true, y_pred, alpha=self.alpha), self.gamma)
+        if self.over == "batch":
+            return ops.power(1.0 - tversky_index(y_true, y_pred, alpha=self.alpha), self.gamma)
+        # The floor keeps the gradient of x ** gamma (gamma < 1: infinite at 0) finite on a perfect slice.
+        misfit = ops.maximum(1.0 - tversky_index_per_slice(y_true, y_pred, alpha=self.alpha), 1e-6)
+        return ops.power(misfit, self.gamma)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma, "over": self.over}
 
 
 @keras.saving.register_keras_serializable(package="brainseg")
@@ -117,10 +145,11 @@ def on_main_map(metric):
     return main_map_metric
 
 
-def segmentation_loss(name: str, tversky_alpha: float = ALPHA, tversky_gamma: float = GAMMA):
+def segmentation_loss(name: str, tversky_alpha: float = ALPHA, tversky_gamma: float = GAMMA,
+                      tversky_over: str = "batch"):
     """The segmenter's training loss by config name: 'focal_tversky', 'dice_bce' or 'binary_crossentropy'."""
     if name == "focal_tversky":
-        return FocalTverskyLoss(tversky_alpha, tversky_gamma)
+        return FocalTverskyLoss(tversky_alpha, tversky_gamma, tversky_over)
     if name == "dice_bce":
         return DiceBCELoss()
     if name == "binary_crossentropy":

@@ -43,8 +43,11 @@ def _rounded(value, digits: int = 3):
 def _loss(config: dict) -> str:
     if config["model"] == "classifier":
         return f"binary cross-entropy, {config['balance'].replace('_', ' ')}"
-    return LOSS_NAMES[config["loss"]].format(alpha=config.get("tversky_alpha", 0.7),
-                                             gamma=config.get("tversky_gamma", 0.75))
+    words = LOSS_NAMES[config["loss"]].format(alpha=config.get("tversky_alpha", 0.7),
+                                              gamma=config.get("tversky_gamma", 0.75))
+    if config["loss"] == "focal_tversky" and config.get("tversky_over") == "slice":
+        words = words[:-1] + ", one index per slice, averaged)"
+    return words
 
 
 def augment_words(augment: dict | None) -> str:

@@ -111,7 +111,8 @@ def finetune(parent_dir: str | Path, corrections_dir: str | Path, data_dir: str 
     train_config = parent_meta.get("train_config", {})
     loss = losses.segmentation_loss(train_config.get("loss", "focal_tversky"),
                                     float(train_config.get("tversky_alpha", losses.ALPHA)),
-                                    float(train_config.get("tversky_gamma", losses.GAMMA)))
+                                    float(train_config.get("tversky_gamma", losses.GAMMA)),
+                                    train_config.get("tversky_over", "batch"))
     keras.utils.set_random_seed(config.seed)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
     dataset = make_dataset(x, y, spec, config.batch_size, AugmentConfig() if config.augment else None,

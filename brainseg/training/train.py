@@ -60,6 +60,9 @@ class TrainConfig:
     loss: Literal["binary_crossentropy", "focal_tversky", "dice_bce"] = "binary_crossentropy"
     tversky_alpha: float = 0.7  # focal Tversky only: weight of missed pixels (1 - alpha: extra pixels)
     tversky_gamma: float = 0.75
+    # focal Tversky only: one index over the whole 'batch' (seed) or one per 'slice', averaged (small tumors
+    # then weigh as much as large ones)
+    tversky_over: Literal["batch", "slice"] = "batch"
     # classifier: 'undersample' healthy slices to the tumor count (seed) or keep all and 'class_weight'
     balance: Literal["undersample", "class_weight", "none"] = "none"
     # segmenter: tumor-free slices added, as a fraction of the tumor slices (seed: 0, tumor slices only)
@@ -202,7 +205,7 @@ def build_model(config: TrainConfig) -> keras.Model:
     else:
         model = build_segmenter(config.input_size, config.width, channels=config.input_spec.channels)
         metrics = [tversky_index, soft_dice]
-        loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma)
+        loss = segmentation_loss(config.loss, config.tversky_alpha, config.tversky_gamma, config.tversky_over)
         if config.deep_supervision_levels:
             model = with_side_maps(model, config.deep_supervision_levels)
             metrics = [on_main_map(metric) for metric in metrics]
@@ -471,6 +474,8 @@ def check_config(config: TrainConfig) -> None:
     """
     if config.deep_supervision_levels and config.model != "segmenter":
         raise DataError("deep supervision is the segmenter's (the classifier has no decoder stages)")
+    if config.tversky_over not in ("batch", "slice"):
+        raise DataError(f"tversky_over must be 'batch' or 'slice', got {config.tversky_over!r}")
     if config.deep_supervision_levels < 0:
         raise DataError(f"deep_supervision_levels must be 0 (off) or more, got {config.deep_supervision_levels}")
     if config.final_fit and config.stop_epoch is None:
