@@ -25,25 +25,26 @@ SLICE_SMOOTH = 1.0
 TVERSKY_OVER = ("batch", "slice")
 
 
+def _tversky_of_rows(y_true, y_pred, alpha: float, smooth: float):
+    """The index of each row of two (rows, pixels) arrays, from that row's soft counts."""
+    y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+    true_pos = ops.sum(y_true * y_pred, axis=1)
+    false_neg = ops.sum(y_true * (1.0 - y_pred), axis=1)
+    false_pos = ops.sum((1.0 - y_true) * y_pred, axis=1)
+    return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
+
+
 @keras.saving.register_keras_serializable(package="brainseg")
 def tversky_index(y_true, y_pred, alpha: float = ALPHA, smooth: float = SMOOTH):
-    y_true = ops.reshape(ops.cast(y_true, "float32"), [-1])
-    y_pred = ops.reshape(ops.cast(y_pred, "float32"), [-1])
-    true_pos = ops.sum(y_true * y_pred)
-    false_neg = ops.sum(y_true * (1.0 - y_pred))
-    false_pos = ops.sum((1.0 - y_true) * y_pred)
-    return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
+    """One Tversky index over the whole batch (all its pixels as one row)."""
+    rows = _tversky_of_rows(ops.reshape(y_true, [1, -1]), ops.reshape(y_pred, [1, -1]), alpha, smooth)
+    return rows[0]
 
 
 def tversky_index_per_slice(y_true, y_pred, alpha: float = ALPHA, smooth: float = SLICE_SMOOTH):
     """One Tversky index per slice (the first axis), from that slice's own soft counts."""
     batch = ops.shape(y_pred)[0]
-    y_true = ops.reshape(ops.cast(y_true, "float32"), [batch, -1])
-    y_pred = ops.reshape(ops.cast(y_pred, "float32"), [batch, -1])
-    true_pos = ops.sum(y_true * y_pred, axis=1)
-    false_neg = ops.sum(y_true * (1.0 - y_pred), axis=1)
-    false_pos = ops.sum((1.0 - y_true) * y_pred, axis=1)
-    return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
+    return _tversky_of_rows(ops.reshape(y_true, [batch, -1]), ops.reshape(y_pred, [batch, -1]), alpha, smooth)
 
 
 @keras.saving.register_keras_serializable(package="brainseg")

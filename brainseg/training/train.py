@@ -27,6 +27,7 @@ from brainseg.core.context import context_rows, stack_context
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.files import write_atomically
 from brainseg.core.hashing import sha256_of, weights_sha256
+from brainseg.core.losses import TVERSKY_OVER
 from brainseg.core.preprocess import (
     PREPROCESSING_VERSION,
     AugmentConfig,
@@ -474,8 +475,8 @@ def check_config(config: TrainConfig) -> None:
     """
     if config.deep_supervision_levels and config.model != "segmenter":
         raise DataError("deep supervision is the segmenter's (the classifier has no decoder stages)")
-    if config.tversky_over not in ("batch", "slice"):
-        raise DataError(f"tversky_over must be 'batch' or 'slice', got {config.tversky_over!r}")
+    if config.tversky_over not in TVERSKY_OVER:
+        raise DataError(f"tversky_over must be one of {TVERSKY_OVER}, got {config.tversky_over!r}")
     if config.deep_supervision_levels < 0:
         raise DataError(f"deep_supervision_levels must be 0 (off) or more, got {config.deep_supervision_levels}")
     if config.final_fit and config.stop_epoch is None:
