@@ -56,11 +56,14 @@ else
   # Run folders do not outlive the machine: when the shipped cross-validation's fold is gone, the model the
   # variant leaves alone is retrained by the same recipe and seed here, and the report's training record shows
   # whether its weights match the baseline fold's (weights_sha256).
+  # REUSE_FROM may name another variant's run folder whose fold kept them instead (the report's `same_weights`
+  # then shows whether they are the baseline fold's).
+  REUSE_FROM=${REUSE_FROM:-$SHIPPED_CV}
   reuse=()
-  if [ -d "$SHIPPED_CV/fold-$FOLD/models" ]; then
-    reuse=(--reuse-from "$SHIPPED_CV")
+  if [ -d "$REUSE_FROM/fold-$FOLD/models" ]; then
+    reuse=(--reuse-from "$REUSE_FROM")
   else
-    echo "$SHIPPED_CV/fold-$FOLD/models is gone: the models the variant leaves alone are retrained" >&2
+    echo "$REUSE_FROM/fold-$FOLD/models is gone: the models the variant leaves alone are retrained" >&2
   fi
   "$BRAINSEG" crossval --data "$CACHE" --out "$CV" --stage train --fold "$FOLD" "${variant[@]}" "${reuse[@]}"
   "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage evaluate --fold "$FOLD" "${variant[@]}" \
