@@ -55,9 +55,8 @@ else
   "$BRAINSEG" crossval --data "$DATA" --out "$CV" --stage folds "${variant[@]}"
   # Run folders do not outlive the machine: when the shipped cross-validation's fold is gone, the model the
   # variant leaves alone is retrained by the same recipe and seed here, and the report's training record shows
-  # whether its weights match the baseline fold's (weights_sha256).
-  # REUSE_FROM may name another variant's run folder whose fold kept them instead (the report's `same_weights`
-  # then shows whether they are the baseline fold's).
+  # whether its weights match the baseline fold's (weights_sha256). REUSE_FROM may name another variant's run
+  # folder over the same folds that kept them instead.
   REUSE_FROM=${REUSE_FROM:-$SHIPPED_CV}
   reuse=()
   if [ -d "$REUSE_FROM/fold-$FOLD/models" ]; then
