@@ -332,7 +332,7 @@ def test_a_segmenter_trains_with_one_tversky_index_per_slice(tmp_path, demo_dir,
 
 def test_an_unknown_tversky_reduction_is_refused_before_any_io(tmp_path, demo_split):
     config = TrainConfig(**{**tiny("segmenter").to_dict(), "tversky_over": "pixel"})
-    with pytest.raises(DataError, match="tversky_over must be one of"):
+    with pytest.raises(DataError, match=r"tversky_over must be one of \('batch', 'slice'\), got 'pixel'"):
         train(config, tmp_path / "no-such-data", demo_split, tmp_path / "run", verbose=0, limit_slices=12)
     assert not (tmp_path / "run" / "config.json").exists()
 
