@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from brainseg.core.loss_names import SEGMENTATION_LOSSES, TVERSKY_OVER
 from brainseg.errors import BrainsegError, DataError
 from brainseg.inference.cascade import SLICE_SCORES
 from brainseg.runtime import import_tensorflow_quietly
@@ -39,10 +40,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--loss", choices=["focal_tversky", "dice_bce", "binary_crossentropy"],
+    p.add_argument("--loss", choices=SEGMENTATION_LOSSES,
                    help="segmenter loss (default: the recipe's, focal Tversky)")
     p.add_argument("--tversky-alpha", type=float, help="focal Tversky weight of missed pixels (cpu recipe: 0.5)")
-    p.add_argument("--tversky-over", choices=["batch", "slice"],
+    p.add_argument("--tversky-over", choices=TVERSKY_OVER,
                    help="focal Tversky: one index over the whole batch (recipes' default) or one per slice, averaged")
     p.add_argument("--empty-fraction", type=float,
                    help="segmenter: tumor-free slices trained on, as a share of the tumor slices (cpu recipe: 0.25)")

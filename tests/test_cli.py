@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -519,3 +521,20 @@ def test_train_passes_the_tversky_reduction_to_the_segmenter_only(tmp_path, monk
     assert main(argv + ([] if over is None else ["--tversky-over", over])) == 0
     assert trained["segmenter"].tversky_over == (over or "batch")
     assert trained.get("classifier") is None or trained["classifier"].tversky_over == "batch"
+
+
+def test_the_command_line_starts_without_keras():
+    # Its choices (losses, Tversky reductions, strategies) come from light modules: `brainseg --help` and every
+    # refusal of bad input stay fast, and Keras is imported only by the commands that build a model.
+    probe = ("import sys; from brainseg.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("flag", ["--loss", "--tversky-over"])
+def test_train_refuses_a_segmenter_option_it_does_not_know(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "segmenter", "--data", str(tmp_path), flag, "pixel"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: invalid choice: 'pixel'" in capsys.readouterr().err

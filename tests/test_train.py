@@ -337,6 +337,14 @@ def test_an_unknown_tversky_reduction_is_refused_before_any_io(tmp_path, demo_sp
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+def test_an_unknown_segmenter_loss_is_refused_before_any_io(tmp_path, demo_split):
+    config = TrainConfig(**{**tiny("segmenter").to_dict(), "loss": "dice"})
+    with pytest.raises(DataError, match=r"the segmenter's loss must be one of \('focal_tversky', 'dice_bce', "
+                       r"'binary_crossentropy'\), got 'dice'"):
+        train(config, tmp_path / "no-such-data", demo_split, tmp_path / "run", verbose=0, limit_slices=12)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
 def test_an_older_record_without_the_tversky_reduction_took_it_over_the_batch():
     recorded = {k: v for k, v in tiny("segmenter").to_dict().items() if k != "tversky_over"}
     assert TrainConfig(**with_recorded_defaults(recorded)).tversky_over == "batch"

@@ -16,13 +16,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from brainseg.core.loss_names import SEGMENTATION_LOSSES, TVERSKY_OVER
+
 ALPHA = 0.7
 GAMMA = 0.75
 SMOOTH = 1e-6
 # Per-slice indices smooth by one pixel: a tumor-free slice's index is then 1 / (beta * FP + 1), whose gradient
 # stays alive; with SMOOTH any false alarm would pin it near 0, the loss at 1 and its gradient at 0.
 SLICE_SMOOTH = 1.0
-TVERSKY_OVER = ("batch", "slice")
 
 
 def _tversky_of_rows(y_true, y_pred, alpha: float, smooth: float):
@@ -148,11 +149,11 @@ def on_main_map(metric):
 
 def segmentation_loss(name: str, tversky_alpha: float = ALPHA, tversky_gamma: float = GAMMA,
                       tversky_over: str = "batch"):
-    """The segmenter's training loss by config name: 'focal_tversky', 'dice_bce' or 'binary_crossentropy'."""
+    """The segmenter's training loss by config name, one of ``SEGMENTATION_LOSSES``."""
     if name == "focal_tversky":
         return FocalTverskyLoss(tversky_alpha, tversky_gamma, tversky_over)
     if name == "dice_bce":
         return DiceBCELoss()
     if name == "binary_crossentropy":
         return "binary_crossentropy"
-    raise ValueError(f"unknown segmentation loss {name!r}")
+    raise ValueError(f"unknown segmentation loss {name!r}: one of {SEGMENTATION_LOSSES}")

@@ -27,7 +27,7 @@ from brainseg.core.context import context_rows, stack_context
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.files import write_atomically
 from brainseg.core.hashing import sha256_of, weights_sha256
-from brainseg.core.losses import TVERSKY_OVER
+from brainseg.core.loss_names import SEGMENTATION_LOSSES, TVERSKY_OVER
 from brainseg.core.preprocess import (
     PREPROCESSING_VERSION,
     AugmentConfig,
@@ -471,10 +471,13 @@ def with_recorded_defaults(config: dict) -> dict:
 def check_config(config: TrainConfig) -> None:
     """Refuse a config that cannot train, before any data are read or files written.
 
-    A final fit must say when to stop; a stop must lie within the schedule; deep supervision is the segmenter's.
+    A final fit must say when to stop; a stop must lie within the schedule; deep supervision is the segmenter's;
+    the segmenter's loss and focal Tversky's reduction must be ones it knows.
     """
     if config.deep_supervision_levels and config.model != "segmenter":
         raise DataError("deep supervision is the segmenter's (the classifier has no decoder stages)")
+    if config.model == "segmenter" and config.loss not in SEGMENTATION_LOSSES:
+        raise DataError(f"the segmenter's loss must be one of {SEGMENTATION_LOSSES}, got {config.loss!r}")
     if config.tversky_over not in TVERSKY_OVER:
         raise DataError(f"tversky_over must be one of {TVERSKY_OVER}, got {config.tversky_over!r}")
     if config.deep_supervision_levels < 0:
