@@ -577,6 +577,17 @@ def test_a_variant_is_cross_validated_on_the_same_folds_reusing_the_model_it_doe
     moved = report["figures"]["cascade_dice_loss_parts"]["missed_on_slices_drawn_on"] - baseline["figures"][
         "cascade_dice_loss_parts"]["missed_on_slices_drawn_on"]
     assert f"under-segmentation {moved:+.3f}" in text
+    # By thirds of tumor size, over the variant's own patients, against the same patients in the baseline.
+    sizes = listed[1]["dice_change_by_tumor_size"]
+    from brainseg.core.metrics import dice_change_by_tumor_size
+
+    assert sizes == dice_change_by_tumor_size(report["per_patient"], baseline["per_patient"])
+    assert sum(group["n_patients"] for group in sizes) == len(report["per_patient"])
+    assert listed[0]["dice_change_by_tumor_size"] == dice_change_by_tumor_size(partial["per_patient"],
+                                                                               baseline["per_patient"])
+    smallest = sizes[0]
+    assert f"{smallest['change']:+.3f} ({smallest['min_tumor_pixels']:,} to {smallest['max_tumor_pixels']:,} px)" \
+        in text
 
 
 def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above_zero():
@@ -608,7 +619,13 @@ def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above
     row = crossval_variant_lines([{**variant(0.01, 0.05), "paired_baseline": cpu_folds}], shipped)[-2]
     assert "v (against `crossval_cpu.json`)" in row and "+0.150, +0.050" in row
     row = crossval_variant_lines([{**variant(0.01, 0.05), "paired_baseline": None}], shipped)[-2]
-    assert "| 5 | 0.800 [0.700, 0.900] | +0.030 [+0.010, +0.050] | 3 / 2 | n/a | n/a |" in row
+    assert "| 5 | 0.800 [0.700, 0.900] | +0.030 [+0.010, +0.050] | 3 / 2 | n/a | n/a | n/a |" in row
+
+    # The change by tumor size, smallest group first, each with its size range.
+    groups = [{"min_tumor_pixels": 10, "max_tumor_pixels": 90, "n_patients": 2, "change": -0.15},
+              {"min_tumor_pixels": 500, "max_tumor_pixels": 2000, "n_patients": 3, "change": 0.05}]
+    row = crossval_variant_lines([{**variant(0.01, 0.05), "dice_change_by_tumor_size": groups}], shipped)[-2]
+    assert "| -0.150 (10 to 90 px), +0.050 (500 to 2,000 px) | 0.9000 |" in row
 
 
 def run_shipped_cpu_crossval(cwd, *args):

@@ -134,6 +134,20 @@ def test_dice_loss_by_tumor_size_groups_patients_by_size_smallest_first():
     assert small["dice_mean"] == pytest.approx(0.5) and large["missed_on_slices_drawn_on"] == pytest.approx(0.15)
 
 
+def test_dice_change_by_tumor_size_pairs_the_same_patients_per_size_group():
+    rows = [{"patient_id": name, "tumor_pixels": px, "cascade_dice": dice}
+            for name, px, dice in (("a", 500, 0.9), ("b", 10, 0.4), ("c", 90, 0.6), ("d", 2000, 0.8))]
+    baseline = [{"patient_id": name, "cascade_dice": dice}
+                for name, dice in (("d", 0.7), ("c", 0.7), ("b", 0.6), ("a", 0.9), ("extra", 0.0))]
+    small, large = m.dice_change_by_tumor_size(rows, baseline, groups=2)
+    # small: b (10 px) and c (90 px), 0.5 against 0.65; large: a and d, 0.85 against 0.8
+    assert (small["min_tumor_pixels"], small["max_tumor_pixels"], small["n_patients"]) == (10, 90, 2)
+    assert (small["dice_mean"], small["baseline_dice_mean"]) == (pytest.approx(0.5), pytest.approx(0.65))
+    assert small["change"] == pytest.approx(-0.15) and large["change"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match=r"^1 patients are not in the baseline, e\.g\. b$"):
+        m.dice_change_by_tumor_size(rows, [row for row in baseline if row["patient_id"] != "b"])
+
+
 def test_hd95_pools_both_directions_before_the_percentile():
     """MedPy's convention: a lone pixel 40 px away is 1 of 25 pooled boundary distances (the 4x4 square's 12 edge
     pixels each way, all at 0), past the 95th percentile, so HD95 is 0; the larger-of-two one-way percentile

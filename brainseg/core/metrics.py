@@ -82,15 +82,43 @@ def mean_dice_loss_parts(per_patient: list[dict]) -> dict[str, float]:
     return {name: float(np.mean([row[name] for row in per_patient])) for name in DICE_LOSS_PARTS}
 
 
-def dice_loss_by_tumor_size(per_patient: list[dict], groups: int = 3, dice_key: str = "cascade_dice") -> list[dict]:
+def _by_tumor_size(per_patient: list[dict], groups: int) -> list[list[dict]]:
     """Patients split into ``groups`` of (nearly) equal count by their tumor's size in truth (``tumor_pixels``),
-    smallest first; per group its size range, mean Dice per volume and mean ``dice_loss_parts``."""
+    smallest first (empty groups dropped)."""
     ordered = sorted(per_patient, key=lambda row: row["tumor_pixels"])
-    return [{"min_tumor_pixels": int(rows[0]["tumor_pixels"]), "max_tumor_pixels": int(rows[-1]["tumor_pixels"]),
-             "n_patients": len(rows), "dice_mean": float(np.mean([row[dice_key] for row in rows])),
-             **mean_dice_loss_parts(rows)}
-            for rows in (list(chunk) for chunk in np.array_split(np.array(ordered, dtype=object), groups))
+    return [rows for rows in (list(chunk) for chunk in np.array_split(np.array(ordered, dtype=object), groups))
             if rows]
+
+
+def _size_range(rows: list[dict]) -> dict:
+    return {"min_tumor_pixels": int(rows[0]["tumor_pixels"]), "max_tumor_pixels": int(rows[-1]["tumor_pixels"]),
+            "n_patients": len(rows)}
+
+
+def dice_loss_by_tumor_size(per_patient: list[dict], groups: int = 3, dice_key: str = "cascade_dice") -> list[dict]:
+    """Per group of patients by tumor size (``_by_tumor_size``): its size range, mean Dice per volume and mean
+    ``dice_loss_parts``."""
+    return [{**_size_range(rows), "dice_mean": float(np.mean([row[dice_key] for row in rows])),
+             **mean_dice_loss_parts(rows)}
+            for rows in _by_tumor_size(per_patient, groups)]
+
+
+def dice_change_by_tumor_size(per_patient: list[dict], baseline_per_patient: list[dict], groups: int = 3,
+                              dice_key: str = "cascade_dice") -> list[dict]:
+    """Two models' Dice per volume on the same patients, per group by tumor size (``_by_tumor_size`` of
+    ``per_patient``): each group's mean for both and the change (this one minus the baseline), so a recipe
+    change can be seen to help small tumors and hurt large ones. Every patient must be in the baseline."""
+    baseline = {row["patient_id"]: row[dice_key] for row in baseline_per_patient}
+    missing = sorted({row["patient_id"] for row in per_patient} - set(baseline))
+    if missing:
+        raise ValueError(f"{len(missing)} patients are not in the baseline, e.g. {missing[0]}")
+    changes = []
+    for rows in _by_tumor_size(per_patient, groups):
+        ours, theirs = (float(np.mean(values)) for values in
+                        ([row[dice_key] for row in rows], [baseline[row["patient_id"]] for row in rows]))
+        changes.append({**_size_range(rows), "dice_mean": ours, "baseline_dice_mean": theirs,
+                        "change": ours - theirs})
+    return changes
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:

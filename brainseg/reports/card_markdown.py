@@ -756,6 +756,14 @@ def fold_differences(variant: dict, shipped: dict) -> list[float | None]:
             for fold in variant["per_fold"]]
 
 
+def _size_changes(groups: list[dict] | None) -> str:
+    """The change in mean cascade Dice per volume per tumor-size group, smallest first, with each group's range."""
+    if not groups:
+        return "n/a"
+    return ", ".join(f"{group['change']:+.3f} ({group['min_tumor_pixels']:,} to {group['max_tumor_pixels']:,} px)"
+                     for group in groups)
+
+
 def _loss_part_changes(variant: dict, shipped: dict) -> str:
     """The variant's mean Dice loss parts minus the shipped recipe's (negative: less lost there)."""
     ours, theirs = (r.get("figures", {}).get("cascade_dice_loss_parts") for r in (variant, shipped))
@@ -776,9 +784,9 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
         "(a rule written down before all of its folds were scored; decisions in *How the recipe was chosen*).",
         "",
         "| variant (`models/crossval_variants/`) | change | patients | cascade Dice/vol mean [95% CI] | paired "
-        "difference [95% CI] | better / worse | per fold difference | loss parts, change | pooled AUC | "
-        "interval above 0 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "difference [95% CI] | better / worse | per fold difference | loss parts, change | change by tumor size "
+        "(smallest, middle, largest third) | pooled AUC | interval above 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         dice, paired = v["confidence_intervals"]["cascade_dice_per_volume_mean"], v["paired_against"]
@@ -795,7 +803,7 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
             f"{_change_words(v['changes'])} | {paired['n_patients']} | {_f(dice['estimate'])} [{_f(dice['low'])}, "
             f"{_f(dice['high'])}] | {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] | "
             f"{paired['better']} / {paired['worse']} | {folds} | {_loss_part_changes(v, baseline or {})} | "
-            f"{_f(v['figures']['roc_auc_pooled'], 4)} | "
+            f"{_size_changes(v.get('dice_change_by_tumor_size'))} | {_f(v['figures']['roc_auc_pooled'], 4)} | "
             f"{'yes' if ci['low'] > 0 else 'no'}{', adopted' if v.get('adopted') else ''} |")
     return [*lines, ""]
 

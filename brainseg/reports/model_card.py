@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from brainseg.core import metrics
 from brainseg.core.data import load_dataset, scan_dataset
 from brainseg.core.split import PARTS, load_split, select_part
 from brainseg.errors import DataError
@@ -186,7 +187,7 @@ def crossval_variants(models_dir: Path) -> list[dict]:
             **{key: report[key] for key in ("command", "k", "n_patients", "partial", "folds_scored", "figures",
                                             "confidence_intervals", "paired_against")},
             "per_fold": _fold_rows(report),
-            "paired_baseline": _paired_baseline(models_dir, report["paired_against"]["report"]),
+            **_paired_baseline(models_dir, report),
         })
     return variants
 
@@ -207,16 +208,24 @@ def _fold_rows(report: dict) -> list[dict]:
             for fold in report["per_fold"]]
 
 
-def _paired_baseline(models_dir: Path, recorded_path: str) -> dict | None:
-    """The per-fold figures and loss parts of the report a variant was paired with (the GPU folds'
-    ``crossval.json`` or the CPU folds' pooled report), so its table row compares like with like; None when
-    that file is gone. A relative path is read from the project root, as the command wrote it."""
-    path = _project_path(models_dir, recorded_path)
+def _paired_baseline(models_dir: Path, variant_report: dict) -> dict:
+    """What a variant's table row compares with, from the report it was paired with (the GPU folds'
+    ``crossval.json`` or the CPU folds' pooled report), so the row compares like with like: that report's
+    per-fold figures and loss parts (``paired_baseline``), and the change in mean Dice per volume by thirds of
+    tumor size over the same patients (``dice_change_by_tumor_size``). Both are None when that file is gone, the
+    second also when either report's patient rows predate ``tumor_pixels``. A relative path is read from the
+    project root, as the command wrote it."""
+    path = _project_path(models_dir, variant_report["paired_against"]["report"])
     if not path.is_file():
-        return None
+        return {"paired_baseline": None, "dice_change_by_tumor_size": None}
     report = json.loads(path.read_text())
-    return {"file": path.name, "per_fold": _fold_rows(report),
-            "figures": {"cascade_dice_loss_parts": report["figures"].get("cascade_dice_loss_parts")}}
+    rows, baseline_rows = variant_report.get("per_patient") or [], report.get("per_patient") or []
+    sized = rows and all("tumor_pixels" in row for row in rows)
+    return {
+        "paired_baseline": {"file": path.name, "per_fold": _fold_rows(report),
+                            "figures": {"cascade_dice_loss_parts": report["figures"].get("cascade_dice_loss_parts")}},
+        "dice_change_by_tumor_size": metrics.dice_change_by_tumor_size(rows, baseline_rows) if sized else None,
+    }
 
 
 def resolution_ceiling_record(models_dir: Path) -> dict | None:
