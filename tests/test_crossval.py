@@ -621,6 +621,13 @@ def test_variant_table_marks_folds_that_differ_and_adopts_only_an_interval_above
     row = crossval_variant_lines([{**variant(0.01, 0.05), "paired_baseline": None}], shipped)[-2]
     assert "| 5 | 0.800 [0.700, 0.900] | +0.030 [+0.010, +0.050] | 3 / 2 | n/a | n/a | n/a |" in row
 
+    # A change of the training seed alone is named a repeatability check; any other change is not.
+    reseeded = {**variant(0.01, 0.05), "changes": {"segmenter": {"seed": [42, 43]}}}
+    assert "| v (repeatability check) | segmenter seed 42 -> 43 |" in crossval_variant_lines([reseeded], shipped)[-2]
+    both = {**reseeded, "changes": {"segmenter": {"seed": [42, 43], "tversky_alpha": [0.5, 0.3]}}}
+    assert "| v | segmenter seed 42 -> 43; segmenter tversky_alpha 0.5 -> 0.3 |" in crossval_variant_lines(
+        [both], shipped)[-2]
+
     # The change by tumor size, smallest group first, each with its size range.
     groups = [{"min_tumor_pixels": 10, "max_tumor_pixels": 90, "n_patients": 2, "change": -0.15},
               {"min_tumor_pixels": 500, "max_tumor_pixels": 2000, "n_patients": 3, "change": 0.05}]

@@ -756,6 +756,11 @@ def fold_differences(variant: dict, shipped: dict) -> list[float | None]:
             for fold in variant["per_fold"]]
 
 
+def _seed_only(changes: dict[str, dict[str, list]]) -> bool:
+    """Whether a variant changes nothing but a model's training seed (a repeatability check)."""
+    return bool(changes) and all(set(fields) == {"seed"} for fields in changes.values())
+
+
 def _size_changes(groups: list[dict] | None) -> str:
     """The change in mean cascade Dice per volume per tumor-size group, smallest first, with each group's range."""
     if not groups:
@@ -781,7 +786,9 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
         "Each variant changes one thing in the recipe, is retrained in the same folds (the model it leaves alone "
         "is reused from the shipped recipe's folds) and is scored out of fold with the same rule; the difference "
         "is paired over the same patients. A variant is adopted only when the paired 95% interval lies above 0 "
-        "(a rule written down before all of its folds were scored; decisions in *How the recipe was chosen*).",
+        "(a rule written down before all of its folds were scored; decisions in *How the recipe was chosen*). "
+        "A row that changes only the training seed is a repeatability check, never adopted: how far retraining "
+        "alone moves these figures.",
         "",
         "| variant (`models/crossval_variants/`) | change | patients | cascade Dice/vol mean [95% CI] | paired "
         "difference [95% CI] | better / worse | per fold difference | loss parts, change | change by tumor size "
@@ -797,8 +804,9 @@ def crossval_variant_lines(variants: list[dict], shipped: dict | None) -> list[s
             "n/a" if d is None else f"{d:+.3f}" for d in fold_differences(v, baseline))
         against = "" if baseline is None or baseline.get("file", "crossval.json") == "crossval.json" else \
             f" (against `{baseline['file']}`)"
+        check = " (repeatability check)" if _seed_only(v["changes"]) else ""
         lines.append(
-            f"| {v['name']}{against}"
+            f"| {v['name']}{check}{against}"
             f"{' (partial: folds ' + str(v.get('folds_scored')) + ')' if v['partial'] else ''} | "
             f"{_change_words(v['changes'])} | {paired['n_patients']} | {_f(dice['estimate'])} [{_f(dice['low'])}, "
             f"{_f(dice['high'])}] | {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] | "
