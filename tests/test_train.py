@@ -1,6 +1,7 @@
 """Tiny training runs (a few steps at 32x32) to check the loop, recording, resuming and export."""
 
 import json
+import typing
 from dataclasses import replace
 
 import keras
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from brainseg.core.hashing import weights_sha256
+from brainseg.core.loss_names import SEGMENTATION_LOSSES, TVERSKY_OVER
 from brainseg.core.preprocess import PREPROCESSING_VERSION
 from brainseg.errors import DataError
 from brainseg.inference.cascade import load_model
@@ -343,6 +345,12 @@ def test_an_unknown_segmenter_loss_is_refused_before_any_io(tmp_path, demo_split
                        r"'binary_crossentropy'\), got 'dice'"):
         train(config, tmp_path / "no-such-data", demo_split, tmp_path / "run", verbose=0, limit_slices=12)
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_the_config_fields_accept_exactly_the_names_the_checks_and_command_line_offer():
+    hints = typing.get_type_hints(TrainConfig)
+    assert typing.get_args(hints["loss"]) == SEGMENTATION_LOSSES
+    assert typing.get_args(hints["tversky_over"]) == TVERSKY_OVER
 
 
 def test_an_older_record_without_the_tversky_reduction_took_it_over_the_batch():

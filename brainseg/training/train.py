@@ -27,7 +27,7 @@ from brainseg.core.context import context_rows, stack_context
 from brainseg.core.data import load_dataset, load_slices
 from brainseg.core.files import write_atomically
 from brainseg.core.hashing import sha256_of, weights_sha256
-from brainseg.core.loss_names import SEGMENTATION_LOSSES, TVERSKY_OVER
+from brainseg.core.loss_names import SEGMENTATION_LOSSES, TVERSKY_OVER, SegmentationLoss, TverskyOver
 from brainseg.core.preprocess import (
     PREPROCESSING_VERSION,
     AugmentConfig,
@@ -58,12 +58,12 @@ class TrainConfig:
     adam_epsilon: float = 1e-7
     schedule: Literal["seed", "cosine"] = "seed"
     decay_start_epoch: int = 20  # 'seed' schedule: constant, then x exp(-0.1) per epoch
-    loss: Literal["binary_crossentropy", "focal_tversky", "dice_bce"] = "binary_crossentropy"
+    loss: SegmentationLoss = "binary_crossentropy"  # the segmenter's; the classifier always trains on this default
     tversky_alpha: float = 0.7  # focal Tversky only: weight of missed pixels (1 - alpha: extra pixels)
     tversky_gamma: float = 0.75
     # focal Tversky only: one index over the whole 'batch' (seed) or one per 'slice', averaged (small tumors
     # then weigh as much as large ones)
-    tversky_over: Literal["batch", "slice"] = "batch"
+    tversky_over: TverskyOver = "batch"
     # classifier: 'undersample' healthy slices to the tumor count (seed) or keep all and 'class_weight'
     balance: Literal["undersample", "class_weight", "none"] = "none"
     # segmenter: tumor-free slices added, as a fraction of the tumor slices (seed: 0, tumor slices only)
