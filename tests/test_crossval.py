@@ -21,6 +21,7 @@ from brainseg.core.split import load_split
 from brainseg.errors import DataError
 from brainseg.evaluation.counted_outputs import RECORD_KEY, CountedOutputs
 from brainseg.experiments import crossval
+from brainseg.runtime import cpu_name
 
 TINY = {"input_size": 32, "width": 0.125, "epochs": 1, "batch_size": 8}
 
@@ -200,6 +201,7 @@ def test_crossval_end_to_end_scores_every_patient_once(tmp_path, demo_dir, four_
         assert point["chosen_on"]["split"] == f"fold-{fold['fold']} inner val"
         assert point["threshold"] == fold["operating_point"]["threshold"]
         assert fold["training"]["segmenter"]["keras_backend"] == "tensorflow"
+        assert fold["training"]["classifier"]["cpu"] == cpu_name()
         assert fold["training"]["classifier"]["epochs_run"] == 1
     parts = report["figures"]["cascade_dice_loss_parts"]
     assert sum(parts.values()) == pytest.approx(1 - report["figures"]["cascade_dice_per_volume"]["mean"])

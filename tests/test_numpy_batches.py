@@ -253,6 +253,16 @@ def test_slice_batches_are_reproducible_and_reshuffle_each_epoch():
     assert not np.array_equal(other_seed[0][0], make()[0][0])
 
 
+def test_slice_batches_of_a_resumed_run_go_on_at_the_epoch_it_stopped():
+    images, masks = slice_data()
+    uninterrupted = SliceBatches(images, masks, SPEC, 4, CONFIG, shuffle=True, seed=7, workers=1)
+    uninterrupted.on_epoch_end()
+    uninterrupted.on_epoch_end()
+    resumed = SliceBatches(images, masks, SPEC, 4, CONFIG, shuffle=True, seed=7, epochs_done=2, workers=1)
+    np.testing.assert_array_equal(resumed.order(), uninterrupted.order())
+    np.testing.assert_array_equal(resumed[1][0], uninterrupted[1][0])
+
+
 def test_slice_batch_is_augment_numpy_of_its_rows():
     images, masks = slice_data()
     batches = SliceBatches(images, masks, SPEC, 4, CONFIG, shuffle=True, seed=3, workers=1)

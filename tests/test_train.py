@@ -13,6 +13,7 @@ from brainseg.core.loss_names import SEGMENTATION_LOSSES, TVERSKY_OVER
 from brainseg.core.preprocess import PREPROCESSING_VERSION
 from brainseg.errors import DataError
 from brainseg.inference.cascade import load_model
+from brainseg.runtime import cpu_name
 from brainseg.training.train import (
     TrainConfig,
     export_model,
@@ -72,6 +73,7 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
     assert loaded.sha256 == sidecar["sha256"]
     assert sidecar["input_spec"] == {"size": 32, "scaling": config.scaling}
     assert sidecar["epochs_run"] == 2
+    assert sidecar["cpu"] == cpu_name() and sidecar["cpu"]  # weights repeat bit for bit only on the same CPU model
     assert sidecar["best_epoch"] == 1 and sidecar["best_val_loss"] == 0.0  # the checkpoint the sidecar names
     assert sidecar["weights_sha256"] == best_before
     assert sidecar["train_wall_seconds"] == pytest.approx(sum(walls)) and sidecar["train_wall_clock_recorded"]
@@ -99,6 +101,29 @@ def test_training_again_from_scratch_gives_the_same_weights(tmp_path, demo_dir, 
                   verbose=0, limit_slices=12)
     digests = [weights_sha256(keras.models.load_model(run, compile=False)) for run in (first, again, other)]
     assert digests[0] == digests[1] != digests[2]
+
+
+class StopAfterSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+@pytest.mark.parametrize("model", ["classifier", "segmenter"])
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, demo_dir, demo_split, model):
+    # A final fit keeps its last epoch, so best.keras holds the weights after epoch 3 whichever the loss.
+    # Each epoch draws another slice order: the resumed epoch must draw the third order, not the first again.
+    config = TrainConfig(**{**tiny(model, epochs=3).to_dict(), "fit_on": "train+val", "stop_epoch": 3})
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train(config, demo_dir, demo_split, whole, verbose=0, limit_slices=12)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, demo_dir, demo_split, resumed, verbose=0, limit_slices=12,
+              extra_callbacks=[StopAfterSecondEpoch()])
+    train(config, demo_dir, demo_split, resumed, verbose=0, limit_slices=12)
+    losses = [pd.read_csv(run / "history.csv")["loss"].tolist() for run in (whole, resumed)]
+    assert losses[0] == losses[1]
+    assert weights_sha256(keras.models.load_model(resumed / "best.keras", compile=False)) == weights_sha256(
+        keras.models.load_model(whole / "best.keras", compile=False))
 
 
 def test_run_folder_refuses_another_config(tmp_path, demo_dir, demo_split):

@@ -82,7 +82,7 @@ class SliceBatches(keras.utils.PyDataset):
     def __init__(
         self, images: np.ndarray, targets: np.ndarray, spec: InputSpec, batch_size: int,
         augment_config: AugmentConfig | None = None, shuffle: bool = False, seed: int = 0,
-        sample_weights: np.ndarray | None = None, workers: int = 4,
+        sample_weights: np.ndarray | None = None, epochs_done: int = 0, workers: int = 4,
     ) -> None:
         # Threads suffice: OpenCV releases the GIL while it warps.
         super().__init__(workers=workers, use_multiprocessing=False)
@@ -91,7 +91,7 @@ class SliceBatches(keras.utils.PyDataset):
         self.weights = None if sample_weights is None else sample_weights.astype(np.float32)
         self.spec, self.batch_size, self.augment_config = spec, batch_size, augment_config
         self.shuffle, self.seed = shuffle, seed
-        self.epoch = 0
+        self.epoch = epochs_done  # a resumed run goes on with the epoch its next batches belong to
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)

@@ -309,6 +309,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     sample_weights: np.ndarray | None = None,
+    orders_drawn: int = 0,
 ) -> tf.data.Dataset:
     """Training/validation batches over already-resized uint8 slices.
 
@@ -318,6 +319,9 @@ def make_dataset(
     On Keras' TensorFlow backend this is a tf.data pipeline (what the shipped models were trained with).
     On the JAX or PyTorch backends, e.g. a GPU machine without TensorFlow, it is the numpy/OpenCV twin in
     ``brainseg.core.numpy_batches``: same transforms and parameter ranges, another random stream.
+
+    ``orders_drawn``: for a resumed run, how many slice orders of the seeded shuffle the epochs it completed
+    drew (``brainseg.training.train``); the stream goes on from there, as in an uninterrupted run.
     """
     if images.shape[1:3] != (spec.size, spec.size):
         raise ValueError(f"images are {images.shape[1:3]}, the model expects {spec.size}x{spec.size}")
@@ -326,7 +330,8 @@ def make_dataset(
     if keras.backend.backend() != "tensorflow":
         from brainseg.core.numpy_batches import SliceBatches
 
-        return SliceBatches(images, targets, spec, batch_size, augment_config, shuffle, seed, sample_weights)
+        return SliceBatches(images, targets, spec, batch_size, augment_config, shuffle, seed, sample_weights,
+                            orders_drawn)
     import tensorflow as tf
 
     is_mask = targets.ndim == 4
@@ -336,6 +341,10 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        # Each iterator made over the shuffle draws the next order (a seed generator shared by the pipeline
+        # built on it): unread iterators move it on to where the interrupted run stopped.
+        for _ in range(orders_drawn):
+            iter(dataset)
 
     def prepare(seed_pair: tf.Tensor, image: tf.Tensor, target: tf.Tensor, *weight: tf.Tensor) -> tuple:
         image = tf.cast(image, tf.float32)

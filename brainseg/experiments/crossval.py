@@ -285,7 +285,7 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "roc_auc": metrics.roc_auc(fold_slices["has_tumor"].to_numpy(), fold_slices["probability"].to_numpy()),
             "cascade_dice_per_volume_mean": float(np.mean([v["cascade_dice"] for v in fold_volumes])),
             "training": {role: {k: s.get(k) for k in ("epochs_run", "best_epoch", "train_wall_seconds",
-                                                       "keras_backend", "devices", "sha256", "weights_sha256",
+                                                       "keras_backend", "devices", "cpu", "sha256", "weights_sha256",
                                                        "preprocessing")}
                          for role, s in sidecars.items()},
         })

@@ -40,7 +40,9 @@ from brainseg.core.preprocess import (
 from brainseg.core.slice_cache import CACHE_ROW, is_slice_cache, read_slice_cache
 from brainseg.core.split import FINAL_FIT_PARTS, load_split, select_part
 from brainseg.errors import DataError
+from brainseg.runtime import cpu_name
 from brainseg.training import distribute
+from brainseg.training.resume import RandomStateBackup, shuffle_orders_drawn
 
 ModelKind = Literal["classifier", "segmenter"]
 
@@ -272,7 +274,8 @@ def train(
     spec = config.input_spec
     augment = AugmentConfig(**config.augment) if config.augment else None
     train_ds = make_dataset(x_train, y_train, spec, config.batch_size, augment, shuffle=True, seed=config.seed,
-                            sample_weights=weights)
+                            sample_weights=weights,
+                            orders_drawn=shuffle_orders_drawn(run_dir / "backup"))
     train_ds = distribute.distributable(train_ds, distribution)
     val_ds = None
     if not config.final_fit:
@@ -288,6 +291,8 @@ def train(
         "strategy": distribute.describe(strategy, distribution),
         "keras_backend": keras.backend.backend(),
         "devices": _device_names(),
+        # CPU training repeats bit for bit on the same CPU model, not across models (their kernels round apart)
+        "cpu": cpu_name(),
         "preprocessing": PREPROCESSING_VERSION,
     }, indent=2) + "\n")
 
@@ -299,6 +304,7 @@ def train(
         callbacks = [
             # The backup holds the raw weights (the average lives in the optimizer state it saves too) ...
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            RandomStateBackup(run_dir / "backup"),  # dropout's random stream, which the backup leaves out
             # ... then the averaged weights are swapped in for validation and for the checkpoint below.
             *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.averages_weights else []),
             # A final fit keeps its last epoch (nothing held out to choose by). A resumed run starts from the best
@@ -412,6 +418,7 @@ def export_model(run_dir: str | Path, destination: str | Path) -> Path:
         "strategy": record.get("strategy", {"name": "default", "replicas": 1}),  # runs before it was recorded
         "keras_backend": record.get("keras_backend", "tensorflow"),
         "devices": record.get("devices", []),
+        "cpu": record.get("cpu"),  # None for runs from before it was recorded
         # The input path the weights were trained with (runs from before it was recorded: version 1).
         "preprocessing": recorded_preprocessing(record),
     }
