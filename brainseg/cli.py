@@ -578,6 +578,11 @@ def _finish_crossval_report(report: dict, path: Path, baselines: list[tuple[Path
         ci = paired["confidence_interval"]
         print(f"against {paired['report']}: {paired['mean_difference']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] "
               f"(paired over {paired['n_patients']} patients; {paired['better']} better, {paired['worse']} worse)")
+        if "segmenter_alone" in paired:
+            alone = paired["segmenter_alone"]
+            ci = alone["confidence_interval"]
+            print(f"  segmenter alone (no gate): {alone['mean_difference']:+.3f} [{ci['low']:+.3f}, "
+                  f"{ci['high']:+.3f}]; a patient moves by {paired['mean_absolute_difference']:.3f} on average")
         if "roc_auc_pooled" in paired:
             auc = paired["roc_auc_pooled"]
             ci = auc["confidence_interval"]

@@ -412,6 +412,24 @@ def test_paired_comparison_pairs_patients_and_refuses_different_ones():
         crossval.paired_comparison(report, {"per_patient": baseline["per_patient"][:2]})
 
 
+def test_paired_comparison_pairs_the_segmenter_alone_too_and_says_how_far_a_patient_moves():
+    report = {"per_patient": [{"patient_id": "a", "cascade_dice": 0.8, "segmenter_dice": 0.9},
+                              {"patient_id": "b", "cascade_dice": 0.6, "segmenter_dice": 0.6}]}
+    baseline = {"per_patient": [{"patient_id": "b", "cascade_dice": 0.7, "segmenter_dice": 0.8},
+                                {"patient_id": "a", "cascade_dice": 0.5, "segmenter_dice": 0.9}]}
+    paired = crossval.paired_comparison(report, baseline, n_resamples=200)
+    assert paired["mean_difference"] == pytest.approx((0.3 - 0.1) / 2)
+    assert paired["mean_absolute_difference"] == pytest.approx((0.3 + 0.1) / 2)
+    alone = paired["segmenter_alone"]
+    assert alone["mean_difference"] == pytest.approx((0.0 - 0.2) / 2)
+    assert alone["mean_absolute_difference"] == pytest.approx(0.1)
+    assert (alone["better"], alone["worse"]) == (0, 1)
+    assert -0.2 - 1e-9 <= alone["confidence_interval"]["low"] <= alone["confidence_interval"]["high"] <= 1e-9
+    without = {"per_patient": [{k: v for k, v in row.items() if k != "segmenter_dice"}
+                               for row in report["per_patient"]]}
+    assert "segmenter_alone" not in crossval.paired_comparison(without, baseline, n_resamples=50)
+
+
 def test_paired_comparison_records_which_fold_models_share_the_baselines_weights():
     per_patient = [{"patient_id": "a", "cascade_dice": 0.5}, {"patient_id": "b", "cascade_dice": 0.5}]
 

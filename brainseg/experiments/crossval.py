@@ -158,25 +158,38 @@ def paired_comparison(report: dict, baseline: dict, n_resamples: int = 2000, see
     reports hold their slice scores (``per_slice``), the pooled slice ROC AUC's difference too, with the same
     patients drawn for both scores in each resample.
 
+    When both hold each patient's segmenter-alone Dice (``segmenter_dice``: each fold's segmenter at its own mask
+    cut, no gate), its difference is paired the same way (``segmenter_alone``): where a retrained classifier also
+    differs, it tells the segmenters' share. ``mean_absolute_difference``: how far a single patient moves.
+
     A partial ``report`` (some folds scored) is paired with the baseline's patients of the same folds."""
     from brainseg.evaluation.bootstrap import mean_of_column, patient_bootstrap
 
-    ours = pd.DataFrame(report["per_patient"])[["patient_id", "cascade_dice"]]
+    ours = pd.DataFrame(report["per_patient"])
     theirs = pd.DataFrame(baseline["per_patient"])
     if report.get("partial"):
         theirs = theirs[theirs["fold"].isin(report["folds_scored"])]
-    theirs = theirs[["patient_id", "cascade_dice"]]
-    paired = ours.merge(theirs, on="patient_id", suffixes=("", "_baseline"), validate="one_to_one")
+    columns = ["patient_id", "cascade_dice"]
+    with_segmenter = "segmenter_dice" in ours and "segmenter_dice" in theirs
+    columns += ["segmenter_dice"] if with_segmenter else []
+    paired = ours[columns].merge(theirs[columns], on="patient_id", suffixes=("", "_baseline"), validate="one_to_one")
     if len(paired) != len(ours) or len(paired) != len(theirs):
         raise DataError("the two cross-validations scored different patients: they cannot be paired")
-    paired["difference"] = paired["cascade_dice"] - paired["cascade_dice_baseline"]
-    interval = patient_bootstrap(paired, mean_of_column("difference"), n_resamples=n_resamples, seed=seed)
-    comparison = {"n_patients": len(paired), "folds": report.get("folds_scored"),
-                  "mean_difference": float(paired["difference"].mean()),
-                  "confidence_interval": interval, "better": int((paired["difference"] > 1e-6).sum()),
-                  "worse": int((paired["difference"] < -1e-6).sum()),
+
+    def difference_of(column: str) -> dict:
+        paired["difference"] = paired[column] - paired[f"{column}_baseline"]
+        return {"mean_difference": float(paired["difference"].mean()),
+                "confidence_interval": patient_bootstrap(paired, mean_of_column("difference"),
+                                                         n_resamples=n_resamples, seed=seed),
+                "better": int((paired["difference"] > 1e-6).sum()),
+                "worse": int((paired["difference"] < -1e-6).sum()),
+                "mean_absolute_difference": float(paired["difference"].abs().mean())}
+
+    comparison = {"n_patients": len(paired), "folds": report.get("folds_scored"), **difference_of("cascade_dice"),
                   "baseline_mean": float(paired["cascade_dice_baseline"].mean()),
                   "mean": float(paired["cascade_dice"].mean())}
+    if with_segmenter:
+        comparison["segmenter_alone"] = difference_of("segmenter_dice")
     if "per_slice" in report and "per_slice" in baseline:
         baseline_slices = pd.DataFrame(baseline["per_slice"])
         baseline_slices = baseline_slices[baseline_slices["patient_id"].isin(set(theirs["patient_id"]))]
