@@ -321,7 +321,7 @@ def make_dataset(
     ``brainseg.core.numpy_batches``: same transforms and parameter ranges, another random stream.
 
     ``orders_drawn``: for a resumed run, how many slice orders of the seeded shuffle the epochs it completed
-    drew (``brainseg.training.train``); the stream goes on from there, as in an uninterrupted run.
+    drew (``brainseg.training.resume``); the stream goes on from there, as in an uninterrupted run.
     """
     if images.shape[1:3] != (spec.size, spec.size):
         raise ValueError(f"images are {images.shape[1:3]}, the model expects {spec.size}x{spec.size}")

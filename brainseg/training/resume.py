@@ -18,7 +18,8 @@ from brainseg.core.files import write_atomically
 
 # Keras' fit makes two iterators over a tf.data training set per epoch, each drawing a slice order from the
 # seeded shuffle: one as the epoch starts and one, never read, as it ends (its epoch iterator readies the next
-# epoch's, which the next epoch replaces when steps_per_epoch is unset).
+# epoch's, which the next epoch replaces when steps_per_epoch is unset). Checked with the default strategy (the
+# test); a distributed resume may still differ from an uninterrupted run.
 KERAS_SHUFFLE_ORDERS_PER_EPOCH = 2
 SEED_STATE = "seed_generator_state"  # the name Keras gives a layer's random-stream state variable
 
