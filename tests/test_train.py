@@ -31,9 +31,16 @@ def tiny(model: str, epochs: int = 2) -> TrainConfig:
     return TrainConfig(**{**base.to_dict(), "input_size": 32, "width": 0.125, "epochs": epochs, "batch_size": 4})
 
 
-class StopAfterFirstEpoch(keras.callbacks.Callback):
+class StopAfterEpoch(keras.callbacks.Callback):
+    """Interrupts training at the end of epoch ``last`` (1-based), as a killed process would."""
+
+    def __init__(self, last: int = 1):
+        super().__init__()
+        self.last = last
+
     def on_epoch_end(self, epoch, logs=None):
-        raise KeyboardInterrupt("simulated interruption")
+        if epoch + 1 == self.last:
+            raise KeyboardInterrupt("simulated interruption")
 
 
 @pytest.mark.parametrize("model", ["classifier", "segmenter"])
@@ -42,7 +49,7 @@ def test_interrupted_training_resumes_and_exports(tmp_path, demo_dir, demo_split
     config = tiny(model)
     with pytest.raises(KeyboardInterrupt):
         train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12,
-              extra_callbacks=[StopAfterFirstEpoch()])
+              extra_callbacks=[StopAfterEpoch(1)])
     assert len(pd.read_csv(run_dir / "history.csv")) == 1
     assert (run_dir / "backup").exists()
     # The killed invocation's wall clock is kept up to its last completed epoch (start-up included).
@@ -103,12 +110,6 @@ def test_training_again_from_scratch_gives_the_same_weights(tmp_path, demo_dir, 
     assert digests[0] == digests[1] != digests[2]
 
 
-class StopAfterSecondEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 @pytest.mark.parametrize("model", ["classifier", "segmenter"])
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, demo_dir, demo_split, model):
     # A final fit keeps its last epoch, so best.keras holds the weights after epoch 3 whichever the loss.
@@ -118,7 +119,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, d
     train(config, demo_dir, demo_split, whole, verbose=0, limit_slices=12)
     with pytest.raises(KeyboardInterrupt):
         train(config, demo_dir, demo_split, resumed, verbose=0, limit_slices=12,
-              extra_callbacks=[StopAfterSecondEpoch()])
+              extra_callbacks=[StopAfterEpoch(2)])
     train(config, demo_dir, demo_split, resumed, verbose=0, limit_slices=12)
     losses = [pd.read_csv(run / "history.csv")["loss"].tolist() for run in (whole, resumed)]
     assert losses[0] == losses[1]
@@ -259,7 +260,7 @@ def test_weight_averaging_validates_checkpoints_and_exports_the_average_and_surv
     if interrupted:  # the average lives in the optimizer state: the backup must carry it over
         with pytest.raises(KeyboardInterrupt):
             train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12,
-                  extra_callbacks=[steps, StopAfterFirstEpoch()])
+                  extra_callbacks=[steps, StopAfterEpoch(1)])
     train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12, extra_callbacks=[steps])
     assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1]
 
@@ -312,7 +313,7 @@ def test_a_deep_supervised_run_resumes_and_exports_the_plain_segmenter(tmp_path,
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12,
-              extra_callbacks=[StopAfterFirstEpoch()])
+              extra_callbacks=[StopAfterEpoch(1)])
     train(config, demo_dir, demo_split, run_dir, verbose=0, limit_slices=12)
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1]

@@ -300,6 +300,13 @@ def affine_coefficients(size, angle, scale, shift, cos=np.cos, sin=np.sin) -> li
     return [c, s, tx, -s, c, ty, 0.0, 0.0]
 
 
+# Keras' fit makes two iterators over a tf.data training set per epoch, each drawing a slice order from the
+# seeded shuffle: one as the epoch starts and one, never read, as it ends (its epoch iterator readies the next
+# epoch's, which the next epoch replaces when steps_per_epoch is unset). Checked with the default strategy
+# (tests/test_train.py); a distributed resume may still differ from an uninterrupted run.
+KERAS_SHUFFLE_ORDERS_PER_EPOCH = 2
+
+
 def make_dataset(
     images: np.ndarray,
     targets: np.ndarray,
@@ -309,7 +316,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     sample_weights: np.ndarray | None = None,
-    orders_drawn: int = 0,
+    epochs_done: int = 0,
 ) -> tf.data.Dataset:
     """Training/validation batches over already-resized uint8 slices.
 
@@ -320,8 +327,8 @@ def make_dataset(
     On the JAX or PyTorch backends, e.g. a GPU machine without TensorFlow, it is the numpy/OpenCV twin in
     ``brainseg.core.numpy_batches``: same transforms and parameter ranges, another random stream.
 
-    ``orders_drawn``: for a resumed run, how many slice orders of the seeded shuffle the epochs it completed
-    drew (``brainseg.training.resume``); the stream goes on from there, as in an uninterrupted run.
+    ``epochs_done``: a resumed run's completed epochs (``brainseg.training.resume``); the shuffle goes on from
+    where they left it, as in an uninterrupted run.
     """
     if images.shape[1:3] != (spec.size, spec.size):
         raise ValueError(f"images are {images.shape[1:3]}, the model expects {spec.size}x{spec.size}")
@@ -331,7 +338,7 @@ def make_dataset(
         from brainseg.core.numpy_batches import SliceBatches
 
         return SliceBatches(images, targets, spec, batch_size, augment_config, shuffle, seed, sample_weights,
-                            orders_drawn)
+                            epochs_done)
     import tensorflow as tf
 
     is_mask = targets.ndim == 4
@@ -343,7 +350,7 @@ def make_dataset(
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
         # Each iterator made over the shuffle draws the next order (a seed generator shared by the pipeline
         # built on it): unread iterators move it on to where the interrupted run stopped.
-        for _ in range(orders_drawn):
+        for _ in range(epochs_done * KERAS_SHUFFLE_ORDERS_PER_EPOCH):
             iter(dataset)
 
     def prepare(seed_pair: tf.Tensor, image: tf.Tensor, target: tf.Tensor, *weight: tf.Tensor) -> tuple:

@@ -16,11 +16,6 @@ import keras
 
 from brainseg.core.files import write_atomically
 
-# Keras' fit makes two iterators over a tf.data training set per epoch, each drawing a slice order from the
-# seeded shuffle: one as the epoch starts and one, never read, as it ends (its epoch iterator readies the next
-# epoch's, which the next epoch replaces when steps_per_epoch is unset). Checked with the default strategy (the
-# test); a distributed resume may still differ from an uninterrupted run.
-KERAS_SHUFFLE_ORDERS_PER_EPOCH = 2
 SEED_STATE = "seed_generator_state"  # the name Keras gives a layer's random-stream state variable
 
 
@@ -32,16 +27,6 @@ def backed_up_epochs(backup_dir: Path) -> int:
     """
     metadata = Path(backup_dir) / "training_metadata.json"
     return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
-
-
-def shuffle_orders_drawn(backup_dir: Path) -> int:
-    """How many slice orders the seeded shuffle drew in the backed-up epochs (0 for a new run).
-
-    On the tf.data pipeline two per epoch (see ``KERAS_SHUFFLE_ORDERS_PER_EPOCH``); on the numpy pipeline of the
-    other backends one, keyed by the epoch.
-    """
-    per_epoch = KERAS_SHUFFLE_ORDERS_PER_EPOCH if keras.backend.backend() == "tensorflow" else 1
-    return backed_up_epochs(backup_dir) * per_epoch
 
 
 class RandomStateBackup(keras.callbacks.Callback):

@@ -42,7 +42,7 @@ from brainseg.core.split import FINAL_FIT_PARTS, load_split, select_part
 from brainseg.errors import DataError
 from brainseg.runtime import cpu_name
 from brainseg.training import distribute
-from brainseg.training.resume import RandomStateBackup, shuffle_orders_drawn
+from brainseg.training.resume import RandomStateBackup, backed_up_epochs
 
 ModelKind = Literal["classifier", "segmenter"]
 
@@ -274,8 +274,7 @@ def train(
     spec = config.input_spec
     augment = AugmentConfig(**config.augment) if config.augment else None
     train_ds = make_dataset(x_train, y_train, spec, config.batch_size, augment, shuffle=True, seed=config.seed,
-                            sample_weights=weights,
-                            orders_drawn=shuffle_orders_drawn(run_dir / "backup"))
+                            sample_weights=weights, epochs_done=backed_up_epochs(run_dir / "backup"))
     train_ds = distribute.distributable(train_ds, distribution)
     val_ds = None
     if not config.final_fit:
