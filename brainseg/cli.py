@@ -468,6 +468,9 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-to", type=Path, action="append",
                    help="'evaluate': add a paired out-of-fold comparison with this report (e.g. models/crossval.json); "
                    "repeatable: the first is 'paired_against', the others 'also_paired_against'")
+    p.add_argument("--ensemble-with", type=Path, action="append",
+                   help="'evaluate': average each fold's segmenter maps with this cross-validation's (same folds; "
+                   "repeatable): the ensemble is scored as one segmenter, with its own operating point per fold")
     p.add_argument("--fold-report", type=Path, action="append",
                    help="'combine': a report of some folds (evaluate --fold ... --report); repeatable")
     p.add_argument("--epochs", type=positive_int, help=argparse.SUPPRESS)  # tests only: both models' epoch count
@@ -494,6 +497,10 @@ def _run_crossval(args: argparse.Namespace) -> int:
         raise DataError(f"--stage {args.stage} needs --data")
     elif args.fold_report:
         raise DataError("--fold-report is for --stage combine")
+    if args.ensemble_with and (args.stage not in ("evaluate", "all")
+                               or args.report == DEFAULT_MODELS_DIR / "crossval.json"):
+        raise DataError("--ensemble-with scores an ensemble: it is for --stage evaluate, with its own --report (the "
+                        "default holds the shipped recipe's)")
     point, baselines, fold_reports = {}, [], []
     if args.stage in ("evaluate", "all"):
         # Read before any training or evaluation: a missing or broken file must not end a long run.
@@ -528,7 +535,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     elif args.stage in ("evaluate", "all"):
         slice_score = args.slice_score or str(point.get("slice_score", "classifier"))
         report = crossval.evaluate_folds(args.data, args.out, float(point["target_sensitivity"]), slice_score,
-                                         progress=True, folds=args.fold)
+                                         progress=True, folds=args.fold, ensemble_with=args.ensemble_with or ())
         if args.variant:
             report["variant"] = crossval.variant_record(args.plan, args.variant)
     else:

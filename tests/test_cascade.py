@@ -7,6 +7,7 @@ import pytest
 from brainseg.errors import ModelLoadError
 from brainseg.inference.cascade import (
     SLICE_SCORES,
+    AveragedModel,
     Cascade,
     CascadeResult,
     describe_slice_score,
@@ -116,6 +117,40 @@ def test_cascade_runs_in_batches_and_threshold_changes_run_nothing(tiny_models_d
     one_batch = Cascade.from_dir(tiny_models_dir, batch_size=16).predict(images)
     np.testing.assert_allclose(one_batch.probabilities, result.probabilities, atol=1e-4)
     np.testing.assert_allclose(one_batch.maps, result.maps, atol=1e-4)
+
+
+def test_an_averaged_model_runs_in_a_cascade_as_the_mean_of_its_members(tmp_path, tiny_models_dir):
+    import keras
+
+    from brainseg.core.networks import build_segmenter
+
+    keras.utils.set_random_seed(7)  # another random segmenter of the same shape and spec
+    build_segmenter(32, 0.25).save(tmp_path / "segmenter.keras")
+    shutil.copy(tiny_models_dir / "segmenter.json", tmp_path / "segmenter.json")
+    classifier = load_model(tiny_models_dir / "classifier.keras", "classifier")
+    first = load_model(tiny_models_dir / "segmenter.keras", "segmenter")
+    second = load_model(tmp_path / "segmenter.keras", "segmenter")
+    images = np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    probabilities, first_maps = Cascade(classifier, first).predict_native(images)
+    second_maps = Cascade(classifier, second).predict_native(images)[1]
+    assert np.abs(first_maps - second_maps).max() > 0.01  # the members differ, so their mean is a real check
+
+    averaged = AveragedModel([first, second])
+    assert averaged.role == "segmenter" and averaged.spec == first.spec
+    assert averaged.sha256 == [first.sha256, second.sha256]
+    ensemble_probabilities, maps = Cascade(classifier, averaged).predict_native(images)
+    np.testing.assert_allclose(maps, (first_maps + second_maps) / 2, atol=1e-6)
+    np.testing.assert_array_equal(ensemble_probabilities, probabilities)  # the gate's classifier is untouched
+
+    with pytest.raises(ModelLoadError, match="share a role and an input spec"):
+        AveragedModel([first, classifier])
+    keras.utils.set_random_seed(7)
+    build_segmenter(64, 0.25).save(tmp_path / "wider.keras")
+    (tmp_path / "wider.json").write_text('{"role": "segmenter", "input_spec": {"size": 64, "scaling": "zscore"}}')
+    with pytest.raises(ModelLoadError, match="share a role and an input spec"):
+        AveragedModel([first, load_model(tmp_path / "wider.keras", "segmenter")])
+    with pytest.raises(ValueError, match="at least one member"):
+        AveragedModel([])
 
 
 def test_cascade_refuses_non_slices(tiny_models_dir):

@@ -348,6 +348,11 @@ def test_fold_reports_scored_apart_combine_into_the_report_of_those_folds_scored
         crossval.combine_reports([apart[0], {**apart[1], "slice_score": "classifier"}])
     with pytest.raises(DataError, match="folds_sha256"):
         crossval.combine_reports([apart[0], {**apart[1], "folds_sha256": "0" * 64}])
+    # An ensemble's fold reports pool only with the same ensemble's, and the pooled report names it.
+    ensemble = [{**report, "ensemble_with": ["runs/other"]} for report in apart]
+    with pytest.raises(DataError, match="differs from the first in ensemble_with"):
+        crossval.combine_reports([apart[0], ensemble[1]])
+    assert crossval.combine_reports(ensemble, n_resamples=20)["ensemble_with"] == ["runs/other"]
     with pytest.raises(DataError, match="interleave"):
         crossval.combine_reports([{**apart[0], "folds_scored": [0, 2]}, {**apart[1], "folds_scored": [1]}])
     on_jax = json.loads(json.dumps(apart[1], default=float))
@@ -483,6 +488,44 @@ def test_a_partial_report_is_paired_with_the_baselines_patients_of_the_same_fold
     # Unmarked as partial, the same report lacks patient a, so it cannot be paired.
     with pytest.raises(DataError, match="different patients"):
         crossval.paired_comparison({**partial, "partial": False}, baseline)
+
+
+def test_an_ensemble_of_fold_segmenters_is_scored_as_one_and_leaves_the_folds_operating_points_alone(
+        tmp_path, demo_dir, four_patient_split, trained_folds):
+    cv, twin = tmp_path / "cv", tmp_path / "cv-twin"
+    shutil.copytree(trained_folds, cv)
+    shutil.copytree(trained_folds, twin)
+    plain = crossval.evaluate_folds(demo_dir, cv, 0.98, "classifier+segmenter", n_resamples=50)
+    points = [(cv / f"fold-{fold}" / "models" / "operating_point.json").read_bytes() for fold in (0, 1)]
+    # Averaged with an identical segmenter, each map is itself: every figure is the fold's segmenter's alone.
+    sidecar = twin / "fold-1" / "models" / "segmenter.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "cpu": "the twin's machine"}))
+    report = crossval.evaluate_folds(demo_dir, cv, 0.98, "classifier+segmenter", n_resamples=50,
+                                     ensemble_with=[twin])
+    assert report["ensemble_with"] == [str(twin)] and "ensemble_with" not in plain
+    columns = ["patient_id", "cascade_dice", "segmenter_dice", "predicted_pixels"]
+    assert pd.DataFrame(report["per_patient"])[columns].equals(pd.DataFrame(plain["per_patient"])[columns])
+    assert [fold["operating_point"] for fold in report["per_fold"]] == \
+        [fold["operating_point"] for fold in plain["per_fold"]]
+    members = [fold["segmenter_ensemble_members"] for fold in report["per_fold"]]
+    assert [len(m) for m in members] == [2, 2] and members[1][1]["cpu"] == "the twin's machine"
+    assert members[1][0] == report["per_fold"][1]["training"]["segmenter"]  # this cross-validation's own first
+    # The folds' own operating points are their models'; the ensemble's lives in its report alone.
+    assert [(cv / f"fold-{fold}" / "models" / "operating_point.json").read_bytes() for fold in (0, 1)] == points
+
+    # Only members over the same folds, each trained, and never into the shipped recipe's report.
+    (twin / "fold-1" / "models" / "segmenter.keras").unlink()
+    with pytest.raises(DataError, match="fold 1's segmenter is not trained"):
+        crossval.evaluate_folds(demo_dir, cv, 0.98, "classifier+segmenter", n_resamples=50, ensemble_with=[twin])
+    folds = json.loads((twin / "folds.json").read_text())
+    folds["folds"].reverse()
+    (twin / "folds.json").write_text(json.dumps(folds))
+    with pytest.raises(DataError, match="folds differ"):
+        crossval.evaluate_folds(demo_dir, cv, 0.98, "classifier+segmenter", n_resamples=50, ensemble_with=[twin])
+    assert main(["crossval", "--data", str(demo_dir), "--out", str(cv), "--stage", "evaluate",
+                 "--ensemble-with", str(twin)]) == 2
+    assert main(["crossval", "--data", str(demo_dir), "--out", str(cv), "--stage", "train",
+                 "--ensemble-with", str(twin)]) == 2
 
 
 def test_fold_numbers_to_score():

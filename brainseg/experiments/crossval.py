@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -242,21 +243,34 @@ def paired_auc(ours: dict | pd.DataFrame, theirs: dict | pd.DataFrame, n_resampl
 
 def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: float, slice_score: str,
                    n_resamples: int = 2000, seed: int = 0, progress: bool = False,
-                   folds: list[int] | None = None) -> dict:
+                   folds: list[int] | None = None, ensemble_with: Sequence[str | Path] = ()) -> dict:
     """Out-of-fold figures (see the module docstring); every fold scored must be trained.
 
     ``folds`` scores only those folds' held-out patients (default: all), e.g. while a slow variant is still
     training. Such a report is marked ``partial`` and makes no final-fit choices: the epoch counts and the
     operating point need every patient out of fold.
+
+    ``ensemble_with``: other cross-validations over the same folds whose fold segmenters are averaged with this
+    one's (an ensemble, scored like one segmenter: its operating point is chosen on the inner validation patients
+    as any fold's). The report names them (``ensemble_with``) and each fold's members' training records.
     """
     from brainseg.core.data import load_dataset
     from brainseg.evaluation.operating_point import choose_operating_point, collect_outputs, save_operating_point
-    from brainseg.inference.cascade import Cascade, load_model
+    from brainseg.inference.cascade import AveragedModel, Cascade, load_model
 
     out_dir = Path(out_dir)
     document = read_folds(out_dir)
+    ensemble_with = [Path(other) for other in ensemble_with]
+    for other in ensemble_with:
+        if read_folds(other)["folds"] != document["folds"]:
+            raise DataError(f"{other}: its folds differ from {out_dir}'s; an ensemble's members must have held out "
+                            "the same patients")
     manifest, _ = load_dataset(data)
     scored = check_fold_numbers(folds, document["k"])
+    for i in scored:  # checked before any fold is scored: scoring one takes minutes
+        for member in (other / f"fold-{i}" / "models" for other in ensemble_with):
+            if not (member / "segmenter.keras").is_file():
+                raise DataError(f"{member}: fold {i}'s segmenter is not trained yet (run the 'train' stage)")
     volumes, tables, per_fold = [], [], []
     out_of_fold = []  # every held-out patient's counted outputs, fold by fold
     for i in scored:
@@ -264,13 +278,16 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
         models = out_dir / f"fold-{i}" / "models"
         if not all((models / f"{role}.keras").is_file() for role in ("classifier", "segmenter")):
             raise DataError(f"{models}: fold {i} is not trained yet (run the 'train' stage)")
+        member_dirs = [models, *(other / f"fold-{i}" / "models" for other in ensemble_with)]
+        segmenters = [load_model(member / "segmenter.keras", "segmenter") for member in member_dirs]
         cascade = Cascade(load_model(models / "classifier.keras", "classifier"),
-                          load_model(models / "segmenter.keras", "segmenter"), slice_score=slice_score)
+                          AveragedModel(segmenters) if ensemble_with else segmenters[0], slice_score=slice_score)
         val_rows = select_part(manifest, fold, "val")
         val = CountedOutputs.from_outputs(collect_outputs(cascade, val_rows, progress=progress), slice_score)
         point = choose_operating_point(val, target_sensitivity, slice_score=slice_score, chosen_on={
             "split": f"fold-{i} inner val", "n_patients": len(val.patients), "n_slices": len(val_rows)})
-        save_operating_point(point, models)
+        if not ensemble_with:  # the folder's point is its own models'; an ensemble's lives in its report only
+            save_operating_point(point, models)
         held_out = collect_outputs(cascade, select_part(manifest, fold, "test"), progress=progress)
         out_of_fold.append(CountedOutputs.from_outputs(held_out, slice_score))
         results = held_out.with_postprocessing(point["mask_threshold"], point["min_component_pixels"], slice_score)
@@ -297,16 +314,28 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
                 k: point[k] for k in ("threshold", "mask_threshold", "min_component_pixels", "slice_score")},
             "roc_auc": metrics.roc_auc(fold_slices["has_tumor"].to_numpy(), fold_slices["probability"].to_numpy()),
             "cascade_dice_per_volume_mean": float(np.mean([v["cascade_dice"] for v in fold_volumes])),
-            "training": {role: {k: s.get(k) for k in ("epochs_run", "best_epoch", "train_wall_seconds",
-                                                       "keras_backend", "devices", "cpu", "sha256", "weights_sha256",
-                                                       "preprocessing")}
-                         for role, s in sidecars.items()},
+            "training": {role: training_record(s) for role, s in sidecars.items()},
         })
+        if ensemble_with:
+            per_fold[-1]["segmenter_ensemble_members"] = [
+                training_record(json.loads((member / "segmenter.json").read_text())) for member in member_dirs]
 
-    return out_of_fold_report(pd.DataFrame(volumes), pd.concat(tables, ignore_index=True), per_fold,
-                              {**run_identity(document), "target_sensitivity": target_sensitivity,
-                               "slice_score": slice_score}, CountedOutputs.concatenate(out_of_fold),
-                              n_resamples=n_resamples, seed=seed)
+    report = out_of_fold_report(pd.DataFrame(volumes), pd.concat(tables, ignore_index=True), per_fold,
+                                {**run_identity(document), "target_sensitivity": target_sensitivity,
+                                 "slice_score": slice_score}, CountedOutputs.concatenate(out_of_fold),
+                                n_resamples=n_resamples, seed=seed)
+    if ensemble_with:
+        report["ensemble_with"] = [str(other) for other in ensemble_with]
+    return report
+
+
+TRAINING_RECORD_KEYS = ("epochs_run", "best_epoch", "train_wall_seconds", "keras_backend", "devices", "cpu", "sha256",
+                        "weights_sha256", "preprocessing")
+
+
+def training_record(sidecar: dict) -> dict:
+    """What a fold report keeps of a fold model's sidecar: how it trained, where, and which weights it ended with."""
+    return {key: sidecar.get(key) for key in TRAINING_RECORD_KEYS}
 
 
 def gate_by_fold(per_slice: pd.DataFrame, threshold: float) -> list[dict]:
@@ -420,8 +449,9 @@ def combine_reports(reports: list[dict], n_resamples: int = 2000, seed: int = 0)
     first = reports[0]
     for i, report in enumerate(reports[1:], start=2):
         differing = [k for k in IDENTITY_KEYS if report[k] != first[k]]
-        if differing or report.get("variant") != first.get("variant"):
-            what = ", ".join(differing) or "variant"
+        differing += [k for k in ("variant", "ensemble_with") if report.get(k) != first.get(k)]
+        if differing:
+            what = ", ".join(differing)
             raise DataError(f"fold report {i} differs from the first in {what}: not one cross-validation")
     folds = [f for report in reports for f in report["folds_scored"]]
     if len(folds) != len(set(folds)):
@@ -446,8 +476,9 @@ def combine_reports(reports: list[dict], n_resamples: int = 2000, seed: int = 0)
         counts = CountedOutputs.concatenate([CountedOutputs.from_report(r) for r in ordered])
     combined = out_of_fold_report(per_patient, slices, per_fold, identity, counts, n_resamples=n_resamples,
                                   seed=seed)
-    if "variant" in first:
-        combined["variant"] = first["variant"]
+    for key in ("variant", "ensemble_with"):
+        if key in first:
+            combined[key] = first[key]
     combined["combined_from"] = [{"folds_scored": r["folds_scored"], "command": r.get("command")} for r in ordered]
     return combined
 

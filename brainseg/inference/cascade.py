@@ -56,6 +56,40 @@ class LoadedModel:
         return self._infer(images)
 
 
+@dataclass
+class AveragedModel:
+    """Models of one role and input spec whose outputs are averaged: an ensemble, which a ``Cascade`` runs like
+    one model (it pays each member's inference). Used to score ensembles out of fold
+    (``brainseg crossval --ensemble-with``); the shipped cascade runs one model per role."""
+
+    members: list[LoadedModel]
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an averaged model needs at least one member")
+        roles = {member.role for member in self.members}
+        specs = {member.spec for member in self.members}
+        if len(roles) > 1 or len(specs) > 1:
+            raise ModelLoadError("an ensemble's members must share a role and an input spec; got "
+                                 + ", ".join(f"{m.path} ({m.role}, {m.spec})" for m in self.members))
+
+    @property
+    def role(self) -> str:
+        return self.members[0].role
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.members[0].spec
+
+    @property
+    def sha256(self) -> list[str]:
+        return [member.sha256 for member in self.members]
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """The members' outputs on the same inputs, averaged (float32, as each member's)."""
+        return np.mean([member.infer(images) for member in self.members], axis=0, dtype=np.float32)
+
+
 def load_model(path: str | Path, role: str, runtime: str | None = None,
                spec: InputSpec | None = None) -> LoadedModel:
     """Load a ``.keras`` model in Keras safe mode and check it is a ``role`` network, to run on ``runtime``
