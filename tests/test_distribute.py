@@ -16,11 +16,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
 from brainseg.cli import main
+from brainseg.core.hashing import weights_sha256
 from brainseg.inference.cascade import load_model
 from brainseg.training import distribute
 from brainseg.training.distribute import StrategyError
@@ -35,7 +37,8 @@ def tiny(epochs: int = 2) -> list[str]:
 
 
 # In a fresh process: 2 logical CPUs first; then, per model, the initial weights as training starts from them;
-# the segmenter is interrupted after its first epoch (Python API) and resumed by the command line.
+# a run interrupted after its first epoch (Python API) and resumed by the command line, and the same run again
+# uninterrupted, which the resumed one must match (the shuffle and dropout streams put back under a strategy too).
 TRAINING_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -62,12 +65,12 @@ TRAINING_SCRIPT = textwrap.dedent("""
         config = config_with_overrides(recipe(model, "cpu"), epochs=2, batch_size=4, input_size=32, width=0.125)
         with distribute.strategy_scope(distribute.make_strategy("mirrored")):
             build_model(config).save(runs / f"{model}-initial.keras")
-        if model == "segmenter":
-            try:
-                train(config, demo, split, runs / "segmenter-cpu", verbose=0, limit_slices=12,
-                      extra_callbacks=[Interrupt()], strategy="mirrored")
-            except KeyboardInterrupt:
-                pass
+        try:
+            train(config, demo, split, runs / f"{model}-cpu", verbose=0, limit_slices=12,
+                  extra_callbacks=[Interrupt()], strategy="mirrored")
+        except KeyboardInterrupt:
+            pass
+        train(config, demo, split, runs / f"{model}-uninterrupted", verbose=0, limit_slices=12, strategy="mirrored")
         code = main(["train", model, "--data", str(demo), "--split-file", str(split), "--runs-dir", str(runs),
                      "--export-dir", str(runs / "export"), "--strategy", "mirrored", *tiny])
         assert code == 0, f"brainseg train {model} exited {code}"
@@ -97,8 +100,12 @@ def test_mirrored_training_on_two_cpu_devices(tmp_path, demo_dir, demo_split):
         run_dir = runs / f"{model}-cpu"
         assert json.loads((run_dir / "config.json").read_text())["strategy"] == {"name": "mirrored", "replicas": 2}
         history = pd.read_csv(run_dir / "history.csv")
-        assert history["epoch"].tolist() == [0, 1]  # the segmenter resumed at epoch 1 (a restart logs 0, 0, 1)
+        assert history["epoch"].tolist() == [0, 1]  # resumed at epoch 1 (a restart would log 0, 0, 1)
         assert all(math.isfinite(v) for v in [*history["loss"], *history["val_loss"]])
+        uninterrupted = runs / f"{model}-uninterrupted"
+        assert history["loss"].tolist() == pd.read_csv(uninterrupted / "history.csv")["loss"].tolist()
+        assert weights_sha256(keras.models.load_model(run_dir / "best.keras", compile=False)) == weights_sha256(
+            keras.models.load_model(uninterrupted / "best.keras", compile=False))
         if model == "segmenter":  # one device's focal Tversky, in [0, 1], not the replicas' sum
             assert history["loss"].max() <= 1.0 and history["val_loss"].max() <= 1.0
 

@@ -303,7 +303,8 @@ def affine_coefficients(size, angle, scale, shift, cos=np.cos, sin=np.sin) -> li
 # Keras' fit makes two iterators over a tf.data training set per epoch, each drawing a slice order from the
 # seeded shuffle: one as the epoch starts and one, never read, as it ends (its epoch iterator readies the next
 # epoch's, which the next epoch replaces when steps_per_epoch is unset). Checked with the default strategy
-# (tests/test_train.py); a distributed resume may still differ from an uninterrupted run.
+# (tests/test_train.py) and MirroredStrategy on two CPU devices (tests/test_distribute.py); not with several
+# workers.
 KERAS_SHUFFLE_ORDERS_PER_EPOCH = 2
 
 
