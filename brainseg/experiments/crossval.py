@@ -267,19 +267,20 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
                             "the same patients")
     manifest, _ = load_dataset(data)
     scored = check_fold_numbers(folds, document["k"])
+    members_of = {i: [out_dir / f"fold-{i}" / "models", *(other / f"fold-{i}" / "models" for other in ensemble_with)]
+                  for i in scored}  # each fold's segmenter folders: this cross-validation's first
     for i in scored:  # checked before any fold is scored: scoring one takes minutes
-        for member in (other / f"fold-{i}" / "models" for other in ensemble_with):
+        for member in members_of[i][1:]:
             if not (member / "segmenter.keras").is_file():
                 raise DataError(f"{member}: fold {i}'s segmenter is not trained yet (run the 'train' stage)")
     volumes, tables, per_fold = [], [], []
     out_of_fold = []  # every held-out patient's counted outputs, fold by fold
     for i in scored:
         fold = document["folds"][i]
-        models = out_dir / f"fold-{i}" / "models"
+        models = members_of[i][0]
         if not all((models / f"{role}.keras").is_file() for role in ("classifier", "segmenter")):
             raise DataError(f"{models}: fold {i} is not trained yet (run the 'train' stage)")
-        member_dirs = [models, *(other / f"fold-{i}" / "models" for other in ensemble_with)]
-        segmenters = [load_model(member / "segmenter.keras", "segmenter") for member in member_dirs]
+        segmenters = [load_model(member / "segmenter.keras", "segmenter") for member in members_of[i]]
         cascade = Cascade(load_model(models / "classifier.keras", "classifier"),
                           AveragedModel(segmenters) if ensemble_with else segmenters[0], slice_score=slice_score)
         val_rows = select_part(manifest, fold, "val")
@@ -317,8 +318,8 @@ def evaluate_folds(data: str | Path, out_dir: str | Path, target_sensitivity: fl
             "training": {role: training_record(s) for role, s in sidecars.items()},
         })
         if ensemble_with:
-            per_fold[-1]["segmenter_ensemble_members"] = [
-                training_record(json.loads((member / "segmenter.json").read_text())) for member in member_dirs]
+            # Each member's sidecar, as load_model read it (its metadata): not read from disk again.
+            per_fold[-1]["segmenter_ensemble_members"] = [training_record(m.metadata) for m in segmenters]
 
     report = out_of_fold_report(pd.DataFrame(volumes), pd.concat(tables, ignore_index=True), per_fold,
                                 {**run_identity(document), "target_sensitivity": target_sensitivity,
